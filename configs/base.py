@@ -1,0 +1,70 @@
+"""Defaults shared by every config; each config file changes what it needs.
+
+Every field is documented with its unit or meaning. Override any of them on
+the command line, e.g. ``--config.train.batch_rays=2048``.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.name = 'base'  # run name: the default workdir is runs/<name>
+
+  config.data = data = ml_collections.ConfigDict()
+  data.kind = 'procedural'  # 'procedural' | 'tiny_npz' | 'blender'
+  data.path = ''  # local dataset file or folder ('' = the kind's default source)
+  data.near = 2.0  # start of the sampled interval along each ray (scene units)
+  data.far = 6.0  # end of the sampled interval along each ray (scene units)
+  data.white_background = False  # composite images and renders onto white
+  data.seed = 0  # procedural: camera placement seed
+  data.width = 64  # procedural: image width in pixels
+  data.height = 64  # procedural: image height in pixels
+  data.num_train = 100  # procedural: training views
+  data.num_val = 8  # procedural: held-out validation views
+  data.num_test = 8  # procedural: test views
+  data.downsample = 1  # blender: integer image downsampling factor
+  data.max_views = 0  # blender: keep the first N views per split (0 = all)
+  data.val_indices = ()  # tiny_npz: explicit held-out view indices
+  data.val_fraction = 0.0  # tiny_npz: hold out every 1/fraction-th view
+  data.cache_dir = ''  # tiny_npz: download cache ('' = ~/.cache/nerf_jax)
+
+  config.model = model = ml_collections.ConfigDict()
+  model.preset = 'small'  # tiny|small|medium|nerf|large, or '' to use depth/width/skips
+  model.depth = 4  # hidden layers (when preset == '')
+  model.width = 128  # units per hidden layer (when preset == '')
+  model.skips = ()  # layers that re-read the encoded input (when preset == '')
+  model.pos_freqs = 10  # positional encoding octaves L for points
+  model.dir_freqs = 4  # positional encoding octaves L for view directions
+  model.use_viewdirs = False  # colour depends on the view direction
+  model.density_bias = -1.0  # added to raw density before softplus
+  model.num_coarse = 64  # stratified samples per ray
+  model.num_fine = 0  # importance samples per ray (0 = no fine pass)
+  model.separate_fine = True  # the fine pass has its own MLP (NeRF paper)
+
+  config.train = train = ml_collections.ConfigDict()
+  train.seed = 0  # PRNG seed for initialisation and ray sampling
+  train.batch_rays = 1024  # rays per step, drawn from all training pixels
+  train.max_steps = 2000  # total optimisation steps
+  train.max_seconds = 0.0  # wall-clock training budget in seconds (0 = none)
+  train.lr_init = 5e-4  # learning rate after warm-up
+  train.lr_final = 5e-5  # learning rate at max_steps
+  train.lr_schedule = 'log_linear'  # 'log_linear' (init -> final) | 'exponential'
+  train.lr_decay_steps = 250_000  # exponential: lr_init * 0.1^(step / this)
+  train.warmup_steps = 0  # linear warm-up steps from 0 to lr_init
+  train.adam_b1 = 0.9  # Adam beta1
+  train.adam_b2 = 0.999  # Adam beta2
+  train.adam_eps = 1e-7  # Adam epsilon
+  train.grad_clip = 0.0  # global gradient-norm clip (0 = off)
+  train.log_every = 50  # steps between training records in metrics.jsonl
+
+  config.eval = evaluation = ml_collections.ConfigDict()
+  evaluation.every = 500  # steps between held-out evaluations (0 = only at the end)
+  evaluation.split = 'val'  # split to evaluate on
+  evaluation.max_views = 0  # evaluate the first N held-out views (0 = all)
+  evaluation.chunk = 4096  # rays rendered per jit call
+
+  config.checkpoint = ckpt = ml_collections.ConfigDict()
+  ckpt.every = 1000  # steps between checkpoints (one is always saved at the end)
+  ckpt.keep = 3  # most recent checkpoints kept
+  return config

@@ -1,0 +1,74 @@
+"""Dataset loaders: one module per format plus the built-in procedural scene.
+
+``load_scene(config.data)`` dispatches on ``data_cfg.kind``:
+  'procedural': the built-in scene (no files; ``path`` must be '').
+  'tiny_npz': the classic tiny NeRF npz (``path`` '' downloads it).
+  'blender': a Blender synthetic scene folder (``path`` required).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nerf_jax.datasets.base import DatasetError, Scene, Split
+from nerf_jax.datasets.blender import load_blender
+from nerf_jax.datasets.procedural import make_scene
+from nerf_jax.datasets.tiny_npz import load_tiny_npz
+
+KINDS = ('procedural', 'tiny_npz', 'blender')
+
+__all__ = ['DatasetError', 'KINDS', 'Scene', 'Split', 'load_blender',
+           'load_scene', 'load_tiny_npz', 'make_scene']
+
+
+def _load_procedural(cfg: Any) -> Scene:
+  if getattr(cfg, 'path', ''):
+    raise DatasetError(
+        f'the procedural scene has no files, but data.path={cfg.path!r}; '
+        f'leave it empty or choose another data.kind')
+  return make_scene(
+      width=int(cfg.width), height=int(cfg.height),
+      num_train=int(cfg.num_train), num_val=int(cfg.num_val),
+      num_test=int(cfg.num_test), seed=int(cfg.seed),
+      white_background=bool(cfg.white_background), near=float(cfg.near),
+      far=float(cfg.far))
+
+
+def _load_tiny(cfg: Any) -> Scene:
+  return load_tiny_npz(
+      str(getattr(cfg, 'path', '')),
+      val_indices=tuple(int(i) for i in getattr(cfg, 'val_indices', ())),
+      val_fraction=float(getattr(cfg, 'val_fraction', 0.0)),
+      cache_dir=str(getattr(cfg, 'cache_dir', '')),
+      near=float(cfg.near), far=float(cfg.far))
+
+
+def _load_blender(cfg: Any) -> Scene:
+  return load_blender(
+      str(getattr(cfg, 'path', '')), downsample=int(cfg.downsample),
+      white_background=bool(cfg.white_background),
+      near=float(cfg.near), far=float(cfg.far),
+      max_views=int(getattr(cfg, 'max_views', 0)))
+
+
+_LOADERS = {'procedural': _load_procedural, 'tiny_npz': _load_tiny,
+            'blender': _load_blender}
+
+
+def load_scene(data_cfg: Any) -> Scene:
+  """Loads the scene a data config describes.
+
+  Args:
+    data_cfg: an ``ml_collections.ConfigDict`` (or any object with the same
+      attributes): kind, path, near, far, white_background, seed, width,
+      height, num_train, num_val, num_test, downsample, max_views,
+      val_indices, val_fraction, cache_dir.
+
+  Returns:
+    The loaded ``Scene``.
+  """
+  kind = getattr(data_cfg, 'kind', None)
+  if kind not in _LOADERS:
+    raise DatasetError(f'unknown data.kind {kind!r}; choose one of '
+                       f'{", ".join(KINDS)}')
+  return _LOADERS[kind](data_cfg)

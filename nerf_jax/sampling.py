@@ -1,0 +1,146 @@
+"""Where to evaluate the field along each ray.
+
+Symbols shared by this module (``...`` is the batch of rays):
+  t_samples: f32[..., n], sorted sample positions along the ray parameter t;
+  t_edges:   f32[..., n + 1], the edges of the interval each sample stands
+             for: ``near``, the midpoints between neighbouring samples, ``far``;
+  weights:   f32[..., n], compositing weights of the intervals (rendering.py).
+
+Every random function takes its PRNG key first and accepts ``None`` for the
+deterministic evaluation path.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+
+
+def edges_from_samples(t_samples: jnp.ndarray, near: jnp.ndarray,
+                       far: jnp.ndarray) -> jnp.ndarray:
+  """Interval edges around sorted samples: near, midpoints, far.
+
+  Args:
+    t_samples: f32[..., n], sorted samples inside [near, far].
+    near: f32[..., 1], start of each ray's interval.
+    far: f32[..., 1], end of each ray's interval.
+
+  Returns:
+    f32[..., n + 1], non-decreasing edges with each sample inside its interval.
+  """
+  mids = 0.5 * (t_samples[..., 1:] + t_samples[..., :-1])
+  return jnp.concatenate([near, mids, far], axis=-1)
+
+
+def stratified_samples(key: Optional[jax.Array], near: jnp.ndarray,
+                       far: jnp.ndarray, num_samples: int) -> jnp.ndarray:
+  """Stratified samples: one per equal-width bin of [near, far].
+
+  With a key, sample i is uniform inside bin i (the NeRF paper, eq. 2); with
+  ``None`` it is the bin's centre.
+
+  Args:
+    key: PRNG key, or None for the deterministic bin centres.
+    near: f32[..., 1], start of each ray's interval.
+    far: f32[..., 1], end of each ray's interval.
+    num_samples: int, number of bins (and samples) per ray.
+
+  Returns:
+    f32[..., num_samples], sorted samples, sample i in
+    [near + i * (far - near) / n, near + (i + 1) * (far - near) / n).
+  """
+  shape = jnp.broadcast_shapes(near.shape, far.shape)[:-1] + (num_samples,)
+  if key is None:
+    u = jnp.full(shape, 0.5, jnp.float32)
+  else:
+    u = jax.random.uniform(key, shape, jnp.float32)
+  s = (jnp.arange(num_samples, dtype=jnp.float32) + u) / num_samples
+  return near + (far - near) * s
+
+
+def sample_pdf(key: Optional[jax.Array], t_edges: jnp.ndarray,
+               weights: jnp.ndarray, num_samples: int,
+               eps: float = 1e-5) -> jnp.ndarray:
+  """Draws samples from the piecewise-constant density given by ``weights``.
+
+  Inverse transform sampling of the step function whose mass in interval
+  [t_edges[i], t_edges[i+1]) is proportional to ``weights[i] + eps``. The
+  small ``eps`` keeps the CDF strictly increasing, so empty rays fall back to
+  uniform sampling instead of dividing by zero. With a key the uniform
+  variates are stratified (one per 1/num_samples bin); with ``None`` they are
+  the bin centres, so evaluation is deterministic.
+
+  Args:
+    key: PRNG key, or None for deterministic samples.
+    t_edges: f32[..., n + 1], non-decreasing interval edges.
+    weights: f32[..., n], non-negative interval masses (need not sum to 1).
+    num_samples: int, number of samples to draw per ray.
+    eps: float, mass added to every interval.
+
+  Returns:
+    f32[..., num_samples], sorted samples in [t_edges[0], t_edges[-1]], with
+    gradients stopped (samples are positions, not functions of the weights).
+  """
+  weights = jax.lax.stop_gradient(weights)
+  t_edges = jax.lax.stop_gradient(t_edges)
+  pdf = weights + eps
+  pdf = pdf / jnp.sum(pdf, axis=-1, keepdims=True)
+  cdf = jnp.concatenate(
+      [jnp.zeros_like(pdf[..., :1]),
+       jnp.minimum(1.0, jnp.cumsum(pdf[..., :-1], axis=-1)),
+       jnp.ones_like(pdf[..., :1])], axis=-1)
+  shape = weights.shape[:-1] + (num_samples,)
+  if key is None:
+    u = jnp.broadcast_to(
+        (jnp.arange(num_samples, dtype=jnp.float32) + 0.5) / num_samples,
+        shape)
+  else:
+    u = (jnp.arange(num_samples, dtype=jnp.float32) +
+         jax.random.uniform(key, shape, jnp.float32)) / num_samples
+  return _invert_cdf(u, cdf, t_edges)
+
+
+def _invert_cdf(u: jnp.ndarray, cdf: jnp.ndarray,
+                t_edges: jnp.ndarray) -> jnp.ndarray:
+  """Piecewise-linear inverse of ``cdf`` (defined at ``t_edges``) at ``u``."""
+  n = cdf.shape[-1]
+  # Index of the interval containing u: last edge whose cdf is <= u.
+  idx = jnp.sum(u[..., :, None] >= cdf[..., None, :], axis=-1) - 1
+  idx = jnp.clip(idx, 0, n - 2)
+  cdf0 = jnp.take_along_axis(cdf, idx, axis=-1)
+  cdf1 = jnp.take_along_axis(cdf, idx + 1, axis=-1)
+  t0 = jnp.take_along_axis(t_edges, idx, axis=-1)
+  t1 = jnp.take_along_axis(t_edges, idx + 1, axis=-1)
+  # The denominator is >= eps / n > 0 because every interval has mass eps.
+  frac = jnp.clip((u - cdf0) / jnp.maximum(cdf1 - cdf0, 1e-12), 0.0, 1.0)
+  return t0 + frac * (t1 - t0)
+
+
+def merge_samples(t_a: jnp.ndarray, t_b: jnp.ndarray) -> jnp.ndarray:
+  """Sorted union of two sample sets along the last axis.
+
+  Args:
+    t_a: f32[..., n], samples.
+    t_b: f32[..., m], samples.
+
+  Returns:
+    f32[..., n + m], sorted samples.
+  """
+  return jnp.sort(jnp.concatenate([t_a, t_b], axis=-1), axis=-1)
+
+
+def points_along_rays(origins: jnp.ndarray, directions: jnp.ndarray,
+                      t_samples: jnp.ndarray) -> jnp.ndarray:
+  """3D points ``o + t d``.
+
+  Args:
+    origins: f32[..., 3].
+    directions: f32[..., 3].
+    t_samples: f32[..., n].
+
+  Returns:
+    f32[..., n, 3].
+  """
+  return origins[..., None, :] + t_samples[..., :, None] * directions[..., None, :]

@@ -1,0 +1,86 @@
+"""Pictures of training: previews, progress plots and the progression GIF."""
+
+from __future__ import annotations
+
+import os
+import json
+
+import imageio.v3 as iio
+import numpy as np
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+  """f32 image in [0, 1] -> uint8."""
+  return (np.clip(np.nan_to_num(image), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def colorize_depth(depth: np.ndarray, acc: np.ndarray, near: float, far: float,
+                   background: float = 0.0) -> np.ndarray:
+  """Colour-maps depth (near = warm, far = cool) for display.
+
+  Args:
+    depth: f32[h, w], expected ray termination t.
+    acc: f32[h, w], accumulated opacity: where it is low the ray hit nothing,
+      so the colour fades to the background.
+    near, far: float, the depth range mapped onto the colour map.
+    background: float, grey level of empty space.
+
+  Returns:
+    f32[h, w, 3] in [0, 1].
+  """
+  from matplotlib import colormaps  # pylint: disable=g-import-not-at-top
+  x = np.clip((depth - near) / max(far - near, 1e-6), 0.0, 1.0)
+  rgb = colormaps['turbo'](1.0 - x)[..., :3]
+  a = np.clip(acc, 0.0, 1.0)[..., None]
+  return rgb * a + background * (1.0 - a)
+
+
+def save_preview(path: str, prediction: np.ndarray, depth_rgb: np.ndarray,
+                 ground_truth: np.ndarray) -> None:
+  """Writes prediction | depth | ground truth side by side as a PNG."""
+  h = prediction.shape[0]
+  gap = np.ones((h, 2, 3), np.float32)
+  row = np.concatenate([prediction, gap, depth_rgb, gap, ground_truth], axis=1)
+  iio.imwrite(path, to_uint8(row))
+
+
+def save_gif(path: str, frame_paths: list, fps: float = 4.0) -> None:
+  """Assembles PNG frames into a looping GIF (written atomically)."""
+  if not frame_paths:
+    return
+  frames = [iio.imread(p)[..., :3] for p in frame_paths]
+  tmp = path + '.tmp.gif'
+  iio.imwrite(tmp, np.stack(frames), duration=1000.0 / fps, loop=0)
+  os.replace(tmp, path)
+
+
+def read_metrics(path: str) -> list:
+  """Records of a metrics.jsonl file (missing file -> [])."""
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def plot_progress(metrics_path: str, out_path: str) -> None:
+  """Plots training loss and held-out PSNR against steps into a PNG."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  records = read_metrics(metrics_path)
+  train = [r for r in records if r.get('split') == 'train']
+  held = [r for r in records if r.get('split') not in (None, 'train')]
+  fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 3.6))
+  if train:
+    ax0.semilogy([r['step'] for r in train], [r['loss'] for r in train])
+  ax0.set(xlabel='step', ylabel='training loss (MSE)', title='loss')
+  if held:
+    ax1.plot([r['step'] for r in held], [r['psnr'] for r in held], 'o-')
+  ax1.set(xlabel='step', ylabel='PSNR (dB)', title='held-out PSNR')
+  for ax in (ax0, ax1):
+    ax.grid(alpha=0.3)
+  fig.tight_layout()
+  tmp = out_path + '.tmp.png'
+  fig.savefig(tmp, dpi=80)
+  plt.close(fig)
+  os.replace(tmp, out_path)

@@ -1,0 +1,254 @@
+"""Tests of training: schedule, batches, the jitted step, the loop, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import demo
+from nerf_jax import camera, datasets, models, pipeline, train_lib
+
+
+def small_config(**overrides):
+  """The demo config shrunk so a run takes seconds."""
+  config = demo.get_config()
+  config.data.width = config.data.height = 16
+  config.data.num_train, config.data.num_val, config.data.num_test = 20, 2, 1
+  config.model.preset = 'tiny'
+  config.model.num_coarse = 16
+  config.train.batch_rays = 256
+  config.train.max_steps = 20
+  config.train.log_every = 5
+  config.eval.every = 10
+  config.eval.chunk = 128
+  config.checkpoint.every = 10
+  for key, value in overrides.items():
+    section, field = key.split('__')
+    config[section][field] = value
+  return config
+
+
+def test_log_linear_schedule_hits_both_ends_and_is_geometric():
+  cfg = small_config(train__lr_init=1e-2, train__lr_final=1e-4,
+                     train__max_steps=100).train
+  sched = train_lib.make_schedule(cfg)
+  np.testing.assert_allclose(sched(0), 1e-2, rtol=1e-5)
+  np.testing.assert_allclose(sched(100), 1e-4, rtol=1e-5)
+  np.testing.assert_allclose(sched(50), 1e-3, rtol=1e-4)  # geometric mean
+
+
+def test_warmup_ramps_linearly_then_decays():
+  cfg = small_config(train__lr_init=1e-2, train__lr_final=1e-3,
+                     train__max_steps=110, train__warmup_steps=10).train
+  sched = train_lib.make_schedule(cfg)
+  np.testing.assert_allclose(sched(0), 0.0, atol=1e-12)
+  np.testing.assert_allclose(sched(5), 5e-3, rtol=1e-5)
+  np.testing.assert_allclose(sched(10), 1e-2, rtol=1e-5)
+  np.testing.assert_allclose(sched(110), 1e-3, rtol=1e-4)
+
+
+def test_exponential_schedule_is_the_nerf_paper_decay():
+  cfg = small_config(train__lr_schedule='exponential', train__lr_init=5e-4,
+                     train__lr_decay_steps=1000).train
+  sched = train_lib.make_schedule(cfg)
+  np.testing.assert_allclose(sched(1000), 5e-5, rtol=1e-5)
+  np.testing.assert_allclose(sched(500), 5e-4 * 0.1 ** 0.5, rtol=1e-5)
+
+
+def test_sample_batch_draws_rays_matching_their_pixels():
+  # Images encode their own (view, row, col), so every drawn target tells
+  # which pixel it came from; its ray must be that pixel's ray.
+  n, h, w = 3, 5, 7
+  view, row, col = np.meshgrid(np.arange(n), np.arange(h), np.arange(w),
+                               indexing='ij')
+  images = np.stack([view, row, col], -1).astype(np.float32)
+  poses = np.stack([camera.pose_spherical(a, -30.0, 4.0) for a in (0, 90, 200)])
+  intr = camera.Intrinsics(fx=6.0, fy=5.0, cx=3.2, cy=2.4, width=w, height=h)
+  data = train_lib.TrainData(jnp.asarray(images), jnp.asarray(poses), intr)
+  rays, target = train_lib.sample_batch(jax.random.PRNGKey(3), data, 64, 2.0,
+                                        6.0)
+  idx = np.asarray(target).astype(int)
+  assert len(np.unique(idx[:, 0])) == n  # every view is drawn from
+  for k in range(64):
+    v, r, c = idx[k]
+    full = camera.generate_rays(intr, poses[v], 2.0, 6.0)
+    np.testing.assert_allclose(rays.origins[k], full.origins[r, c], atol=1e-5)
+    np.testing.assert_allclose(rays.directions[k], full.directions[r, c],
+                               atol=1e-5)
+  np.testing.assert_allclose(rays.near, 2.0)
+  np.testing.assert_allclose(rays.far, 6.0)
+
+
+def _setup(config):
+  scene = datasets.load_scene(config.data)
+  field = models.make_field(config.model)
+  options = pipeline.RenderOptions.from_config(config)
+  tx = train_lib.make_optimizer(config.train)
+  state = train_lib.create_train_state(jax.random.PRNGKey(0), field, options,
+                                       tx)
+  split = scene.split('train')
+  data = train_lib.TrainData(jnp.asarray(split.images),
+                             jnp.asarray(split.poses), split.intrinsics)
+  step = train_lib.make_train_step(field, options, tx,
+                                   config.train.batch_rays, scene.near,
+                                   scene.far)
+  return state, data, step
+
+
+@pytest.mark.parametrize('num_fine', [0, 16])
+def test_train_step_compiles_once_and_lowers_the_loss(num_fine):
+  config = small_config(model__num_fine=num_fine, train__lr_init=5e-3,
+                        train__lr_final=5e-3, train__batch_rays=512)
+  state, data, step = _setup(config)
+  traces = []
+
+  def counted(*args):
+    traces.append(1)
+    return step(*args)
+
+  jitted = jax.jit(counted, donate_argnums=(0,))
+  rng = jax.random.PRNGKey(1)
+  losses = []
+  for _ in range(60):
+    state, metrics = jitted(state, data, rng)
+    losses.append(float(metrics['loss']))
+  assert len(traces) == 1
+  assert int(state.step) == 60
+  assert np.mean(losses[-10:]) < 0.6 * np.mean(losses[:5])
+  if num_fine:  # both levels are supervised and reported apart
+    assert {'psnr_coarse', 'psnr_fine'} <= set(metrics)
+    assert set(state.params) == {'coarse', 'fine'}
+
+
+def test_training_is_deterministic_given_the_seed():
+  config = small_config()
+  finals = []
+  for _ in range(2):
+    state, data, step = _setup(config)
+    jitted = jax.jit(step)
+    for _ in range(5):
+      state, _ = jitted(state, data, jax.random.PRNGKey(1))
+    finals.append(jax.tree_util.tree_leaves(state.params))
+  for a, b in zip(*finals):
+    np.testing.assert_array_equal(a, b)
+
+
+def _read(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(line) for line in f]
+
+
+def test_loop_writes_metrics_previews_plot_gif_and_checkpoints(tmp_path):
+  workdir = str(tmp_path / 'run')
+  record = train_lib.train_and_evaluate(small_config(), workdir,
+                                        progress=False)
+  records = _read(workdir)
+  evals = [r for r in records if r['split'] == 'val']
+  assert [r['step'] for r in evals] == [10, 20]
+  for r in evals:
+    assert {'step', 'split', 'psnr', 'ssim', 'elapsed_s'} <= set(r)
+    assert np.isfinite(r['psnr']) and -1.0 <= r['ssim'] <= 1.0
+  assert evals[0]['elapsed_s'] <= evals[1]['elapsed_s']
+  assert record == evals[-1]
+  trains = [r for r in records if r['split'] == 'train']
+  assert [r['step'] for r in trains] == [5, 10, 15, 20]
+  assert all({'loss', 'psnr', 'lr', 'rays_per_s'} <= set(r) for r in trains)
+  assert sorted(os.listdir(os.path.join(workdir, 'previews'))) == [
+      'step_0000010.png', 'step_0000020.png']
+  for name in ('progress.png', 'progress.gif', 'config.json'):
+    assert os.path.getsize(os.path.join(workdir, name)) > 0
+  ckpts = os.listdir(os.path.join(workdir, 'checkpoints'))
+  assert '20' in ckpts and '10' in ckpts
+  saved = train_lib.load_config(workdir)
+  assert saved.model.preset == 'tiny' and saved.train.max_steps == 20
+
+
+def _params(workdir, config):
+  field = models.make_field(config.model)
+  options = pipeline.RenderOptions.from_config(config)
+  tx = train_lib.make_optimizer(config.train)
+  target = train_lib.create_train_state(jax.random.PRNGKey(0), field, options,
+                                        tx)
+  manager = train_lib.checkpoint_manager(workdir)
+  state = train_lib.restore_state(manager, target)
+  manager.close()
+  return state
+
+
+def test_interrupted_and_resumed_run_equals_straight_run(tmp_path):
+  config = small_config(model__num_fine=8)
+  straight = str(tmp_path / 'straight')
+  train_lib.train_and_evaluate(config, straight, progress=False)
+  # An interrupted run: killed after its step-10 checkpoint was written.
+  resumed = str(tmp_path / 'resumed')
+  shutil.copytree(straight, resumed)
+  shutil.rmtree(os.path.join(resumed, 'checkpoints', '20'))
+  assert int(_params(resumed, config).step) == 10
+  train_lib.train_and_evaluate(config, resumed, progress=False)
+  a, b = _params(straight, config), _params(resumed, config)
+  assert int(a.step) == int(b.step) == 20
+  for x, y in zip(jax.tree_util.tree_leaves(a.params),
+                  jax.tree_util.tree_leaves(b.params)):
+    np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+  # Metrics of the resumed run have no duplicated steps.
+  steps = [r['step'] for r in _read(resumed) if r['split'] == 'train']
+  assert steps == sorted(set(steps))
+  # Running the finished command again trains no further.
+  train_lib.train_and_evaluate(config, resumed, progress=False)
+  assert int(_params(resumed, config).step) == 20
+
+
+def test_workdir_of_another_model_is_refused_and_kept(tmp_path):
+  workdir = str(tmp_path / 'run')
+  train_lib.train_and_evaluate(small_config(train__max_steps=10), workdir,
+                               progress=False)
+  before = sorted(os.listdir(os.path.join(workdir, 'checkpoints')))
+  config_before = open(os.path.join(workdir, 'config.json')).read()
+  with pytest.raises(train_lib.CheckpointError, match='model.preset'):
+    train_lib.train_and_evaluate(small_config(model__preset='small'), workdir,
+                                 progress=False)
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == before
+  assert open(os.path.join(workdir, 'config.json')).read() == config_before
+
+
+def test_wall_clock_budget_stops_early_with_eval_and_checkpoint(tmp_path):
+  workdir = str(tmp_path / 'run')
+  config = small_config(train__max_steps=100000, train__max_seconds=1.0,
+                        eval__every=0, checkpoint__every=100000)
+  record = train_lib.train_and_evaluate(config, workdir, progress=False)
+  assert 0 < record['step'] < 100000
+  assert record['elapsed_s'] >= 1.0
+  assert str(record['step']) in os.listdir(os.path.join(workdir, 'checkpoints'))
+
+
+@pytest.mark.parametrize('bad, match', [
+    (dict(model__preset='huge'), 'model.preset'),
+    (dict(train__lr_schedule='cosine'), 'lr_schedule'),
+    (dict(model__num_coarse=1), 'num_coarse'),
+    (dict(data__near=7.0), 'near'),
+])
+def test_invalid_configs_are_refused(bad, match):
+  with pytest.raises(train_lib.ConfigError, match=match):
+    train_lib.validate_config(small_config(**bad))
+
+
+@pytest.mark.slow
+def test_end_to_end_learns_the_builtin_scene(tmp_path):
+  """A few hundred steps at 32x32 must beat 21 dB on views never trained on."""
+  config = small_config(data__width=32, data__height=32, data__num_train=60,
+                        data__num_val=4, model__preset='small',
+                        model__pos_freqs=6, model__num_coarse=32,
+                        train__batch_rays=1024, train__max_steps=400,
+                        train__lr_init=3e-3, train__lr_final=3e-4,
+                        eval__every=0, eval__chunk=1024,
+                        checkpoint__every=1000)
+  record = train_lib.train_and_evaluate(config, str(tmp_path / 'run'),
+                                        progress=False)
+  assert record['psnr'] > 21.0, record
+  assert record['ssim'] > 0.7, record

@@ -60,6 +60,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.eval = evaluation = ml_collections.ConfigDict()
   evaluation.every = 500  # steps between held-out evaluations (0 = only at the end)
+  evaluation.at_seconds = ()  # also evaluate when training wall-clock passes these
   evaluation.split = 'val'  # split to evaluate on
   evaluation.max_views = 0  # evaluate the first N held-out views (0 = all)
   evaluation.chunk = 4096  # rays rendered per jit call

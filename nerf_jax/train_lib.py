@@ -360,42 +360,49 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   max_steps = int(config.train.max_steps)
   budget = float(config.train.max_seconds)
+  elapsed = float(state.elapsed_s)
+  timed_evals = sorted(float(s) for s in config.eval.at_seconds if s > elapsed)
+  # A time budget or timed evals need the clock read after every step.
+  sync_every = 1 if (budget > 0 or timed_evals) else 10
+  schedule = make_schedule(config.train)
   last_eval, record = None, None
   bar = tqdm(total=max_steps, initial=start, disable=not progress,
              dynamic_ncols=True, mininterval=0.5, desc=config.name)
-  elapsed = float(state.elapsed_s)
-  t_mark, steps_mark = time.perf_counter(), start
-  step = start
+  t_mark = time.perf_counter()
+  step, rate_mark = start, (start, elapsed)
   while step < max_steps and not (budget > 0 and elapsed >= budget):
     state, train_metrics = step_fn(state, data, train_rng)
     step += 1
-    done = step == max_steps
-    log_now = step % config.train.log_every == 0 or done
-    eval_now = (config.eval.every > 0 and step % config.eval.every == 0)
+    log_now = step % config.train.log_every == 0 or step == max_steps
+    eval_now = config.eval.every > 0 and step % config.eval.every == 0
     ckpt_now = step % config.checkpoint.every == 0
-    if log_now or eval_now or ckpt_now or budget > 0 or step % 10 == 0:
-      jax.block_until_ready(state.step)
-      now = time.perf_counter()
-      elapsed += now - t_mark
-      rays_per_s = (step - steps_mark) * config.train.batch_rays / max(
-          now - t_mark, 1e-9)
-      t_mark, steps_mark = now, step
-      # Same sharding as before, so the jitted step never retraces.
-      state = state.replace(elapsed_s=jax.device_put(
-          np.float32(elapsed), state.elapsed_s.sharding))
-      bar.update(step - bar.n)
-      if log_now:
-        m = {k: float(v) for k, v in jax.device_get(train_metrics).items()}
-        bar.set_postfix(loss=f'{m["loss"]:.4f}', psnr=f'{m["psnr"]:.2f}',
-                        rays_s=f'{rays_per_s:,.0f}')
-        logger.write(dict(step=step, split='train', lr=float(
-            make_schedule(config.train)(step)), rays_per_s=round(rays_per_s),
-                          elapsed_s=round(elapsed, 3), **m))
-      if eval_now:
-        record, last_eval = run_eval(state), step
-      if ckpt_now:
-        manager.save(step, args=ocp.args.StandardSave(state))
-      t_mark = time.perf_counter()
+    if not (log_now or eval_now or ckpt_now or step % sync_every == 0):
+      continue
+    jax.block_until_ready(state.step)
+    elapsed += time.perf_counter() - t_mark
+    # Same sharding as before, so the jitted step never retraces.
+    state = state.replace(elapsed_s=jax.device_put(
+        np.float32(elapsed), state.elapsed_s.sharding))
+    bar.update(step - bar.n)
+    if timed_evals and elapsed >= timed_evals[0]:
+      eval_now = True
+      timed_evals = [s for s in timed_evals if s > elapsed]
+    if log_now:
+      rays_per_s = (step - rate_mark[0]) * config.train.batch_rays / max(
+          elapsed - rate_mark[1], 1e-9)
+      rate_mark = (step, elapsed)
+      m = {k: float(v) for k, v in jax.device_get(train_metrics).items()}
+      bar.set_postfix(loss=f'{m["loss"]:.4f}', psnr=f'{m["psnr"]:.2f}',
+                      rays_s=f'{rays_per_s:,.0f}')
+      logger.write(dict(step=step, split='train',
+                        lr=float(schedule(step)),
+                        rays_per_s=round(rays_per_s),
+                        elapsed_s=round(elapsed, 3), **m))
+    if eval_now:
+      record, last_eval = run_eval(state), step
+    if ckpt_now:
+      manager.save(step, args=ocp.args.StandardSave(state))
+    t_mark = time.perf_counter()
   bar.update(step - bar.n)
   bar.close()
   if last_eval != step:

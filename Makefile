@@ -1,12 +1,13 @@
 # Two commands on a fresh machine:
-#   make demo   set up .venv, train on the built-in scene (no downloads)
+#   make demo   set up .venv, train on the built-in scene (no downloads), then
+#               render a 360-degree orbit video of it
 #   make test   set up .venv, run the test suite
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
 
-.PHONY: demo test benchmarks clean
+.PHONY: demo test clean
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,6 +16,7 @@ $(STAMP): requirements.txt
 
 demo: $(STAMP)
 	$(PY) train.py --config demo.py
+	$(PY) render.py --ckpt runs/demo --frames 120
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -51,7 +51,12 @@ def main():
   cells = []
   for mark in marks:
     hit = [r for r in evals if r['elapsed_s'] >= mark - 1.0]
-    cells.append(f'{hit[0]["psnr"]:.2f} (step {hit[0]["step"]})' if hit else '-')
+    if hit:
+      cells.append(f'{hit[0]["psnr"]:.2f} (step {hit[0]["step"]})')
+    else:  # training finished before this mark: its final evaluation
+      last = evals[-1]
+      cells.append(f'{last["psnr"]:.2f} (done: step {last["step"]}, '
+                   f'{last["elapsed_s"]:.0f} s)')
   print(f'# {platform.node()} {os.cpu_count()} cpus, wall {time.time() - start:.0f} s, '
         f'workdir {workdir}')
   print(f'| {args.config} | {rates[len(rates) // 2]:,} | ' + ' | '.join(cells)

@@ -7,14 +7,17 @@ size, and peak memory is set by the chunk, not the image.
 
 from __future__ import annotations
 
-import functools
+import json
+import os
+import sys
 from typing import Callable
 
+import imageio.v3 as iio
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nerf_jax import camera, pipeline
+from nerf_jax import camera, metrics, pipeline, viz
 from nerf_jax.models import NerfMLP
 
 # Per-ray outputs returned to the host.
@@ -96,3 +99,195 @@ def _image_rays(intrinsics, c2w, near, far) -> camera.Rays:
   dirs = camera.pixel_directions(intrinsics, rows, cols, xnp=np)
   rays = camera.camera_rays(c2w, dirs, near, far, xnp=np)
   return jax.tree_util.tree_map(lambda x: x.astype(np.float32), rays)
+
+
+# ---------------------------------------------------------------------------
+# Camera paths.
+
+
+def orbit_poses(num_frames: int, elevation_deg: float, radius: float,
+                start_deg: float = 0.0) -> np.ndarray:
+  """A seamless 360-degree orbit around the origin (world z up).
+
+  Azimuths are evenly spaced with no repeated first/last frame, so the video
+  loops without a stutter.
+
+  Args:
+    num_frames: int, number of poses.
+    elevation_deg: float, camera elevation above the xy-plane in degrees.
+    radius: float, distance of every camera from the origin.
+    start_deg: float, azimuth of the first frame.
+
+  Returns:
+    f32[num_frames, 4, 4], camera-to-world poses looking at the origin.
+  """
+  thetas = start_deg + np.arange(num_frames) * 360.0 / num_frames
+  return np.stack([camera.pose_spherical(t, -elevation_deg, radius)
+                   for t in thetas])
+
+
+def load_camera_path(path: str) -> tuple:
+  """Reads a user camera path: .npy f32[n, 3|4, 4] or JSON.
+
+  JSON is either a list of 4x4 (or 3x4) camera-to-world matrices, or an object
+  ``{"poses": [...], "intrinsics": {"fx", "fy", "cx", "cy", "width",
+  "height"}}`` (intrinsics optional).
+
+  Returns:
+    (poses f32[n, 4, 4], intrinsics dict or None). ValueError on bad input.
+  """
+  intrinsics = None
+  try:
+    if path.endswith('.npy'):
+      poses = np.load(path, allow_pickle=False)
+    else:
+      with open(path) as f:
+        doc = json.load(f)
+      if isinstance(doc, dict):
+        intrinsics = doc.get('intrinsics')
+        doc = doc.get('poses')
+      poses = np.asarray(doc, np.float64)
+  except (OSError, ValueError, TypeError) as e:
+    raise ValueError(f'cannot read camera path {path}: {e}') from e
+  if poses.ndim != 3 or poses.shape[1:] not in ((4, 4), (3, 4)) or not len(poses):
+    raise ValueError(f'camera path {path}: expected (n, 4, 4) or (n, 3, 4) '
+                     f'matrices, got shape {poses.shape}')
+  if not np.all(np.isfinite(poses)):
+    raise ValueError(f'camera path {path}: poses contain NaN or inf')
+  if poses.shape[1] == 3:
+    bottom = np.tile(np.array([[[0, 0, 0, 1]]], np.float64), (len(poses), 1, 1))
+    poses = np.concatenate([poses, bottom], axis=1)
+  return poses.astype(np.float32), intrinsics
+
+
+# ---------------------------------------------------------------------------
+# Writing videos.
+
+
+def _even(frames: np.ndarray) -> np.ndarray:
+  """Pads f[n, h, w, 3] to even h and w (H.264 with yuv420p needs them)."""
+  h, w = frames.shape[1:3]
+  return np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode='edge')
+
+
+def write_video(path: str, frames: np.ndarray, fps: float,
+                quality: float = 8.0) -> str:
+  """Writes uint8[n, h, w, 3] frames; returns the path actually written.
+
+  ``.mp4`` uses H.264 through imageio-ffmpeg; if that encoder is unavailable
+  a one-line warning is printed and a GIF is written next to it instead.
+  ``.gif`` writes a looping GIF; a path without an extension a folder of PNGs.
+  """
+  base, ext = os.path.splitext(path)
+  if ext == '.mp4':
+    try:
+      import imageio.v2 as iio2  # pylint: disable=g-import-not-at-top
+      tmp = base + '.tmp.mp4'
+      with iio2.get_writer(tmp, format='FFMPEG', mode='I', fps=fps,
+                           codec='libx264', quality=quality,
+                           pixelformat='yuv420p', macro_block_size=1) as w:
+        for frame in _even(frames):
+          w.append_data(frame)
+      os.replace(tmp, path)
+      return path
+    except Exception as e:  # pylint: disable=broad-except
+      first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+      print(f'warning: MP4 encoder unavailable ({first}); writing a GIF '
+            'instead', file=sys.stderr)
+      path, ext = base + '.gif', '.gif'
+  if ext == '.gif':
+    tmp = base + '.tmp.gif'
+    iio.imwrite(tmp, frames, duration=1000.0 / fps, loop=0)
+    os.replace(tmp, path)
+    return path
+  os.makedirs(path, exist_ok=True)
+  for i, frame in enumerate(frames):
+    iio.imwrite(os.path.join(path, f'{i:04d}.png'), frame)
+  return path
+
+
+# ---------------------------------------------------------------------------
+# Evaluation and frame sequences.
+
+
+def evaluate_split(render_fn: Callable, params, split, near: float, far: float,
+                   chunk: int, max_views: int = 0,
+                   image_dir: str | None = None) -> dict:
+  """Renders the views of a split with jitter off and scores them.
+
+  Args:
+    render_fn: from ``make_render_fn``.
+    params: model parameters.
+    split: a ``datasets.Split`` (its own camera and resolution are used).
+    near, far: float, the sampled interval.
+    chunk: int, rays per call.
+    max_views: int, evaluate only the first N views (0 = all).
+    image_dir: if given, each render is written there as ``<index>.png``.
+
+  Returns:
+    dict with psnr and ssim (means over views), views (a list of
+    {index, psnr, ssim}) and first (the first view's renders plus
+    ground_truth).
+  """
+  count = len(split) if max_views <= 0 else min(max_views, len(split))
+  views, first = [], None
+  for i in range(count):
+    out = render_view(render_fn, params, split.intrinsics, split.poses[i],
+                      near, far, chunk)
+    gt = split.images[i]
+    index = int(split.indices[i])
+    views.append(dict(index=index, psnr=metrics.psnr(out['rgb'], gt),
+                      ssim=metrics.ssim(out['rgb'], gt)))
+    if image_dir:
+      iio.imwrite(os.path.join(image_dir, f'{index:04d}.png'),
+                  viz.to_uint8(out['rgb']))
+    if first is None:
+      first = dict(out, ground_truth=gt)
+  return dict(psnr=float(np.mean([v['psnr'] for v in views])),
+              ssim=float(np.mean([v['ssim'] for v in views])),
+              views=views, first=first)
+
+
+def depth_to_rgb(depths: np.ndarray, accs: np.ndarray,
+                 background: float) -> np.ndarray:
+  """Colour-maps depth frames with one range for the whole sequence.
+
+  The range is the 1st-99th percentile of depth where the ray is mostly
+  opaque, so the colours do not flicker from frame to frame; empty space fades
+  to the background colour.
+
+  Args:
+    depths: f32[n, h, w], expected termination t.
+    accs: f32[n, h, w], accumulated opacity.
+    background: float, grey level for empty space (0 black, 1 white).
+
+  Returns:
+    f32[n, h, w, 3] in [0, 1].
+  """
+  solid = depths[accs > 0.5]
+  if solid.size:
+    lo, hi = np.percentile(solid, [1, 99])
+  else:
+    lo, hi = float(depths.min()), float(depths.max())
+  hi = max(hi, lo + 1e-6)
+  return np.stack([viz.colorize_depth(d, a, lo, hi, background)
+                   for d, a in zip(depths, accs)])
+
+
+def render_sequence(render_fn: Callable, params, poses: np.ndarray,
+                    intrinsics: camera.Intrinsics, near: float, far: float,
+                    chunk: int, progress: bool = True) -> dict:
+  """Renders a camera path.
+
+  Returns:
+    dict: rgb f32[n, h, w, 3], depth and acc f32[n, h, w].
+  """
+  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  rgbs, depths, accs = [], [], []
+  for c2w in tqdm(poses, desc='frames', disable=not progress,
+                  dynamic_ncols=True):
+    out = render_view(render_fn, params, intrinsics, c2w, near, far, chunk)
+    rgbs.append(out['rgb'])
+    depths.append(out['depth'])
+    accs.append(out['acc'])
+  return dict(rgb=np.stack(rgbs), depth=np.stack(depths), acc=np.stack(accs))

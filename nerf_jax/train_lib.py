@@ -176,27 +176,12 @@ def make_train_step(field: models.NerfMLP, options: pipeline.RenderOptions,
 
 def evaluate(render_fn: Callable, params, scene: datasets.Scene,
              split_name: str, max_views: int, chunk: int) -> dict:
-  """Renders held-out views with jitter off and scores them.
+  """Renders held-out views of ``scene`` with jitter off and scores them.
 
-  Returns:
-    dict with psnr, ssim (means), views (per-view dicts) and first: the
-    renders of the first view (rgb, depth, acc, ground_truth).
+  See ``render_lib.evaluate_split`` for the returned dict.
   """
-  split = scene.split(split_name)
-  count = len(split) if max_views <= 0 else min(max_views, len(split))
-  views, first = [], None
-  for i in range(count):
-    out = render_lib.render_view(render_fn, params, split.intrinsics,
-                                 split.poses[i], scene.near, scene.far, chunk)
-    gt = split.images[i]
-    views.append(dict(index=int(split.indices[i]),
-                      psnr=metrics.psnr(out['rgb'], gt),
-                      ssim=metrics.ssim(out['rgb'], gt)))
-    if first is None:
-      first = dict(out, ground_truth=gt)
-  return dict(psnr=float(np.mean([v['psnr'] for v in views])),
-              ssim=float(np.mean([v['ssim'] for v in views])),
-              views=views, first=first)
+  return render_lib.evaluate_split(render_fn, params, scene.split(split_name),
+                                   scene.near, scene.far, chunk, max_views)
 
 
 # ---------------------------------------------------------------------------
@@ -204,6 +189,30 @@ def evaluate(render_fn: Callable, params, scene: datasets.Scene,
 
 CONFIG_FILE = 'config.json'
 METRICS_FILE = 'metrics.jsonl'
+SCENE_FILE = 'scene.json'
+
+
+def save_scene_info(scene: datasets.Scene, workdir: str) -> None:
+  """Writes what rendering needs to know of the training cameras.
+
+  scene.json holds the training intrinsics, near/far, the background and the
+  median radius and elevation of the training cameras (for orbit videos), so
+  that render.py needs no dataset.
+  """
+  split = scene.split('train')
+  centres = split.poses[:, :3, 3].astype(np.float64)
+  radii = np.linalg.norm(centres, axis=-1)
+  elevations = np.degrees(np.arcsin(np.clip(centres[:, 2] / np.maximum(
+      radii, 1e-9), -1.0, 1.0)))
+  info = dict(name=scene.name, near=scene.near, far=scene.far,
+              white_background=scene.white_background,
+              intrinsics=split.intrinsics.to_dict(),
+              camera_radius=float(np.median(radii)),
+              camera_elevation_deg=float(np.median(elevations)))
+  path = os.path.join(workdir, SCENE_FILE)
+  with open(path + '.tmp', 'w') as f:
+    json.dump(info, f, indent=2)
+  os.replace(path + '.tmp', path)
 
 
 def checkpoint_manager(workdir: str, keep: int = 3) -> ocp.CheckpointManager:
@@ -252,15 +261,16 @@ def check_resumable(config: ml_collections.ConfigDict, workdir: str) -> None:
   if not os.path.exists(path):
     return
   saved = load_config(workdir)
-  for section in ('model',):
-    old, new = saved[section].to_dict(), config[section].to_dict()
-    diff = sorted(k for k in set(old) | set(new)
-                  if _normalise(old.get(k)) != _normalise(new.get(k)))
-    if diff:
-      raise CheckpointError(
-          f'{workdir} holds a run with a different model '
-          f'({", ".join(f"{section}.{k}" for k in diff)} differ); use another '
-          '--workdir or delete that one')
+  old = dict(saved.model.to_dict(), data_kind=saved.data.kind)
+  new = dict(config.model.to_dict(), data_kind=config.data.kind)
+  diff = sorted(k for k in set(old) | set(new)
+                if _normalise(old.get(k)) != _normalise(new.get(k)))
+  if diff:
+    names = ', '.join('data.kind' if k == 'data_kind' else f'model.{k}'
+                      for k in diff)
+    raise CheckpointError(
+        f'{workdir} holds a run with a different model ({names} differ); use '
+        'another --workdir or delete that one')
 
 
 def _normalise(value):
@@ -312,7 +322,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   """
   from tqdm import tqdm  # pylint: disable=g-import-not-at-top
   validate_config(config)
+  config = config.copy_and_resolve_references()
+  if config.data.path:  # so that the saved config works from any directory
+    config.data.path = os.path.abspath(os.path.expanduser(config.data.path))
   scene = datasets.load_scene(config.data)
+  scene.split(config.eval.split)  # fail now, not after training, if absent
   os.makedirs(workdir, exist_ok=True)
   check_resumable(config, workdir)
 
@@ -329,6 +343,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if manager.latest_step() is not None:
     state = restore_state(manager, state)
   save_config(config, workdir)
+  save_scene_info(scene, workdir)
   start = int(state.step)
   metrics_path = os.path.join(workdir, METRICS_FILE)
   _truncate_metrics(metrics_path, start)
@@ -415,3 +430,49 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                   if f.endswith('.png'))
   viz.save_gif(os.path.join(workdir, 'progress.gif'), frames)
   return record
+
+
+def load_scene_info(workdir: str) -> dict:
+  """The scene.json written by training; CheckpointError if absent/corrupt."""
+  path = os.path.join(workdir, SCENE_FILE)
+  try:
+    with open(path) as f:
+      info = json.load(f)
+    info['intrinsics'] = camera.Intrinsics(**info['intrinsics'])
+    return info
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise CheckpointError(f'{path} is missing or unreadable ({e})') from e
+
+
+def load_trained(workdir: str, step: Optional[int] = None) -> tuple:
+  """Loads a training directory for rendering.
+
+  Returns:
+    (config, field, options, params, step) of the latest (or given) checkpoint.
+  """
+  if not os.path.isdir(workdir):
+    raise CheckpointError(f'checkpoint directory {workdir} does not exist')
+  config = load_config(workdir)
+  try:
+    validate_config(config)
+    field = models.make_field(config.model)
+  except (ConfigError, ValueError, AttributeError, KeyError) as e:
+    raise CheckpointError(f'{workdir}/{CONFIG_FILE} is not a valid config: '
+                          f'{e}') from e
+  options = pipeline.RenderOptions.from_config(config)
+  tx = make_optimizer(config.train)
+  target = jax.eval_shape(lambda: create_train_state(
+      jax.random.PRNGKey(0), field, options, tx))
+  ckpt_dir = os.path.join(workdir, 'checkpoints')
+  if not os.path.isdir(ckpt_dir):
+    raise CheckpointError(f'{workdir} has no checkpoints')
+  manager = checkpoint_manager(workdir)
+  steps = manager.all_steps()
+  if not steps:
+    raise CheckpointError(f'{workdir} has no checkpoints')
+  if step is not None and step not in steps:
+    raise CheckpointError(f'{workdir} has no checkpoint at step {step} '
+                          f'(it has {sorted(steps)})')
+  state = restore_state(manager, target, step)
+  manager.close()
+  return config, field, options, state.params, int(state.step)

@@ -36,7 +36,7 @@ def small_config(**overrides):
 
 def test_log_linear_schedule_hits_both_ends_and_is_geometric():
   cfg = small_config(train__lr_init=1e-2, train__lr_final=1e-4,
-                     train__max_steps=100).train
+                     train__max_steps=100, train__warmup_steps=0).train
   sched = train_lib.make_schedule(cfg)
   np.testing.assert_allclose(sched(0), 1e-2, rtol=1e-5)
   np.testing.assert_allclose(sched(100), 1e-4, rtol=1e-5)
@@ -55,7 +55,7 @@ def test_warmup_ramps_linearly_then_decays():
 
 def test_exponential_schedule_is_the_nerf_paper_decay():
   cfg = small_config(train__lr_schedule='exponential', train__lr_init=5e-4,
-                     train__lr_decay_steps=1000).train
+                     train__lr_decay_steps=1000, train__warmup_steps=0).train
   sched = train_lib.make_schedule(cfg)
   np.testing.assert_allclose(sched(1000), 5e-5, rtol=1e-5)
   np.testing.assert_allclose(sched(500), 5e-4 * 0.1 ** 0.5, rtol=1e-5)

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from nerf_jax.datasets.base import DatasetError, Scene, Split
@@ -72,3 +73,26 @@ def load_scene(data_cfg: Any) -> Scene:
     raise DatasetError(f'unknown data.kind {kind!r}; choose one of '
                        f'{", ".join(KINDS)}')
   return _LOADERS[kind](data_cfg)
+
+
+def load_eval_split(path: str, split: str, data_cfg: Any = None) -> Split:
+  """The views to evaluate a model on.
+
+  Args:
+    path: a tiny-format .npz (all its views), a Blender scene folder (its
+      ``split``), or 'config' for the training dataset itself (its ``split``).
+    split: split name for Blender folders and 'config'.
+    data_cfg: the training data config (needed for 'config').
+
+  Returns:
+    The ``Split``; DatasetError with one line for anything unreadable.
+  """
+  if path == 'config':
+    return load_scene(data_cfg).split(split)
+  if os.path.isdir(path):
+    white = bool(getattr(data_cfg, 'white_background', True))
+    return load_blender(path, splits=(split,),
+                        white_background=white).split(split)
+  if path.endswith('.npz') or os.path.isfile(path):
+    return load_tiny_npz(path).split('all')
+  raise DatasetError(f'{path}: no such file or folder')

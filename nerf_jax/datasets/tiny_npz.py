@@ -224,7 +224,7 @@ def load_tiny_npz(path: str = '', *, val_indices: Sequence[int] = (),
 
   Returns:
     ``Scene`` named 'tiny_npz' with 'train', 'val' and 'test' splits (empty
-    splits are left out).
+    splits are left out) and 'all' (every view of the file).
   """
   path = path or fetch_tiny_npz(cache_dir, url)
   images, poses, focal = _read_npz(path)
@@ -247,5 +247,6 @@ def load_tiny_npz(path: str = '', *, val_indices: Sequence[int] = (),
     split = Split(images=everything.images[idx], poses=everything.poses[idx],
                   intrinsics=intrinsics, indices=idx)
     splits[name] = validate_split(split, f'{path} ({name} split)')
+  splits['all'] = everything
   return Scene(name='tiny_npz', splits=splits, near=float(near),
                far=float(far), white_background=False)

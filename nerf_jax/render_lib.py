@@ -16,6 +16,7 @@ import imageio.v3 as iio
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from nerf_jax import camera, metrics, pipeline, viz
 from nerf_jax.models import NerfMLP
@@ -27,16 +28,24 @@ OUTPUT_KEYS = ('rgb', 'depth', 'disparity', 'acc')
 def make_render_fn(field: NerfMLP, options: pipeline.RenderOptions) -> Callable:
   """A jitted ``fn(params, rays) -> {key: array}`` for the finest level.
 
-  The function is deterministic (no jitter). ``rays`` has batch shape [chunk].
+  The function is deterministic (no jitter). ``rays`` has batch shape [chunk];
+  with several devices the chunk is split over all of them (parameters are
+  replicated), so chunk sizes must be multiples of ``jax.device_count()``
+  (``render_rays_chunked`` rounds them up).
   """
 
-  @jax.jit
   def render_chunk(params, rays: camera.Rays) -> dict:
     out = pipeline.render_rays(field, params, rays, None, options)
     final = out[options.levels[-1]]
     return {k: final[k] for k in OUTPUT_KEYS}
 
-  return render_chunk
+  if jax.device_count() == 1:
+    return jax.jit(render_chunk)
+  mesh = Mesh(np.asarray(jax.devices()), ('data',))
+  return jax.jit(render_chunk,
+                 in_shardings=(NamedSharding(mesh, P()),
+                               NamedSharding(mesh, P('data'))),
+                 out_shardings=NamedSharding(mesh, P('data')))
 
 
 def render_rays_chunked(render_fn: Callable, params, rays: camera.Rays,
@@ -57,6 +66,8 @@ def render_rays_chunked(render_fn: Callable, params, rays: camera.Rays,
       lambda x: np.asarray(x).reshape((-1, x.shape[-1])), rays)
   n = flat.origins.shape[0]
   chunk = max(1, min(int(chunk), n))
+  devices = jax.device_count()
+  chunk = -(-chunk // devices) * devices  # a multiple of the device count
   pieces = []
   for start in range(0, n, chunk):
     part = jax.tree_util.tree_map(lambda x: x[start:start + chunk], flat)

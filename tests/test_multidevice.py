@@ -1,4 +1,4 @@
-"""The training step on several (fake CPU) devices equals the one-device step."""
+"""Training and rendering on several (fake CPU) devices equal one device."""
 
 from __future__ import annotations
 
@@ -41,6 +41,17 @@ for mesh in (None, Mesh(np.asarray(jax.devices()), ('data',))):
     assert 'sharding' in lowered
 for a, b in zip(*(jax.tree_util.tree_leaves(s.params) for s in results)):
   np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
+# Rendering spreads each chunk over the devices and matches one device.
+from nerf_jax import camera, render_lib
+params = results[0].params
+intr = camera.Intrinsics.from_focal(14.0, 11, 9)
+pose = render_lib.orbit_poses(2, 30.0, 4.0)[1]
+fn = render_lib.make_render_fn(field, options)
+multi = render_lib.render_view(fn, params, intr, pose, 2.0, 6.0, 30)
+ref = jax.jit(lambda p, r: pipeline.render_rays(field, p, r, None, options))
+rays = render_lib._image_rays(intr, pose, 2.0, 6.0)
+single = ref(jax.device_put(params, jax.devices()[0]), rays)['coarse']
+np.testing.assert_allclose(multi['rgb'], single['rgb'], rtol=1e-4, atol=1e-5)
 print('OK', jax.device_count())
 '''
 

@@ -320,7 +320,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   Returns:
     The last evaluation record written to metrics.jsonl.
   """
-  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
   validate_config(config)
   config = config.copy_and_resolve_references()
   if config.data.path:  # so that the saved config works from any directory
@@ -329,107 +328,133 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   scene.split(config.eval.split)  # fail now, not after training, if absent
   os.makedirs(workdir, exist_ok=True)
   check_resumable(config, workdir)
+  trainer = _Trainer(config, scene, workdir)
+  return trainer.run(progress)
 
-  field = models.make_field(config.model)
-  options = pipeline.RenderOptions.from_config(config)
-  tx = make_optimizer(config.train)
-  rng = jax.random.PRNGKey(config.train.seed)
-  init_key, train_rng = jax.random.split(rng)
-  mesh = _make_mesh()
-  state = create_train_state(init_key, field, options, tx)
-  state = jax.device_put(state, NamedSharding(mesh, P()))
 
-  manager = checkpoint_manager(workdir, config.checkpoint.keep)
-  if manager.latest_step() is not None:
-    state = restore_state(manager, state)
-  save_config(config, workdir)
-  save_scene_info(scene, workdir)
-  start = int(state.step)
-  metrics_path = os.path.join(workdir, METRICS_FILE)
-  _truncate_metrics(metrics_path, start)
-  logger = _Logger(workdir)
+class _Trainer:
+  """The training loop's state and its steps: setup, eval, loop, finish."""
 
-  data = _put_data(scene.split('train'), mesh)
-  step_fn = jax.jit(make_train_step(field, options, tx, config.train.batch_rays,
-                                    scene.near, scene.far, mesh),
-                    donate_argnums=(0,))
-  render_fn = render_lib.make_render_fn(field, options)
-  preview_dir = os.path.join(workdir, 'previews')
-  os.makedirs(preview_dir, exist_ok=True)
+  def __init__(self, config, scene: datasets.Scene, workdir: str):
+    self.config, self.scene, self.workdir = config, scene, workdir
+    field = models.make_field(config.model)
+    options = pipeline.RenderOptions.from_config(config)
+    tx = make_optimizer(config.train)
+    init_key, self.train_rng = jax.random.split(
+        jax.random.PRNGKey(config.train.seed))
+    mesh = _make_mesh()
+    state = create_train_state(init_key, field, options, tx)
+    self.state = jax.device_put(state, NamedSharding(mesh, P()))
+    self.manager = checkpoint_manager(workdir, config.checkpoint.keep)
+    if self.manager.latest_step() is not None:
+      self.state = restore_state(self.manager, self.state)
+    save_config(config, workdir)
+    save_scene_info(scene, workdir)
+    self.metrics_path = os.path.join(workdir, METRICS_FILE)
+    _truncate_metrics(self.metrics_path, int(self.state.step))
+    self.logger = _Logger(workdir)
+    self.data = _put_data(scene.split('train'), mesh)
+    self.step_fn = jax.jit(
+        make_train_step(field, options, tx, config.train.batch_rays,
+                        scene.near, scene.far, mesh), donate_argnums=(0,))
+    self.render_fn = render_lib.make_render_fn(field, options)
+    self.schedule = make_schedule(config.train)
+    self.preview_dir = os.path.join(workdir, 'previews')
+    os.makedirs(self.preview_dir, exist_ok=True)
 
-  def run_eval(state) -> dict:
-    result = evaluate(render_fn, state.params, scene, config.eval.split,
-                      config.eval.max_views, config.eval.chunk)
-    step = int(state.step)
+  def evaluate(self) -> dict:
+    """Scores the held-out split; writes the record, a preview and the plot."""
+    config, scene = self.config, self.scene
+    result = evaluate(self.render_fn, self.state.params, scene,
+                      config.eval.split, config.eval.max_views,
+                      config.eval.chunk)
+    step = int(self.state.step)
     record = dict(step=step, split=config.eval.split, psnr=result['psnr'],
-                  ssim=result['ssim'], elapsed_s=round(float(state.elapsed_s), 3),
+                  ssim=result['ssim'],
+                  elapsed_s=round(float(self.state.elapsed_s), 3),
                   views=len(result['views']))
-    logger.write(record)
+    self.logger.write(record)
     first = result['first']
     depth_rgb = viz.colorize_depth(first['depth'], first['acc'], scene.near,
-                                   scene.far, float(config.data.white_background))
-    viz.save_preview(os.path.join(preview_dir, f'step_{step:07d}.png'),
+                                   scene.far,
+                                   float(config.data.white_background))
+    viz.save_preview(os.path.join(self.preview_dir, f'step_{step:07d}.png'),
                      first['rgb'], depth_rgb, first['ground_truth'])
-    viz.plot_progress(metrics_path, os.path.join(workdir, 'progress.png'))
+    viz.plot_progress(self.metrics_path,
+                      os.path.join(self.workdir, 'progress.png'))
     return record
 
-  max_steps = int(config.train.max_steps)
-  budget = float(config.train.max_seconds)
-  elapsed = float(state.elapsed_s)
-  timed_evals = sorted(float(s) for s in config.eval.at_seconds if s > elapsed)
-  # A time budget or timed evals need the clock read after every step.
-  sync_every = 1 if (budget > 0 or timed_evals) else 10
-  schedule = make_schedule(config.train)
-  last_eval, record = None, None
-  bar = tqdm(total=max_steps, initial=start, disable=not progress,
-             dynamic_ncols=True, mininterval=0.5, desc=config.name)
-  t_mark = time.perf_counter()
-  step, rate_mark = start, (start, elapsed)
-  while step < max_steps and not (budget > 0 and elapsed >= budget):
-    state, train_metrics = step_fn(state, data, train_rng)
-    step += 1
-    log_now = step % config.train.log_every == 0 or step == max_steps
-    eval_now = config.eval.every > 0 and step % config.eval.every == 0
-    ckpt_now = step % config.checkpoint.every == 0
-    if not (log_now or eval_now or ckpt_now or step % sync_every == 0):
-      continue
-    jax.block_until_ready(state.step)
-    elapsed += time.perf_counter() - t_mark
-    # Same sharding as before, so the jitted step never retraces.
-    state = state.replace(elapsed_s=jax.device_put(
-        np.float32(elapsed), state.elapsed_s.sharding))
+  def log_train(self, step: int, metrics: dict, rays_per_s: float,
+                elapsed: float, bar) -> None:
+    m = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    bar.set_postfix(loss=f'{m["loss"]:.4f}', psnr=f'{m["psnr"]:.2f}',
+                    rays_s=f'{rays_per_s:,.0f}')
+    self.logger.write(dict(step=step, split='train',
+                           lr=float(self.schedule(step)),
+                           rays_per_s=round(rays_per_s),
+                           elapsed_s=round(elapsed, 3), **m))
+
+  def run(self, progress: bool) -> dict:
+    """Trains to max_steps (or the time budget), then evaluates and saves."""
+    from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+    cfg = self.config
+    start, max_steps = int(self.state.step), int(cfg.train.max_steps)
+    bar = tqdm(total=max_steps, initial=start, disable=not progress,
+               dynamic_ncols=True, mininterval=0.5, desc=cfg.name)
+    last_eval, record = self.loop(bar)
+    bar.close()
+    step = int(self.state.step)
+    if last_eval != step:
+      record = self.evaluate()
+    if self.manager.latest_step() != step:
+      self.manager.save(step, args=ocp.args.StandardSave(self.state),
+                        force=True)
+    self.manager.wait_until_finished()
+    self.manager.close()
+    frames = sorted(os.path.join(self.preview_dir, f)
+                    for f in os.listdir(self.preview_dir) if f.endswith('.png'))
+    viz.save_gif(os.path.join(self.workdir, 'progress.gif'), frames)
+    return record
+
+  def loop(self, bar) -> tuple:
+    """The optimisation loop; returns (step of the last eval, its record)."""
+    cfg = self.config
+    max_steps, budget = int(cfg.train.max_steps), float(cfg.train.max_seconds)
+    step, elapsed = int(self.state.step), float(self.state.elapsed_s)
+    timed_evals = sorted(float(s) for s in cfg.eval.at_seconds if s > elapsed)
+    # A time budget or timed evals need the clock read after every step.
+    sync_every = 1 if (budget > 0 or timed_evals) else 10
+    last_eval, record = None, None
+    t_mark, rate_mark = time.perf_counter(), (step, elapsed)
+    while step < max_steps and not (budget > 0 and elapsed >= budget):
+      self.state, metrics = self.step_fn(self.state, self.data, self.train_rng)
+      step += 1
+      log_now = step % cfg.train.log_every == 0 or step == max_steps
+      eval_now = cfg.eval.every > 0 and step % cfg.eval.every == 0
+      ckpt_now = step % cfg.checkpoint.every == 0
+      if not (log_now or eval_now or ckpt_now or step % sync_every == 0):
+        continue
+      jax.block_until_ready(self.state.step)
+      elapsed += time.perf_counter() - t_mark
+      # Same sharding as before, so the jitted step never retraces.
+      self.state = self.state.replace(elapsed_s=jax.device_put(
+          np.float32(elapsed), self.state.elapsed_s.sharding))
+      bar.update(step - bar.n)
+      if timed_evals and elapsed >= timed_evals[0]:
+        eval_now = True
+        timed_evals = [s for s in timed_evals if s > elapsed]
+      if log_now:
+        rays_per_s = (step - rate_mark[0]) * cfg.train.batch_rays / max(
+            elapsed - rate_mark[1], 1e-9)
+        rate_mark = (step, elapsed)
+        self.log_train(step, metrics, rays_per_s, elapsed, bar)
+      if eval_now:
+        record, last_eval = self.evaluate(), step
+      if ckpt_now:
+        self.manager.save(step, args=ocp.args.StandardSave(self.state))
+      t_mark = time.perf_counter()
     bar.update(step - bar.n)
-    if timed_evals and elapsed >= timed_evals[0]:
-      eval_now = True
-      timed_evals = [s for s in timed_evals if s > elapsed]
-    if log_now:
-      rays_per_s = (step - rate_mark[0]) * config.train.batch_rays / max(
-          elapsed - rate_mark[1], 1e-9)
-      rate_mark = (step, elapsed)
-      m = {k: float(v) for k, v in jax.device_get(train_metrics).items()}
-      bar.set_postfix(loss=f'{m["loss"]:.4f}', psnr=f'{m["psnr"]:.2f}',
-                      rays_s=f'{rays_per_s:,.0f}')
-      logger.write(dict(step=step, split='train',
-                        lr=float(schedule(step)),
-                        rays_per_s=round(rays_per_s),
-                        elapsed_s=round(elapsed, 3), **m))
-    if eval_now:
-      record, last_eval = run_eval(state), step
-    if ckpt_now:
-      manager.save(step, args=ocp.args.StandardSave(state))
-    t_mark = time.perf_counter()
-  bar.update(step - bar.n)
-  bar.close()
-  if last_eval != step:
-    record = run_eval(state)
-  if manager.latest_step() != step:
-    manager.save(step, args=ocp.args.StandardSave(state), force=True)
-  manager.wait_until_finished()
-  manager.close()
-  frames = sorted(os.path.join(preview_dir, f) for f in os.listdir(preview_dir)
-                  if f.endswith('.png'))
-  viz.save_gif(os.path.join(workdir, 'progress.gif'), frames)
-  return record
+    return last_eval, record
 
 
 def load_scene_info(workdir: str) -> dict:

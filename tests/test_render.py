@@ -195,3 +195,37 @@ def test_unreadable_dataset_is_one_clear_line(trained, tmp_path):
                                    str(tmp_path / 'bad.npz'), '--out',
                                    str(tmp_path / 'o')))
   assert 'bad.npz' in line
+
+
+def _write_blender(root, split, poses, size=(6, 8)):
+  h, w = size
+  (root / split).mkdir(parents=True)
+  frames = []
+  for i, pose in enumerate(poses):
+    rgba = np.zeros((h, w, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = 200, 255 if i % 2 else 0
+    iio.imwrite(root / split / f'r_{i}.png', rgba)
+    frames.append(dict(file_path=f'./{split}/r_{i}',
+                       transform_matrix=pose.tolist()))
+  doc = dict(camera_angle_x=0.69, frames=frames)
+  (root / f'transforms_{split}.json').write_text(json.dumps(doc))
+
+
+def test_eval_on_blender_folder_split_and_missing_split(trained, tmp_path):
+  workdir, _ = trained
+  scene = tmp_path / 'scene'
+  poses = render_lib.orbit_poses(3, 30.0, 4.0)
+  _write_blender(scene, 'train', poses[:1])
+  _write_blender(scene, 'test', poses)
+  proc = render_cli('--ckpt', workdir, '--eval', str(scene), '--out',
+                    str(tmp_path / 'o'), '--progress=false')
+  assert proc.returncode == 0, proc.stderr
+  report = json.loads(
+      (tmp_path / 'o' / 'eval_scene_test' / 'metrics.json').read_text())
+  assert [v['index'] for v in report['views']] == [0, 1, 2]
+  assert iio.imread(tmp_path / 'o' / 'eval_scene_test' / '0000.png').shape == (
+      6, 8, 3)
+  line = one_error_line(render_cli('--ckpt', workdir, '--eval', str(scene),
+                                   '--split', 'val', '--out',
+                                   str(tmp_path / 'o')))
+  assert "'val'" in line

@@ -14,7 +14,6 @@ from typing import Callable
 
 import imageio.v3 as iio
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 

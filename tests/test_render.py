@@ -10,7 +10,6 @@ import sys
 
 import imageio.v2 as iio2
 import imageio.v3 as iio
-import jax
 import numpy as np
 import pytest
 

@@ -9,7 +9,7 @@ import json
 import os
 import warnings
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from nerf_jax import cli
 
@@ -45,9 +45,7 @@ flags.mark_flag_as_required('ckpt')
 
 
 def main(argv):
-  if len(argv) > 1:
-    cli.fail(f'unexpected arguments: {" ".join(argv[1:])}')
-  logging.set_verbosity(logging.WARNING)
+  cli.start(argv)
   # The MP4 writer starts ffmpeg with fork+exec, which is safe; JAX's generic
   # warning about forking a multithreaded process does not apply.
   warnings.filterwarnings('ignore', message=r'os\.fork\(\) was called')

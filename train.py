@@ -7,7 +7,7 @@ Re-running the same command resumes from the latest checkpoint in the workdir.
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 from nerf_jax import cli
@@ -22,9 +22,7 @@ flags.mark_flag_as_required('config')
 
 
 def main(argv):
-  if len(argv) > 1:
-    cli.fail(f'unexpected arguments: {" ".join(argv[1:])}')
-  logging.set_verbosity(logging.WARNING)
+  cli.start(argv)
   # Imported here so --help stays fast.
   from nerf_jax import datasets, train_lib  # pylint: disable=g-import-not-at-top
   config = _CONFIG.value

@@ -41,15 +41,16 @@ def _resolve(value: str) -> str:
 
 def config_name(argv: list) -> str:
   """The stem of the --config file, e.g. 'tiny' for configs/tiny.py."""
-  for i, arg in enumerate(argv):
-    value = None
-    if arg == '--config' and i + 1 < len(argv):
-      value = argv[i + 1]
-    elif arg.startswith('--config='):
-      value = arg[len('--config='):]
-    if value:
-      return os.path.splitext(os.path.basename(value.partition(':')[0]))[0]
-  return 'run'
+  value = _config_file(argv)
+  return os.path.splitext(os.path.basename(value))[0] if value else 'run'
+
+
+def start(argv: list) -> None:
+  """What every entry point does first: refuse stray arguments, quiet logs."""
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  if len(argv) > 1:
+    fail(f'unexpected arguments: {" ".join(argv[1:])}')
+  logging.set_verbosity(logging.WARNING)
 
 
 def parse_flags(argv: list) -> list:

@@ -58,28 +58,30 @@ def main(argv):
 def _run():
   from nerf_jax import render_lib, train_lib  # pylint: disable=g-import-not-at-top
   ckpt = _CKPT.value
-  config, field, options, params, step = train_lib.load_trained(ckpt,
-                                                                _STEP.value)
-  render_fn = render_lib.make_render_fn(field, options)
+  config, info, model, variables, step = train_lib.load_trained(
+      ckpt, _STEP.value)
+  render_fn = render_lib.make_render_fn(model)
   out_dir = _OUT.value or os.path.join(ckpt, 'render')
   os.makedirs(out_dir, exist_ok=True)
   if _EVAL.value:
-    _evaluate(config, render_fn, params, out_dir, step)
+    _evaluate(config, info, render_fn, variables, out_dir, step)
   else:
-    _video(ckpt, config, render_fn, params, out_dir, step)
+    _video(info, render_fn, variables, out_dir, step)
 
 
-def _evaluate(config, render_fn, params, out_dir, step):
+def _evaluate(config, info, render_fn, variables, out_dir, step):
   from nerf_jax import datasets, render_lib  # pylint: disable=g-import-not-at-top
   path = _EVAL.value
   split_name = _SPLIT.value or ('val' if path == 'config' else 'test')
-  split = datasets.load_eval_split(path, split_name, config.data)
+  # The scene the model was trained on fixes near/far and the background.
+  split = datasets.load_eval_split(path, split_name, config.data,
+                                   white_background=info.white_background)
   name = 'config' if path == 'config' else os.path.basename(
       os.path.normpath(path)).replace('.npz', '')
   image_dir = os.path.join(out_dir, f'eval_{name}_{split_name}')
   os.makedirs(image_dir, exist_ok=True)
-  near, far = config.data.near, config.data.far
-  result = render_lib.evaluate_split(render_fn, params, split, near, far,
+  result = render_lib.evaluate_split(render_fn, variables, split, info.near,
+                                     info.far,
                                      _CHUNK.value, image_dir=image_dir)
   report = dict(psnr=result['psnr'], ssim=result['ssim'], step=step,
                 dataset=path, split=split_name, views=result['views'])
@@ -92,24 +94,23 @@ def _evaluate(config, render_fn, params, out_dir, step):
   print(f'wrote {image_dir}/metrics.json and {len(result["views"])} PNGs')
 
 
-def _video(ckpt, config, render_fn, params, out_dir, step):
+def _video(info, render_fn, variables, out_dir, step):
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from nerf_jax import camera, render_lib, train_lib, viz  # pylint: disable=g-import-not-at-top
-  info = train_lib.load_scene_info(ckpt)
-  intrinsics = info['intrinsics']
+  from nerf_jax import camera, render_lib, viz  # pylint: disable=g-import-not-at-top
+  intrinsics = info.intrinsics
   if _PATH.value:
     poses, path_intrinsics = render_lib.load_camera_path(_PATH.value)
     if path_intrinsics:
       intrinsics = camera.Intrinsics(**path_intrinsics)
     stem = os.path.splitext(os.path.basename(_PATH.value))[0]
   else:
-    classic = info['name'] == 'tiny_npz'
+    classic = info.name == 'tiny_npz'
     elevation = _ELEVATION.value
     if elevation is None:
-      elevation = 30.0 if classic else info['camera_elevation_deg']
+      elevation = 30.0 if classic else info.camera_elevation_deg
     radius = _RADIUS.value
     if radius is None:
-      radius = 4.0 if classic else info['camera_radius']
+      radius = 4.0 if classic else info.camera_radius
     if _FRAMES.value < 1:
       raise ValueError('--frames must be at least 1')
     poses = render_lib.orbit_poses(_FRAMES.value, elevation, radius)
@@ -117,9 +118,9 @@ def _video(ckpt, config, render_fn, params, out_dir, step):
   if _SCALE.value != 1.0:
     intrinsics = intrinsics.scaled(_SCALE.value)
   frames = render_lib.render_sequence(
-      render_fn, params, poses, intrinsics, info['near'], info['far'],
+      render_fn, variables, poses, intrinsics, info.near, info.far,
       _CHUNK.value, progress=_PROGRESS.value)
-  background = 1.0 if info['white_background'] else 0.0
+  background = info.background
   rgb = frames['rgb']
   depth = render_lib.depth_to_rgb(frames['depth'], frames['acc'], background)
   ext = {'mp4': '.mp4', 'gif': '.gif', 'png': ''}[_FORMAT.value]

@@ -21,22 +21,26 @@ _STEPS = flags.DEFINE_integer('steps', 20, 'timed steps')
 def main(_):
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from nerf_jax import camera, models, pipeline, train_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax import camera, models, scene, train_lib  # pylint: disable=g-import-not-at-top
   config = _CONFIG.value
-  field = models.make_field(config.model)
-  options = pipeline.RenderOptions.from_config(config)
-  tx = train_lib.make_optimizer(config.train)
-  state = train_lib.create_train_state(jax.random.PRNGKey(0), field, options, tx)
   n, size = 100, 100
+  info = scene.SceneInfo(
+      name='synthetic', near=2.0, far=6.0, white_background=False,
+      aabb=scene.DEFAULT_AABB,
+      intrinsics=camera.Intrinsics.from_focal(138.9, size, size))
+  model = models.make_model(config.model, info)
+  tx = model.optimizer(config.train)
+  state = train_lib.create_train_state(jax.random.PRNGKey(0), model, tx)
   rng = np.random.default_rng(0)
   poses = np.stack([camera.pose_spherical(a, -30.0, 4.0)
                     for a in np.linspace(0, 360, n, endpoint=False)])
   data = train_lib.TrainData(
-      images=jax.numpy.asarray(rng.random((n, size, size, 3), np.float32)),
+      images=jax.numpy.asarray(rng.integers(0, 256, (n, size, size, 3),
+                                            np.uint8)),
       poses=jax.numpy.asarray(poses),
       intrinsics=camera.Intrinsics.from_focal(138.9, size, size))
   step = jax.jit(train_lib.make_train_step(
-      field, options, tx, config.train.batch_rays, 2.0, 6.0),
+      model, tx, config.train.batch_rays, 2.0, 6.0),
                  donate_argnums=(0,))
   key = jax.random.PRNGKey(1)
   t0 = time.perf_counter()

@@ -30,6 +30,7 @@ def get_config() -> ml_collections.ConfigDict:
   data.cache_dir = ''  # tiny_npz: download cache ('' = ~/.cache/nerf_jax)
 
   config.model = model = ml_collections.ConfigDict()
+  model.kind = 'mlp'  # 'mlp': the NeRF paper's MLP (coarse + optional fine)
   model.preset = 'small'  # tiny|small|medium|nerf|large, or '' to use depth/width/skips
   model.depth = 4  # hidden layers (when preset == '')
   model.width = 128  # units per hidden layer (when preset == '')

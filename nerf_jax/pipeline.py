@@ -12,7 +12,8 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
-from nerf_jax import models, rendering, sampling
+from nerf_jax import rendering, sampling
+from nerf_jax.models.fields import NerfMLP
 from nerf_jax.camera import Rays
 
 
@@ -36,15 +37,8 @@ class RenderOptions:
   def levels(self) -> tuple:
     return ('coarse', 'fine') if self.num_fine > 0 else ('coarse',)
 
-  @classmethod
-  def from_config(cls, config) -> 'RenderOptions':
-    return cls(num_coarse=config.model.num_coarse,
-               num_fine=config.model.num_fine,
-               white_background=config.data.white_background,
-               separate_fine=config.model.separate_fine)
 
-
-def init_params(key: jax.Array, field: models.NerfMLP,
+def init_params(key: jax.Array, field: NerfMLP,
                 options: RenderOptions) -> dict:
   """Initial parameters: {'coarse': ..., 'fine': ...} (fine only if used)."""
   points = jnp.zeros((1, 3), jnp.float32)
@@ -70,7 +64,7 @@ def _evaluate(field, params, rays: Rays, t_samples: jnp.ndarray,
   return out
 
 
-def render_rays(field: models.NerfMLP, params: dict, rays: Rays,
+def render_rays(field: NerfMLP, params: dict, rays: Rays,
                 key: Optional[jax.Array], options: RenderOptions) -> dict:
   """Renders a batch of rays.
 

@@ -17,26 +17,22 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from nerf_jax import camera, metrics, pipeline, viz
-from nerf_jax.models import NerfMLP
-
-# Per-ray outputs returned to the host.
-OUTPUT_KEYS = ('rgb', 'depth', 'disparity', 'acc')
+from nerf_jax import camera, metrics, models, viz
 
 
-def make_render_fn(field: NerfMLP, options: pipeline.RenderOptions) -> Callable:
-  """A jitted ``fn(params, rays) -> {key: array}`` for the finest level.
+def make_render_fn(model: models.Model) -> Callable:
+  """A jitted ``fn(variables, rays) -> {key: array}`` of a model.
 
-  The function is deterministic (no jitter). ``rays`` has batch shape [chunk];
-  with several devices the chunk is split over all of them (parameters are
-  replicated), so chunk sizes must be multiples of ``jax.device_count()``
-  (``render_rays_chunked`` rounds them up).
+  ``variables`` is {'params': ..., 'state': ...} (``TrainState.variables``).
+  The function is deterministic (no jitter) and returns ``OUTPUT_KEYS``.
+  ``rays`` has batch shape [chunk]; with several devices the chunk is split
+  over all of them (variables are replicated), so chunk sizes must be
+  multiples of ``jax.device_count()`` (``render_rays_chunked`` rounds them up).
   """
 
-  def render_chunk(params, rays: camera.Rays) -> dict:
-    out = pipeline.render_rays(field, params, rays, None, options)
-    final = out[options.levels[-1]]
-    return {k: final[k] for k in OUTPUT_KEYS}
+  def render_chunk(variables, rays: camera.Rays) -> dict:
+    out = model.render(variables['params'], variables['state'], rays, None)
+    return {k: out[k] for k in models.OUTPUT_KEYS}
 
   if jax.device_count() == 1:
     return jax.jit(render_chunk)
@@ -47,13 +43,13 @@ def make_render_fn(field: NerfMLP, options: pipeline.RenderOptions) -> Callable:
                  out_shardings=NamedSharding(mesh, P('data')))
 
 
-def render_rays_chunked(render_fn: Callable, params, rays: camera.Rays,
+def render_rays_chunked(render_fn: Callable, variables, rays: camera.Rays,
                         chunk: int) -> dict:
   """Renders rays of any batch shape in chunks of ``chunk`` rays.
 
   Args:
     render_fn: from ``make_render_fn``.
-    params: model parameters.
+    variables: the model's {'params': ..., 'state': ...}.
     rays: ``Rays`` of batch shape [...].
     chunk: int, rays per call; the last chunk is padded to this size.
 
@@ -76,7 +72,7 @@ def render_rays_chunked(render_fn: Callable, params, rays: camera.Rays,
       part = jax.tree_util.tree_map(
           lambda x: np.concatenate(
               [x, np.repeat(x[-1:], chunk - valid, axis=0)]), part)
-    out = render_fn(params, part)
+    out = render_fn(variables, part)
     pieces.append({k: np.asarray(v)[:valid] for k, v in out.items()})
   return {
       k: np.concatenate([p[k] for p in pieces]).reshape(
@@ -84,13 +80,13 @@ def render_rays_chunked(render_fn: Callable, params, rays: camera.Rays,
   }
 
 
-def render_view(render_fn: Callable, params, intrinsics: camera.Intrinsics,
+def render_view(render_fn: Callable, variables, intrinsics: camera.Intrinsics,
                 c2w: np.ndarray, near: float, far: float, chunk: int) -> dict:
   """Renders one camera view.
 
   Args:
     render_fn: from ``make_render_fn``.
-    params: model parameters.
+    variables: the model's {'params': ..., 'state': ...}.
     intrinsics: the camera (its width and height set the image size).
     c2w: f32[4, 4], camera-to-world pose.
     near, far: float, the sampled interval.
@@ -100,7 +96,7 @@ def render_view(render_fn: Callable, params, intrinsics: camera.Intrinsics,
     dict: rgb f32[h, w, 3]; depth, disparity, acc f32[h, w].
   """
   rays = _image_rays(intrinsics, np.asarray(c2w, np.float32), near, far)
-  return render_rays_chunked(render_fn, params, rays, chunk)
+  return render_rays_chunked(render_fn, variables, rays, chunk)
 
 
 def _image_rays(intrinsics, c2w, near, far) -> camera.Rays:
@@ -220,14 +216,14 @@ def write_video(path: str, frames: np.ndarray, fps: float,
 # Evaluation and frame sequences.
 
 
-def evaluate_split(render_fn: Callable, params, split, near: float, far: float,
+def evaluate_split(render_fn: Callable, variables, split, near: float, far: float,
                    chunk: int, max_views: int = 0,
                    image_dir: str | None = None) -> dict:
   """Renders the views of a split with jitter off and scores them.
 
   Args:
     render_fn: from ``make_render_fn``.
-    params: model parameters.
+    variables: the model's {'params': ..., 'state': ...}.
     split: a ``datasets.Split`` (its own camera and resolution are used).
     near, far: float, the sampled interval.
     chunk: int, rays per call.
@@ -242,7 +238,7 @@ def evaluate_split(render_fn: Callable, params, split, near: float, far: float,
   count = len(split) if max_views <= 0 else min(max_views, len(split))
   views, first = [], None
   for i in range(count):
-    out = render_view(render_fn, params, split.intrinsics, split.poses[i],
+    out = render_view(render_fn, variables, split.intrinsics, split.poses[i],
                       near, far, chunk)
     gt = split.images[i]
     index = int(split.indices[i])
@@ -284,7 +280,7 @@ def depth_to_rgb(depths: np.ndarray, accs: np.ndarray,
                    for d, a in zip(depths, accs)])
 
 
-def render_sequence(render_fn: Callable, params, poses: np.ndarray,
+def render_sequence(render_fn: Callable, variables, poses: np.ndarray,
                     intrinsics: camera.Intrinsics, near: float, far: float,
                     chunk: int, progress: bool = True) -> dict:
   """Renders a camera path.
@@ -296,7 +292,7 @@ def render_sequence(render_fn: Callable, params, poses: np.ndarray,
   rgbs, depths, accs = [], [], []
   for c2w in tqdm(poses, desc='frames', disable=not progress,
                   dynamic_ncols=True):
-    out = render_view(render_fn, params, intrinsics, c2w, near, far, chunk)
+    out = render_view(render_fn, variables, intrinsics, c2w, near, far, chunk)
     rgbs.append(out['rgb'])
     depths.append(out['depth'])
     accs.append(out['acc'])

@@ -1,8 +1,12 @@
-"""Training: state, the jitted step, evaluation, checkpoints and the loop."""
+"""Training: state, the jitted step, evaluation and the loop.
+
+The loop talks to the model only through ``models.Model`` and to the run
+directory only through ``rundir``.
+"""
 
 from __future__ import annotations
 
-import json
+import collections
 import os
 import time
 from typing import Any, Callable, Optional
@@ -16,15 +20,15 @@ import optax
 import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from nerf_jax import camera, datasets, metrics, models, pipeline, render_lib, viz
+from nerf_jax import camera, datasets, metrics, models, render_lib, rundir, viz
+from nerf_jax.optim import make_optimizer, make_schedule  # pylint: disable=unused-import
+from nerf_jax.scene import SceneInfo
+
+CheckpointError = rundir.CheckpointError
 
 
 class ConfigError(Exception):
   """An invalid configuration (one-line message)."""
-
-
-class CheckpointError(Exception):
-  """A checkpoint that cannot be used with this config (one-line message)."""
 
 
 @flax.struct.dataclass
@@ -33,14 +37,21 @@ class TrainState:
 
   Attributes:
     step: i32[], optimisation steps taken.
-    params: the model parameters, {'coarse': ..., 'fine': ...}.
+    params: the model's trained parameters.
     opt_state: the optax state.
-    elapsed_s: f32[], training wall-clock so far (evaluation excluded).
+    model_state: the model's non-trained state (``{}`` for the vanilla NeRF).
+    elapsed_s: f32[], training wall-clock so far (evaluation excluded), as of
+      the last checkpoint.
   """
   step: jnp.ndarray
   params: Any
   opt_state: Any
+  model_state: Any
   elapsed_s: jnp.ndarray
+
+  def variables(self) -> dict:
+    """What rendering needs: {'params': ..., 'state': ...}."""
+    return {'params': self.params, 'state': self.model_state}
 
 
 @flax.struct.dataclass
@@ -48,7 +59,7 @@ class TrainData:
   """The training pixels kept on device; rays are made inside the step.
 
   Attributes:
-    images: f32[n, h, w, 3], training images.
+    images: u8[n, h, w, 3] (or f32 in [0, 1]), training images.
     poses: f32[n, 4, 4], their camera-to-world matrices.
     intrinsics: the shared camera.
   """
@@ -60,6 +71,9 @@ class TrainData:
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for values that cannot work."""
   m, t = config.model, config.train
+  if m.kind not in models.KINDS:
+    raise ConfigError(f'model.kind={m.kind!r} is not one of '
+                      f'{", ".join(repr(k) for k in models.KINDS)}')
   if m.preset and m.preset not in models.PRESETS:
     raise ConfigError(f'model.preset={m.preset!r} is not one of '
                       f'{", ".join(models.PRESETS)} (or \'\' for depth/width)')
@@ -81,42 +95,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ConfigError('data.near must be smaller than data.far')
 
 
-def make_schedule(train_cfg) -> optax.Schedule:
-  """Learning rate against step: optional linear warm-up, then a decay.
-
-  'log_linear' interpolates log(lr) from lr_init to lr_final over max_steps;
-  'exponential' is lr_init * 0.1 ** (step / lr_decay_steps) (NeRF paper).
-  """
-  warmup = int(train_cfg.warmup_steps)
-  if train_cfg.lr_schedule == 'log_linear':
-    decay_steps = max(1, train_cfg.max_steps - warmup)
-    decay = optax.exponential_decay(
-        train_cfg.lr_init, decay_steps,
-        train_cfg.lr_final / train_cfg.lr_init, end_value=train_cfg.lr_final)
-  else:
-    decay = optax.exponential_decay(train_cfg.lr_init,
-                                    train_cfg.lr_decay_steps, 0.1)
-  if warmup <= 0:
-    return decay
-  ramp = optax.linear_schedule(0.0, train_cfg.lr_init, warmup)
-  return optax.join_schedules([ramp, decay], [warmup])
-
-
-def make_optimizer(train_cfg) -> optax.GradientTransformation:
-  """Adam with the configured schedule and optional gradient clipping."""
-  adam = optax.adam(make_schedule(train_cfg), b1=train_cfg.adam_b1,
-                    b2=train_cfg.adam_b2, eps=train_cfg.adam_eps)
-  if train_cfg.grad_clip > 0:
-    return optax.chain(optax.clip_by_global_norm(train_cfg.grad_clip), adam)
-  return adam
-
-
-def create_train_state(key: jax.Array, field: models.NerfMLP,
-                       options: pipeline.RenderOptions,
+def create_train_state(key: jax.Array, model: models.Model,
                        tx: optax.GradientTransformation) -> TrainState:
-  params = pipeline.init_params(key, field, options)
+  params, model_state = model.init(key)
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                    opt_state=tx.init(params),
+                    opt_state=tx.init(params), model_state=model_state,
                     elapsed_s=jnp.zeros((), jnp.float32))
 
 
@@ -124,157 +107,73 @@ def sample_batch(key: jax.Array, data: TrainData, batch_rays: int,
                  near: float, far: float) -> tuple:
   """Random rays drawn uniformly from all training pixels (with replacement).
 
+  View, row and column are drawn separately (all images share one size), so
+  no flat pixel index can overflow int32 on large captures.
+
   Returns:
-    (rays: Rays of batch shape [batch_rays], rgb: f32[batch_rays, 3]).
+    (rays: Rays of batch shape [batch_rays], rgb: f32[batch_rays, 3] in
+    [0, 1]).
   """
   n, h, w, _ = data.images.shape
-  flat = jax.random.randint(key, (batch_rays,), 0, n * h * w)
-  view, pixel = flat // (h * w), flat % (h * w)
-  rows, cols = pixel // w, pixel % w
+  k_view, k_row, k_col = jax.random.split(key, 3)
+  view = jax.random.randint(k_view, (batch_rays,), 0, n)
+  rows = jax.random.randint(k_row, (batch_rays,), 0, h)
+  cols = jax.random.randint(k_col, (batch_rays,), 0, w)
   dirs = camera.pixel_directions(data.intrinsics, rows, cols)
   rays = camera.camera_rays(data.poses[view], dirs, near, far)
-  return rays, data.images[view, rows, cols]
+  rgb = data.images[view, rows, cols]
+  if rgb.dtype == jnp.uint8:
+    rgb = rgb.astype(jnp.float32) / 255.0
+  return rays, rgb
 
 
-def make_train_step(field: models.NerfMLP, options: pipeline.RenderOptions,
-                    tx: optax.GradientTransformation, batch_rays: int,
-                    near: float, far: float,
+def make_train_step(model: models.Model, tx: optax.GradientTransformation,
+                    batch_rays: int, near: float, far: float,
                     mesh: Optional[Mesh] = None) -> Callable:
   """``train_step(state, data, rng) -> (state, metrics)``, pure and unjitted.
 
   Randomness is ``fold_in(rng, state.step)``, so a resumed run draws the
   same batches as an uninterrupted one. With a mesh, the ray batch is split
-  over its 'data' axis (parameters stay replicated).
+  over its 'data' axis (parameters stay replicated). After the parameter
+  update the model may refresh its non-trained state (``update_state``).
   """
-
-  def loss_fn(params, rays, target, key):
-    outputs = pipeline.render_rays(field, params, rays, key, options)
-    mses = {lvl: jnp.mean((outputs[lvl]['rgb'] - target) ** 2)
-            for lvl in options.levels}
-    return sum(mses.values()), mses
 
   def train_step(state: TrainState, data: TrainData, rng: jax.Array):
     key = jax.random.fold_in(rng, state.step)
-    k_batch, k_render = jax.random.split(key)
+    k_batch, k_render, k_state = jax.random.split(key, 3)
     rays, target = sample_batch(k_batch, data, batch_rays, near, far)
     if mesh is not None:
       shard = NamedSharding(mesh, P('data'))
       rays, target = jax.lax.with_sharding_constraint((rays, target), shard)
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    (loss, mses), grads = grad_fn(state.params, rays, target, k_render)
+    grad_fn = jax.value_and_grad(model.loss, has_aux=True)
+    (loss, aux), grads = grad_fn(state.params, state.model_state, rays,
+                                 target, k_render, state.step)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    out = {'loss': loss, 'psnr': metrics.mse_to_psnr(mses[options.levels[-1]])}
-    for lvl, mse in mses.items():
-      out[f'psnr_{lvl}'] = metrics.mse_to_psnr(mse)
+    model_state = model.update_state(params, state.model_state,
+                                     state.step + 1, k_state)
+    out = {'loss': loss}
+    for name, value in aux.items():
+      if name.startswith('mse'):
+        out['psnr' + name[3:]] = metrics.mse_to_psnr(value)
+      else:
+        out[name] = value
     new_state = state.replace(step=state.step + 1, params=params,
-                              opt_state=opt_state)
+                              opt_state=opt_state, model_state=model_state)
     return new_state, out
 
   return train_step
 
 
-def evaluate(render_fn: Callable, params, scene: datasets.Scene,
+def evaluate(render_fn: Callable, variables, scene: datasets.Scene,
              split_name: str, max_views: int, chunk: int) -> dict:
   """Renders held-out views of ``scene`` with jitter off and scores them.
 
   See ``render_lib.evaluate_split`` for the returned dict.
   """
-  return render_lib.evaluate_split(render_fn, params, scene.split(split_name),
-                                   scene.near, scene.far, chunk, max_views)
-
-
-# ---------------------------------------------------------------------------
-# Checkpoints and the saved config.
-
-CONFIG_FILE = 'config.json'
-METRICS_FILE = 'metrics.jsonl'
-SCENE_FILE = 'scene.json'
-
-
-def save_scene_info(scene: datasets.Scene, workdir: str) -> None:
-  """Writes what rendering needs to know of the training cameras.
-
-  scene.json holds the training intrinsics, near/far, the background and the
-  median radius and elevation of the training cameras (for orbit videos), so
-  that render.py needs no dataset.
-  """
-  split = scene.split('train')
-  centres = split.poses[:, :3, 3].astype(np.float64)
-  radii = np.linalg.norm(centres, axis=-1)
-  elevations = np.degrees(np.arcsin(np.clip(centres[:, 2] / np.maximum(
-      radii, 1e-9), -1.0, 1.0)))
-  info = dict(name=scene.name, near=scene.near, far=scene.far,
-              white_background=scene.white_background,
-              intrinsics=split.intrinsics.to_dict(),
-              camera_radius=float(np.median(radii)),
-              camera_elevation_deg=float(np.median(elevations)))
-  path = os.path.join(workdir, SCENE_FILE)
-  with open(path + '.tmp', 'w') as f:
-    json.dump(info, f, indent=2)
-  os.replace(path + '.tmp', path)
-
-
-def checkpoint_manager(workdir: str, keep: int = 3) -> ocp.CheckpointManager:
-  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
-  return ocp.CheckpointManager(
-      os.path.join(os.path.abspath(workdir), 'checkpoints'), options=options)
-
-
-def restore_state(manager: ocp.CheckpointManager, target: TrainState,
-                  step: Optional[int] = None) -> TrainState:
-  """Restores a checkpoint into the structure of ``target``."""
-  step = manager.latest_step() if step is None else step
-  try:
-    restored = manager.restore(step, args=ocp.args.StandardRestore(target))
-  except Exception as e:  # orbax raises many types for a mismatched tree.
-    raise CheckpointError(
-        f'checkpoint {step} in {manager.directory} does not fit this model '
-        f'({type(e).__name__}: {str(e).splitlines()[0][:200]})') from e
-  return restored
-
-
-def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Writes the resolved config as JSON beside the checkpoints (atomically)."""
-  path = os.path.join(workdir, CONFIG_FILE)
-  with open(path + '.tmp', 'w') as f:
-    f.write(config.to_json(indent=2, sort_keys=True))
-  os.replace(path + '.tmp', path)
-
-
-def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config saved by ``save_config``; CheckpointError if absent/corrupt."""
-  path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.exists(path):
-    raise CheckpointError(f'{workdir} has no {CONFIG_FILE}: not a nerf_jax '
-                          'training directory')
-  try:
-    with open(path) as f:
-      return ml_collections.ConfigDict(json.load(f))
-  except (OSError, ValueError) as e:
-    raise CheckpointError(f'{path} is unreadable: {e}') from e
-
-
-def check_resumable(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Refuses to resume a workdir whose checkpoints belong to another model."""
-  path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.exists(path):
-    return
-  saved = load_config(workdir)
-  old = dict(saved.model.to_dict(), data_kind=saved.data.kind)
-  new = dict(config.model.to_dict(), data_kind=config.data.kind)
-  diff = sorted(k for k in set(old) | set(new)
-                if _normalise(old.get(k)) != _normalise(new.get(k)))
-  if diff:
-    names = ', '.join('data.kind' if k == 'data_kind' else f'model.{k}'
-                      for k in diff)
-    raise CheckpointError(
-        f'{workdir} holds a run with a different model ({names} differ); use '
-        'another --workdir or delete that one')
-
-
-def _normalise(value):
-  return list(value) if isinstance(value, (list, tuple)) else value
+  return render_lib.evaluate_split(render_fn, variables,
+                                   scene.split(split_name), scene.near,
+                                   scene.far, chunk, max_views)
 
 
 # ---------------------------------------------------------------------------
@@ -285,32 +184,26 @@ def _make_mesh() -> Mesh:
   return Mesh(np.asarray(jax.devices()), ('data',))
 
 
-def _truncate_metrics(path: str, step: int) -> None:
-  """Drops records logged after ``step`` (a resumed run logs them again)."""
-  records = viz.read_metrics(path)
-  kept = [r for r in records if r.get('step', 0) <= step]
-  if len(kept) != len(records):
-    with open(path + '.tmp', 'w') as f:
-      f.writelines(json.dumps(r) + '\n' for r in kept)
-    os.replace(path + '.tmp', path)
-
-
-class _Logger:
-  """Appends records to metrics.jsonl."""
-
-  def __init__(self, workdir: str):
-    self.path = os.path.join(workdir, METRICS_FILE)
-
-  def write(self, record: dict) -> None:
-    with open(self.path, 'a') as f:
-      f.write(json.dumps(record) + '\n')
+def _to_uint8(images: np.ndarray) -> np.ndarray:
+  """f32 images in [0, 1] as u8 (4x less device memory than float32)."""
+  return np.clip(np.round(np.asarray(images) * 255.0), 0, 255).astype(np.uint8)
 
 
 def _put_data(split: datasets.Split, mesh: Mesh) -> TrainData:
   replicated = NamedSharding(mesh, P())
-  return TrainData(images=jax.device_put(split.images, replicated),
+  return TrainData(images=jax.device_put(_to_uint8(split.images), replicated),
                    poses=jax.device_put(split.poses, replicated),
                    intrinsics=split.intrinsics)
+
+
+def prepare_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Validated, references resolved, data.path absolute (so the saved config
+  works from any directory)."""
+  validate_config(config)
+  config = config.copy_and_resolve_references()
+  if config.data.path:
+    config.data.path = os.path.abspath(os.path.expanduser(config.data.path))
+  return config
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -320,79 +213,84 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   Returns:
     The last evaluation record written to metrics.jsonl.
   """
-  validate_config(config)
-  config = config.copy_and_resolve_references()
-  if config.data.path:  # so that the saved config works from any directory
-    config.data.path = os.path.abspath(os.path.expanduser(config.data.path))
-  scene = datasets.load_scene(config.data)
+  config = prepare_config(config)
+  scene = datasets.load_scene(config.data,
+                              splits=('train', config.eval.split))
   scene.split(config.eval.split)  # fail now, not after training, if absent
+  info = scene.info(config.data.path)
   os.makedirs(workdir, exist_ok=True)
-  check_resumable(config, workdir)
-  trainer = _Trainer(config, scene, workdir)
+  rundir.check_resumable(config, info, workdir)
+  trainer = _Trainer(config, scene, info, workdir)
   return trainer.run(progress)
 
 
 class _Trainer:
   """The training loop's state and its steps: setup, eval, loop, finish."""
 
-  def __init__(self, config, scene: datasets.Scene, workdir: str):
+  def __init__(self, config, scene: datasets.Scene, info: SceneInfo,
+               workdir: str):
     self.config, self.scene, self.workdir = config, scene, workdir
-    field = models.make_field(config.model)
-    options = pipeline.RenderOptions.from_config(config)
-    tx = make_optimizer(config.train)
+    self.model = models.make_model(config.model, info)
+    tx = self.model.optimizer(config.train)
     init_key, self.train_rng = jax.random.split(
         jax.random.PRNGKey(config.train.seed))
     mesh = _make_mesh()
-    state = create_train_state(init_key, field, options, tx)
+    state = create_train_state(init_key, self.model, tx)
     self.state = jax.device_put(state, NamedSharding(mesh, P()))
-    self.manager = checkpoint_manager(workdir, config.checkpoint.keep)
+    self.manager = rundir.checkpoint_manager(workdir, config.checkpoint.keep)
     if self.manager.latest_step() is not None:
       self.state = restore_state(self.manager, self.state)
-    save_config(config, workdir)
-    save_scene_info(scene, workdir)
-    self.metrics_path = os.path.join(workdir, METRICS_FILE)
-    _truncate_metrics(self.metrics_path, int(self.state.step))
-    self.logger = _Logger(workdir)
+    rundir.save_config(config, workdir)
+    rundir.save_scene(info, workdir)
+    self.logger = rundir.MetricsWriter(workdir)
+    self.logger.truncate(int(self.state.step))
     self.data = _put_data(scene.split('train'), mesh)
     self.step_fn = jax.jit(
-        make_train_step(field, options, tx, config.train.batch_rays,
-                        scene.near, scene.far, mesh), donate_argnums=(0,))
-    self.render_fn = render_lib.make_render_fn(field, options)
+        make_train_step(self.model, tx, config.train.batch_rays, scene.near,
+                        scene.far, mesh), donate_argnums=(0,))
+    self.render_fn = render_lib.make_render_fn(self.model)
     self.schedule = make_schedule(config.train)
     self.preview_dir = os.path.join(workdir, 'previews')
     os.makedirs(self.preview_dir, exist_ok=True)
+    self.elapsed = float(self.state.elapsed_s)
 
   def evaluate(self) -> dict:
     """Scores the held-out split; writes the record, a preview and the plot."""
     config, scene = self.config, self.scene
-    result = evaluate(self.render_fn, self.state.params, scene,
+    result = evaluate(self.render_fn, self.state.variables(), scene,
                       config.eval.split, config.eval.max_views,
                       config.eval.chunk)
     step = int(self.state.step)
     record = dict(step=step, split=config.eval.split, psnr=result['psnr'],
-                  ssim=result['ssim'],
-                  elapsed_s=round(float(self.state.elapsed_s), 3),
+                  ssim=result['ssim'], elapsed_s=round(self.elapsed, 3),
                   views=len(result['views']))
     self.logger.write(record)
     first = result['first']
     depth_rgb = viz.colorize_depth(first['depth'], first['acc'], scene.near,
-                                   scene.far,
-                                   float(config.data.white_background))
+                                   scene.far, float(scene.white_background))
     viz.save_preview(os.path.join(self.preview_dir, f'step_{step:07d}.png'),
                      first['rgb'], depth_rgb, first['ground_truth'])
-    viz.plot_progress(self.metrics_path,
+    viz.plot_progress(self.logger.path,
                       os.path.join(self.workdir, 'progress.png'))
     return record
 
+  def save(self, step: int, force: bool = False) -> None:
+    """Checkpoints the state, with the training clock as of now."""
+    # Same sharding as before, so the jitted step never retraces.
+    self.state = self.state.replace(elapsed_s=jax.device_put(
+        np.float32(self.elapsed), self.state.elapsed_s.sharding))
+    self.manager.save(step, args=ocp.args.StandardSave(self.state),
+                      force=force)
+
   def log_train(self, step: int, metrics: dict, rays_per_s: float,
-                elapsed: float, bar) -> None:
+                bar) -> None:
     m = {k: float(v) for k, v in jax.device_get(metrics).items()}
     bar.set_postfix(loss=f'{m["loss"]:.4f}', psnr=f'{m["psnr"]:.2f}',
                     rays_s=f'{rays_per_s:,.0f}')
     self.logger.write(dict(step=step, split='train',
                            lr=float(self.schedule(step)),
                            rays_per_s=round(rays_per_s),
-                           elapsed_s=round(elapsed, 3), **m))
+                           elapsed_s=round(self.elapsed, 3), **m))
 
   def run(self, progress: bool) -> dict:
     """Trains to max_steps (or the time budget), then evaluates and saves."""
@@ -407,8 +305,7 @@ class _Trainer:
     if last_eval != step:
       record = self.evaluate()
     if self.manager.latest_step() != step:
-      self.manager.save(step, args=ocp.args.StandardSave(self.state),
-                        force=True)
+      self.save(step, force=True)
     self.manager.wait_until_finished()
     self.manager.close()
     frames = sorted(os.path.join(self.preview_dir, f)
@@ -417,81 +314,113 @@ class _Trainer:
     return record
 
   def loop(self, bar) -> tuple:
-    """The optimisation loop; returns (step of the last eval, its record)."""
+    """The optimisation loop; returns (step of the last eval, its record).
+
+    The host never stalls the device queue for the clock: after dispatching
+    step n it waits only for step n - ``_CLOCK_LAG`` to finish, then reads
+    the clock, so the time budget and timed evaluations cost no round trip.
+    Logging, evaluation and checkpoints synchronise fully, as they must.
+    """
     cfg = self.config
     max_steps, budget = int(cfg.train.max_steps), float(cfg.train.max_seconds)
-    step, elapsed = int(self.state.step), float(self.state.elapsed_s)
-    timed_evals = sorted(float(s) for s in cfg.eval.at_seconds if s > elapsed)
-    # A time budget or timed evals need the clock read after every step.
-    sync_every = 1 if (budget > 0 or timed_evals) else 10
+    step = int(self.state.step)
+    timed_evals = sorted(float(s) for s in cfg.eval.at_seconds
+                         if s > self.elapsed)
     last_eval, record = None, None
-    t_mark, rate_mark = time.perf_counter(), (step, elapsed)
-    while step < max_steps and not (budget > 0 and elapsed >= budget):
+    base, t_mark = self.elapsed, time.perf_counter()
+    rate_mark = (step, self.elapsed)
+    in_flight = collections.deque()
+    while step < max_steps and not (budget > 0 and self.elapsed >= budget):
       self.state, metrics = self.step_fn(self.state, self.data, self.train_rng)
       step += 1
+      in_flight.append(metrics['loss'])
+      if len(in_flight) > _CLOCK_LAG:
+        in_flight.popleft().block_until_ready()
+      self.elapsed = base + time.perf_counter() - t_mark
       log_now = step % cfg.train.log_every == 0 or step == max_steps
       eval_now = cfg.eval.every > 0 and step % cfg.eval.every == 0
       ckpt_now = step % cfg.checkpoint.every == 0
-      if not (log_now or eval_now or ckpt_now or step % sync_every == 0):
+      if timed_evals and self.elapsed >= timed_evals[0]:
+        eval_now = True
+        timed_evals = [s for s in timed_evals if s > self.elapsed]
+      if not (log_now or eval_now or ckpt_now):
         continue
       jax.block_until_ready(self.state.step)
-      elapsed += time.perf_counter() - t_mark
-      # Same sharding as before, so the jitted step never retraces.
-      self.state = self.state.replace(elapsed_s=jax.device_put(
-          np.float32(elapsed), self.state.elapsed_s.sharding))
+      in_flight.clear()
+      self.elapsed = base + time.perf_counter() - t_mark
       bar.update(step - bar.n)
-      if timed_evals and elapsed >= timed_evals[0]:
-        eval_now = True
-        timed_evals = [s for s in timed_evals if s > elapsed]
       if log_now:
         rays_per_s = (step - rate_mark[0]) * cfg.train.batch_rays / max(
-            elapsed - rate_mark[1], 1e-9)
-        rate_mark = (step, elapsed)
-        self.log_train(step, metrics, rays_per_s, elapsed, bar)
+            self.elapsed - rate_mark[1], 1e-9)
+        rate_mark = (step, self.elapsed)
+        self.log_train(step, metrics, rays_per_s, bar)
       if eval_now:
         record, last_eval = self.evaluate(), step
       if ckpt_now:
-        self.manager.save(step, args=ocp.args.StandardSave(self.state))
-      t_mark = time.perf_counter()
+        self.save(step)
+      base, t_mark = self.elapsed, time.perf_counter()
+    jax.block_until_ready(self.state.step)
     bar.update(step - bar.n)
     return last_eval, record
 
 
-def load_scene_info(workdir: str) -> dict:
-  """The scene.json written by training; CheckpointError if absent/corrupt."""
-  path = os.path.join(workdir, SCENE_FILE)
+# Steps the host lets run ahead of the clock reading (see _Trainer.loop).
+_CLOCK_LAG = 2
+
+
+# ---------------------------------------------------------------------------
+# Loading a trained run.
+
+
+def restore_state(manager: ocp.CheckpointManager, target: TrainState,
+                  step: Optional[int] = None) -> TrainState:
+  """Restores a checkpoint into ``target``'s structure and shardings.
+
+  Checkpoints written before ``TrainState`` had ``model_state`` still load
+  for models without state.
+  """
   try:
-    with open(path) as f:
-      info = json.load(f)
-    info['intrinsics'] = camera.Intrinsics(**info['intrinsics'])
-    return info
-  except (OSError, ValueError, KeyError, TypeError) as e:
-    raise CheckpointError(f'{path} is missing or unreadable ({e})') from e
+    return rundir.restore(manager, target, step)
+  except CheckpointError:
+    if jax.tree_util.tree_leaves(target.model_state):
+      raise
+  legacy = {'step': target.step, 'params': target.params,
+            'opt_state': target.opt_state, 'elapsed_s': target.elapsed_s}
+  try:
+    restored = rundir.restore(manager, legacy, step)
+  except CheckpointError:
+    return rundir.restore(manager, target, step)  # report the first error
+  # orbax returns plain containers; put the leaves back into our structure.
+  leaves = jax.tree_util.tree_leaves(restored)
+  legacy = jax.tree_util.tree_unflatten(
+      jax.tree_util.tree_structure(legacy), leaves)
+  return target.replace(**legacy)
 
 
 def load_trained(workdir: str, step: Optional[int] = None) -> tuple:
   """Loads a training directory for rendering.
 
   Returns:
-    (config, field, options, params, step) of the latest (or given) checkpoint.
+    (config, scene_info, model, variables, step) of the latest (or given)
+    checkpoint; ``variables`` = {'params': ..., 'state': ...}.
   """
   if not os.path.isdir(workdir):
     raise CheckpointError(f'checkpoint directory {workdir} does not exist')
-  config = load_config(workdir)
+  config = rundir.load_config(workdir)
+  info = rundir.load_scene(workdir)
   try:
     validate_config(config)
-    field = models.make_field(config.model)
+    model = models.make_model(config.model, info)
   except (ConfigError, ValueError, AttributeError, KeyError) as e:
-    raise CheckpointError(f'{workdir}/{CONFIG_FILE} is not a valid config: '
-                          f'{e}') from e
-  options = pipeline.RenderOptions.from_config(config)
-  tx = make_optimizer(config.train)
+    raise CheckpointError(f'{workdir}/{rundir.CONFIG_FILE} is not a valid '
+                          f'config: {e}') from e
+  tx = model.optimizer(config.train)
   target = jax.eval_shape(lambda: create_train_state(
-      jax.random.PRNGKey(0), field, options, tx))
-  ckpt_dir = os.path.join(workdir, 'checkpoints')
+      jax.random.PRNGKey(0), model, tx))
+  ckpt_dir = os.path.join(workdir, rundir.CHECKPOINT_DIR)
   if not os.path.isdir(ckpt_dir):
     raise CheckpointError(f'{workdir} has no checkpoints')
-  manager = checkpoint_manager(workdir)
+  manager = rundir.checkpoint_manager(workdir)
   steps = manager.all_steps()
   if not steps:
     raise CheckpointError(f'{workdir} has no checkpoints')
@@ -500,4 +429,4 @@ def load_trained(workdir: str, step: Optional[int] = None) -> tuple:
                           f'(it has {sorted(steps)})')
   state = restore_state(manager, target, step)
   manager.close()
-  return config, field, options, state.params, int(state.step)
+  return config, info, model, state.variables(), int(state.step)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import json
 
 import imageio.v3 as iio
 import numpy as np
@@ -54,19 +53,12 @@ def save_gif(path: str, frame_paths: list, fps: float = 4.0) -> None:
   os.replace(tmp, path)
 
 
-def read_metrics(path: str) -> list:
-  """Records of a metrics.jsonl file (missing file -> [])."""
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
-
-
 def plot_progress(metrics_path: str, out_path: str) -> None:
   """Plots training loss and held-out PSNR against steps into a PNG."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  from nerf_jax.rundir import read_metrics  # pylint: disable=g-import-not-at-top
   records = read_metrics(metrics_path)
   train = [r for r in records if r.get('split') == 'train']
   held = [r for r in records if r.get('split') not in (None, 'train')]

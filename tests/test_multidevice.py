@@ -22,16 +22,15 @@ config.data.width = config.data.height = 12
 config.data.num_train, config.data.num_val, config.data.num_test = 6, 1, 1
 config.model.preset, config.model.num_coarse = 'tiny', 8
 scene = datasets.load_scene(config.data)
-field = models.make_field(config.model)
-options = pipeline.RenderOptions.from_config(config)
-tx = train_lib.make_optimizer(config.train)
+model = models.make_model(config.model, scene.info())
+tx = model.optimizer(config.train)
 split = scene.split('train')
 data = train_lib.TrainData(jnp.asarray(split.images), jnp.asarray(split.poses),
                            split.intrinsics)
 results = []
 for mesh in (None, Mesh(np.asarray(jax.devices()), ('data',))):
-  state = train_lib.create_train_state(jax.random.PRNGKey(0), field, options, tx)
-  step = jax.jit(train_lib.make_train_step(field, options, tx, 256, scene.near,
+  state = train_lib.create_train_state(jax.random.PRNGKey(0), model, tx)
+  step = jax.jit(train_lib.make_train_step(model, tx, 256, scene.near,
                                            scene.far, mesh))
   for _ in range(3):
     state, metrics = step(state, data, jax.random.PRNGKey(1))
@@ -43,12 +42,13 @@ for a, b in zip(*(jax.tree_util.tree_leaves(s.params) for s in results)):
   np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
 # Rendering spreads each chunk over the devices and matches one device.
 from nerf_jax import camera, render_lib
-params = results[0].params
+params = results[0].variables()
 intr = camera.Intrinsics.from_focal(14.0, 11, 9)
 pose = render_lib.orbit_poses(2, 30.0, 4.0)[1]
-fn = render_lib.make_render_fn(field, options)
+fn = render_lib.make_render_fn(model)
 multi = render_lib.render_view(fn, params, intr, pose, 2.0, 6.0, 30)
-ref = jax.jit(lambda p, r: pipeline.render_rays(field, p, r, None, options))
+ref = jax.jit(lambda v, r: pipeline.render_rays(
+    model.field, v['params'], r, None, model.options))
 rays = render_lib._image_rays(intr, pose, 2.0, 6.0)
 single = ref(jax.device_put(params, jax.devices()[0]), rays)['coarse']
 np.testing.assert_allclose(multi['rgb'], single['rgb'], rtol=1e-4, atol=1e-5)

@@ -72,8 +72,8 @@ def test_orbit_is_evenly_spaced_looks_at_origin_and_loops(n):
 
 def test_chunked_rendering_equals_unchunked(trained):
   workdir, _ = trained
-  _, field, options, params, _ = train_lib.load_trained(workdir)
-  fn = render_lib.make_render_fn(field, options)
+  _, _, model, params, _ = train_lib.load_trained(workdir)
+  fn = render_lib.make_render_fn(model)
   intr = camera.Intrinsics.from_focal(30.0, 13, 11)
   pose = render_lib.orbit_poses(3, 40.0, 4.0)[1]
   whole = render_lib.render_view(fn, params, intr, pose, 2.0, 6.0, 13 * 11)
@@ -86,8 +86,8 @@ def test_chunked_rendering_equals_unchunked(trained):
 
 def test_render_function_compiles_once_per_chunk_shape(trained):
   workdir, _ = trained
-  _, field, options, params, _ = train_lib.load_trained(workdir)
-  fn = render_lib.make_render_fn(field, options)
+  _, _, model, params, _ = train_lib.load_trained(workdir)
+  fn = render_lib.make_render_fn(model)
   for w, h in ((9, 7), (20, 16), (5, 7)):  # all at least one chunk
     intr = camera.Intrinsics.from_focal(20.0, w, h)
     render_lib.render_view(fn, params, intr, np.eye(4, dtype=np.float32) +

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from configs import demo
-from nerf_jax import camera, datasets, models, pipeline, train_lib
+from nerf_jax import camera, datasets, models, rundir, train_lib
 
 
 def small_config(**overrides):
@@ -87,17 +87,14 @@ def test_sample_batch_draws_rays_matching_their_pixels():
 
 def _setup(config):
   scene = datasets.load_scene(config.data)
-  field = models.make_field(config.model)
-  options = pipeline.RenderOptions.from_config(config)
-  tx = train_lib.make_optimizer(config.train)
-  state = train_lib.create_train_state(jax.random.PRNGKey(0), field, options,
-                                       tx)
+  model = models.make_model(config.model, scene.info())
+  tx = model.optimizer(config.train)
+  state = train_lib.create_train_state(jax.random.PRNGKey(0), model, tx)
   split = scene.split('train')
   data = train_lib.TrainData(jnp.asarray(split.images),
                              jnp.asarray(split.poses), split.intrinsics)
-  step = train_lib.make_train_step(field, options, tx,
-                                   config.train.batch_rays, scene.near,
-                                   scene.far)
+  step = train_lib.make_train_step(model, tx, config.train.batch_rays,
+                                   scene.near, scene.far)
   return state, data, step
 
 
@@ -165,17 +162,15 @@ def test_loop_writes_metrics_previews_plot_gif_and_checkpoints(tmp_path):
     assert os.path.getsize(os.path.join(workdir, name)) > 0
   ckpts = os.listdir(os.path.join(workdir, 'checkpoints'))
   assert '20' in ckpts and '10' in ckpts
-  saved = train_lib.load_config(workdir)
+  saved = rundir.load_config(workdir)
   assert saved.model.preset == 'tiny' and saved.train.max_steps == 20
 
 
 def _params(workdir, config):
-  field = models.make_field(config.model)
-  options = pipeline.RenderOptions.from_config(config)
-  tx = train_lib.make_optimizer(config.train)
-  target = train_lib.create_train_state(jax.random.PRNGKey(0), field, options,
-                                        tx)
-  manager = train_lib.checkpoint_manager(workdir)
+  model = models.make_model(config.model, rundir.load_scene(workdir))
+  tx = model.optimizer(config.train)
+  target = train_lib.create_train_state(jax.random.PRNGKey(0), model, tx)
+  manager = rundir.checkpoint_manager(workdir)
   state = train_lib.restore_state(manager, target)
   manager.close()
   return state

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Sequence
 
 from nerf_jax.datasets.base import DatasetError, Scene, Split
 from nerf_jax.datasets.blender import load_blender
@@ -22,7 +22,8 @@ __all__ = ['DatasetError', 'KINDS', 'Scene', 'Split', 'load_blender',
            'load_scene', 'load_tiny_npz', 'make_scene']
 
 
-def _load_procedural(cfg: Any) -> Scene:
+def _load_procedural(cfg: Any, splits: Sequence[str]) -> Scene:
+  del splits  # every split of the built-in scene takes milliseconds
   if getattr(cfg, 'path', ''):
     raise DatasetError(
         f'the procedural scene has no files, but data.path={cfg.path!r}; '
@@ -35,7 +36,12 @@ def _load_procedural(cfg: Any) -> Scene:
       far=float(cfg.far))
 
 
-def _load_tiny(cfg: Any) -> Scene:
+def _load_tiny(cfg: Any, splits: Sequence[str]) -> Scene:
+  del splits  # one small file holds every view
+  if getattr(cfg, 'white_background', False):
+    raise DatasetError(
+        'data.white_background=True, but a tiny npz has no alpha channel: '
+        'its images are on black, so train it with a black background')
   return load_tiny_npz(
       str(getattr(cfg, 'path', '')),
       val_indices=tuple(int(i) for i in getattr(cfg, 'val_indices', ())),
@@ -44,19 +50,20 @@ def _load_tiny(cfg: Any) -> Scene:
       near=float(cfg.near), far=float(cfg.far))
 
 
-def _load_blender(cfg: Any) -> Scene:
+def _load_blender(cfg: Any, splits: Sequence[str]) -> Scene:
   return load_blender(
       str(getattr(cfg, 'path', '')), downsample=int(cfg.downsample),
       white_background=bool(cfg.white_background),
       near=float(cfg.near), far=float(cfg.far),
-      max_views=int(getattr(cfg, 'max_views', 0)))
+      max_views=int(getattr(cfg, 'max_views', 0)),
+      splits=tuple(splits) if splits else ('train', 'val', 'test'))
 
 
 _LOADERS = {'procedural': _load_procedural, 'tiny_npz': _load_tiny,
             'blender': _load_blender}
 
 
-def load_scene(data_cfg: Any) -> Scene:
+def load_scene(data_cfg: Any, splits: Sequence[str] = ()) -> Scene:
   """Loads the scene a data config describes.
 
   Args:
@@ -64,6 +71,8 @@ def load_scene(data_cfg: Any) -> Scene:
       attributes): kind, path, near, far, white_background, seed, width,
       height, num_train, num_val, num_test, downsample, max_views,
       val_indices, val_fraction, cache_dir.
+    splits: the splits needed ('' = all); formats whose splits are separate
+      files (Blender) read only these, the others are cheap to load whole.
 
   Returns:
     The loaded ``Scene``.
@@ -72,27 +81,34 @@ def load_scene(data_cfg: Any) -> Scene:
   if kind not in _LOADERS:
     raise DatasetError(f'unknown data.kind {kind!r}; choose one of '
                        f'{", ".join(KINDS)}')
-  return _LOADERS[kind](data_cfg)
+  return _LOADERS[kind](data_cfg, splits)
 
 
-def load_eval_split(path: str, split: str, data_cfg: Any = None) -> Split:
-  """The views to evaluate a model on.
+def load_eval_split(path: str, split: str, data_cfg: Any = None,
+                    white_background: bool = False) -> Split:
+  """The views to evaluate a model on, on the model's background.
 
   Args:
     path: a tiny-format .npz (all its views), a Blender scene folder (its
       ``split``), or 'config' for the training dataset itself (its ``split``).
     split: split name for Blender folders and 'config'.
     data_cfg: the training data config (needed for 'config').
+    white_background: bool, the background the model was trained on (from
+      its scene.json); Blender images are composited onto it.
 
   Returns:
-    The ``Split``; DatasetError with one line for anything unreadable.
+    The ``Split``; DatasetError with one line for anything unreadable or
+    for images that cannot be put on that background.
   """
   if path == 'config':
-    return load_scene(data_cfg).split(split)
+    return load_scene(data_cfg, splits=(split,)).split(split)
   if os.path.isdir(path):
-    white = bool(getattr(data_cfg, 'white_background', True))
     return load_blender(path, splits=(split,),
-                        white_background=white).split(split)
+                        white_background=white_background).split(split)
   if path.endswith('.npz') or os.path.isfile(path):
+    if white_background:
+      raise DatasetError(
+          f'{path}: a tiny npz is on black (no alpha channel), but this '
+          'model was trained on a white background')
     return load_tiny_npz(path).split('all')
   raise DatasetError(f'{path}: no such file or folder')

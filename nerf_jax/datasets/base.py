@@ -7,6 +7,7 @@ from typing import Optional
 
 import numpy as np
 
+from nerf_jax import scene as scene_lib
 from nerf_jax.camera import Intrinsics
 
 
@@ -48,12 +49,15 @@ class Scene:
     splits: dict from split name ('train', 'val', 'test') to ``Split``.
     near, far: float, the sampled interval along t.
     white_background: bool, whether images were composited onto white.
+    aabb: ((x, y, z), (x, y, z)), min and max corner of the box holding the
+      scene's content (the fast model's grids span it).
   """
   name: str
   splits: dict
   near: float
   far: float
   white_background: bool = False
+  aabb: tuple = scene_lib.DEFAULT_AABB
 
   def split(self, name: str) -> Split:
     if name not in self.splits:
@@ -61,6 +65,21 @@ class Scene:
           f'dataset {self.name!r} has no {name!r} split '
           f'(it has: {", ".join(sorted(self.splits))})')
     return self.splits[name]
+
+  def info(self, path: str = '') -> scene_lib.SceneInfo:
+    """The facts a model keeps of this scene (saved as scene.json)."""
+    train = self.split('train')
+    radius, elevation = scene_lib.camera_orbit_stats(train.poses)
+    poses = [self.splits[k].poses for k in sorted(self.splits)]
+    return scene_lib.SceneInfo(
+        name=self.name, near=float(self.near), far=float(self.far),
+        white_background=bool(self.white_background),
+        aabb=scene_lib.as_aabb(self.aabb),
+        intrinsics=train.intrinsics, camera_radius=radius,
+        camera_elevation_deg=elevation,
+        fingerprint=scene_lib.fingerprint(train.images, poses,
+                                          train.intrinsics),
+        path=path)
 
 
 def validate_split(split: Split, where: str) -> Split:

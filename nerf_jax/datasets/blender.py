@@ -19,6 +19,7 @@ import imageio.v3 as iio
 import numpy as np
 
 from nerf_jax.camera import Intrinsics
+from nerf_jax.scene import DEFAULT_AABB
 from nerf_jax.datasets.base import DatasetError, Scene, Split, validate_split
 
 _MAX_READERS = 8  # threads decoding PNGs (zlib releases the GIL)
@@ -166,4 +167,5 @@ def load_blender(path: str, *, downsample: int = 1,
                                  max_views)
   return Scene(name=os.path.basename(os.path.normpath(path)), splits=loaded,
                near=float(near), far=float(far),
-               white_background=bool(white_background))
+               white_background=bool(white_background),
+               aabb=DEFAULT_AABB)

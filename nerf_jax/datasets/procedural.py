@@ -36,6 +36,8 @@ LIGHTS = (
     (np.array([0.45, -0.35, 0.82]) / np.linalg.norm([0.45, -0.35, 0.82]), 0.7),
     (np.array([-0.6, 0.7, 0.38]) / np.linalg.norm([-0.6, 0.7, 0.38]), 0.3),
 )
+# Every shape lies inside this box (see SHAPES; the module docstring).
+AABB = ((-1.2, -1.2, -1.2), (1.2, 1.2, 1.2))
 _EPS = 1e-9  # smallest accepted hit distance; cameras are outside all shapes
 _RAYS_PER_CHUNK = 1 << 20  # bound the memory of one vectorised pass
 
@@ -313,4 +315,5 @@ def make_scene(width: int = 64, height: int = 64, num_train: int = 100,
                               f'procedural scene, {name} split')
             for name, p in poses.items() if len(p)}
   return Scene(name='procedural', splits=splits, near=float(near),
-               far=float(far), white_background=bool(white_background))
+               far=float(far), white_background=bool(white_background),
+               aabb=AABB)

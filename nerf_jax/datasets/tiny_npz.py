@@ -22,6 +22,7 @@ import numpy as np
 import tqdm
 
 from nerf_jax.camera import Intrinsics
+from nerf_jax.scene import DEFAULT_AABB
 from nerf_jax.datasets.base import DatasetError, Scene, Split, validate_split
 
 TINY_NPZ_URLS = (
@@ -249,4 +250,5 @@ def load_tiny_npz(path: str = '', *, val_indices: Sequence[int] = (),
     splits[name] = validate_split(split, f'{path} ({name} split)')
   splits['all'] = everything
   return Scene(name='tiny_npz', splits=splits, near=float(near),
-               far=float(far), white_background=False)
+               far=float(far), white_background=False,
+               aabb=DEFAULT_AABB)

@@ -1,0 +1,104 @@
+"""The interface every kind of NeRF implements.
+
+The training loop (train_lib) and the renderer (render_lib) talk to a model
+only through these methods, so a new kind of NeRF is one new module plus a
+config, and neither of them branches on the model's kind:
+
+  init(key)                                  -> (params, state)
+  render(params, state, rays, key=None)      -> outputs (rgb, depth, acc, ...)
+  loss(params, state, rays, target, key, step) -> (loss, metrics)
+  update_state(params, state, step, key)     -> state
+  optimizer(train_cfg)                       -> optax transformation
+
+``params`` are trained by gradients; ``state`` is everything else the model
+keeps (e.g. an occupancy grid). Both are pytrees that travel in the train
+state and in checkpoints. Every method is pure and jit-traceable; the model
+object itself holds only static settings and Flax module definitions.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from nerf_jax import optim
+from nerf_jax.camera import Rays
+from nerf_jax.scene import SceneInfo
+
+# Per-ray outputs every model's ``render`` returns (the renderer's contract).
+OUTPUT_KEYS = ('rgb', 'depth', 'disparity', 'acc')
+
+
+class Model(abc.ABC):
+  """One kind of NeRF: its fields, sampler, losses and non-trained state.
+
+  Attributes:
+    kind: str, the ``model.kind`` config value that selects it.
+    config: the ``model`` config section.
+    scene: the SceneInfo it models (near/far, background, box).
+  """
+  kind: str = ''
+
+  def __init__(self, model_cfg, scene: SceneInfo):
+    self.config = model_cfg
+    self.scene = scene
+
+  @abc.abstractmethod
+  def init(self, key: jax.Array) -> tuple:
+    """Initial ``(params, state)``; ``state`` is ``{}`` if the model has none."""
+
+  @abc.abstractmethod
+  def render(self, params: Any, state: Any, rays: Rays,
+             key: Optional[jax.Array] = None) -> dict:
+    """Renders rays: with a key the training path (jittered), with None the
+    deterministic evaluation path.
+
+    Args:
+      params, state: as from ``init`` (or training).
+      rays: ``Rays`` of batch shape [...].
+      key: PRNG key or None.
+
+    Returns:
+      dict with at least rgb f32[..., 3] and depth, disparity, acc f32[...]
+      (see ``OUTPUT_KEYS``); models may add more.
+    """
+
+  def loss(self, params: Any, state: Any, rays: Rays, target: jnp.ndarray,
+           key: jax.Array, step: jnp.ndarray) -> tuple:
+    """The training loss of a ray batch.
+
+    Args:
+      params, state: the model's parameters and state.
+      rays: ``Rays`` of batch shape [n].
+      target: f32[n, 3], the pixels' colours.
+      key: PRNG key for the training path.
+      step: i32[], the optimisation step (for schedules inside the loss).
+
+    Returns:
+      (loss f32[], metrics: dict of f32[] scalars). ``metrics['mse']`` is the
+      colour error of the final output; every ``mse*`` entry is logged as the
+      matching ``psnr*``.
+    """
+    del step
+    out = self.render(params, state, rays, key)
+    mse = jnp.mean((out['rgb'] - target) ** 2)
+    return mse, {'mse': mse}
+
+  def update_state(self, params: Any, state: Any, step: jnp.ndarray,
+                   key: jax.Array) -> Any:
+    """The non-trained state after optimisation step ``step`` (pure).
+
+    Called inside the jitted training step, after the parameter update; a
+    model that refreshes its state every N steps decides so itself (with
+    ``jax.lax.cond``), so the step compiles once.
+    """
+    del params, step, key
+    return state
+
+  def optimizer(self, train_cfg) -> optax.GradientTransformation:
+    """The optax transformation for ``params`` (default: Adam, train config)."""
+    return optim.make_optimizer(train_cfg)

@@ -1,0 +1,54 @@
+"""The NeRF of Mildenhall et al.: an MLP field sampled at stratified points,
+optionally followed by importance samples for a fine level (``model.kind =
+'mlp'``). The sampler-field-compositor join lives in ``pipeline.render_rays``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+
+from nerf_jax import pipeline
+from nerf_jax.camera import Rays
+from nerf_jax.models import base, fields
+
+
+class VanillaNerf(base.Model):
+  """Coarse (+ fine) NeRF; ``params`` = {'coarse': ..., 'fine': ...}, no state.
+
+  Every level is supervised; the loss is the sum of the levels' MSEs.
+  """
+  kind = 'mlp'
+
+  def __init__(self, model_cfg, scene):
+    super().__init__(model_cfg, scene)
+    self.field = fields.make_field(model_cfg)
+    self.options = pipeline.RenderOptions(
+        num_coarse=int(model_cfg.num_coarse),
+        num_fine=int(model_cfg.num_fine),
+        white_background=bool(scene.white_background),
+        separate_fine=bool(model_cfg.separate_fine))
+
+  def init(self, key: jax.Array) -> tuple:
+    return pipeline.init_params(key, self.field, self.options), {}
+
+  def render_levels(self, params: Any, rays: Rays,
+                    key: Optional[jax.Array]) -> dict:
+    """Every level's outputs (see ``pipeline.render_rays``)."""
+    return pipeline.render_rays(self.field, params, rays, key, self.options)
+
+  def render(self, params, state, rays, key=None) -> dict:
+    del state
+    levels = self.render_levels(params, rays, key)
+    return dict(levels[self.options.levels[-1]])
+
+  def loss(self, params, state, rays, target, key, step) -> tuple:
+    del state, step
+    levels = self.render_levels(params, rays, key)
+    metrics = {f'mse_{name}': jnp.mean((levels[name]['rgb'] - target) ** 2)
+               for name in self.options.levels}
+    metrics['mse'] = metrics[f'mse_{self.options.levels[-1]}']
+    loss = sum(metrics[f'mse_{name}'] for name in self.options.levels)
+    return loss, metrics

@@ -1,0 +1,120 @@
+"""What a trained model needs to know of its scene, and nothing more.
+
+``SceneInfo`` is the single source of truth for the sampled interval
+(near / far), the background colour and the scene box (an axis-aligned box
+that holds everything worth modelling). Training builds it from the loaded
+dataset, saves it as ``scene.json`` beside the checkpoints, and everything
+that renders afterwards (evaluation, videos, ``render.py``) reads it from
+there, never from a second copy in the config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Sequence
+
+import numpy as np
+
+from nerf_jax.camera import Intrinsics
+
+
+@dataclasses.dataclass(frozen=True)
+class SceneInfo:
+  """The scene-wide facts a model is trained and rendered with.
+
+  Attributes:
+    name: str, the dataset's short name ('procedural', 'tiny_npz', 'lego').
+    near, far: float, the sampled interval along the ray parameter t.
+    white_background: bool, images are composited onto white (else black).
+    aabb: ((x, y, z), (x, y, z)), min and max corner of the scene box.
+    intrinsics: the training camera (render.py's default resolution).
+    camera_radius: float, median distance of the training cameras from the
+      origin (orbit videos).
+    camera_elevation_deg: float, their median elevation above the xy-plane.
+    fingerprint: str, a hash of the training data (cameras and a subsample
+      of the pixels); '' when unknown (runs saved before it existed).
+    path: str, the dataset file or folder ('' for the built-in scene).
+  """
+  name: str
+  near: float
+  far: float
+  white_background: bool
+  aabb: tuple
+  intrinsics: Intrinsics
+  camera_radius: float = 4.0
+  camera_elevation_deg: float = 30.0
+  fingerprint: str = ''
+  path: str = ''
+
+  @property
+  def background(self) -> float:
+    """The grey level behind the volume: 1.0 for white, 0.0 for black."""
+    return 1.0 if self.white_background else 0.0
+
+  def to_dict(self) -> dict:
+    d = dataclasses.asdict(self)
+    d['intrinsics'] = self.intrinsics.to_dict()
+    d['aabb'] = [list(map(float, corner)) for corner in self.aabb]
+    return d
+
+  @classmethod
+  def from_dict(cls, d: dict) -> 'SceneInfo':
+    """Reads ``to_dict`` output; older scene.json files lack some fields."""
+    d = dict(d)
+    d['intrinsics'] = Intrinsics(**d['intrinsics'])
+    d['aabb'] = as_aabb(d.get('aabb', DEFAULT_AABB))
+    known = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in d.items() if k in known})
+
+
+# The box of the NeRF synthetic scenes (objects within about 1.5 of the
+# origin), also used when a dataset states nothing better.
+DEFAULT_AABB = ((-1.5, -1.5, -1.5), (1.5, 1.5, 1.5))
+
+
+def as_aabb(value) -> tuple:
+  box = np.asarray(value, np.float64)
+  if box.shape != (2, 3) or not np.all(np.isfinite(box)) or not np.all(
+      box[0] < box[1]):
+    raise ValueError(f'scene box must be [[min x, y, z], [max x, y, z]] with '
+                     f'min < max, got {np.asarray(value).tolist()}')
+  return tuple(tuple(float(v) for v in corner) for corner in box)
+
+
+def camera_orbit_stats(poses: np.ndarray) -> tuple:
+  """(median radius, median elevation in degrees) of camera centres.
+
+  Args:
+    poses: f32[n, 4, 4], camera-to-world matrices.
+  """
+  centres = np.asarray(poses)[:, :3, 3].astype(np.float64)
+  radii = np.linalg.norm(centres, axis=-1)
+  elevations = np.degrees(np.arcsin(np.clip(
+      centres[:, 2] / np.maximum(radii, 1e-9), -1.0, 1.0)))
+  return float(np.median(radii)), float(np.median(elevations))
+
+
+def fingerprint(images: np.ndarray, poses: Sequence[np.ndarray],
+                intrinsics: Intrinsics) -> str:
+  """A short hash identifying a training set (to refuse resuming on another).
+
+  Hashes every pose, the camera and every 4th pixel of every 4th row of the
+  training images: cheap for large captures, and any realistic change of
+  data changes it.
+
+  Args:
+    images: f32[n, h, w, 3] or uint8, the training images.
+    poses: f32 arrays of camera-to-world matrices (e.g. of every split).
+    intrinsics: the training camera.
+  """
+  sha = hashlib.sha1()
+  sha.update(repr(sorted(intrinsics.to_dict().items())).encode())
+  sha.update(repr(np.asarray(images).shape).encode())
+  for p in poses:
+    sha.update(np.ascontiguousarray(p, np.float32).tobytes())
+  sub = np.asarray(images)[:, ::4, ::4]
+  if sub.dtype != np.uint8:  # float images: hash them as 8-bit values
+    sub = np.clip(np.round(sub * 255.0), 0, 255).astype(np.uint8)
+  sha.update(np.ascontiguousarray(sub).tobytes())
+  return sha.hexdigest()[:16]

@@ -26,10 +26,22 @@ def make_schedule(train_cfg) -> optax.Schedule:
   return optax.join_schedules([ramp, decay], [warmup])
 
 
-def make_optimizer(train_cfg) -> optax.GradientTransformation:
-  """Adam with the configured schedule and optional gradient clipping."""
-  adam = optax.adam(make_schedule(train_cfg), b1=train_cfg.adam_b1,
-                    b2=train_cfg.adam_b2, eps=train_cfg.adam_eps)
+def make_optimizer(train_cfg, weight_decay: float = 0.0,
+                   weight_decay_mask=None) -> optax.GradientTransformation:
+  """Adam with the configured schedule and optional gradient clipping.
+
+  Args:
+    train_cfg: the ``train`` config section.
+    weight_decay: float, L2 regularisation added to the gradient (before
+      Adam's scaling, as instant-ngp does); 0 for none.
+    weight_decay_mask: a pytree of bools (or a function of the params giving
+      one) selecting the parameters that decay; None for all.
+  """
+  parts = []
   if train_cfg.grad_clip > 0:
-    return optax.chain(optax.clip_by_global_norm(train_cfg.grad_clip), adam)
-  return adam
+    parts.append(optax.clip_by_global_norm(train_cfg.grad_clip))
+  if weight_decay > 0:
+    parts.append(optax.add_decayed_weights(weight_decay, weight_decay_mask))
+  parts.append(optax.adam(make_schedule(train_cfg), b1=train_cfg.adam_b1,
+                          b2=train_cfg.adam_b2, eps=train_cfg.adam_eps))
+  return parts[0] if len(parts) == 1 else optax.chain(*parts)

@@ -3,17 +3,19 @@
 ``make_model(config.model, scene_info)`` builds the kind that
 ``model.kind`` names:
   'mlp': the NeRF paper's MLP, coarse and optional fine level (vanilla.py).
+  'fast': a hash-grid field with an occupancy grid (fast.py).
 """
 
 from __future__ import annotations
 
 from nerf_jax.models.base import OUTPUT_KEYS, Model
+from nerf_jax.models.fast import FastNerf
 from nerf_jax.models.fields import PRESETS, NerfMLP, make_field, preset
 from nerf_jax.models.vanilla import VanillaNerf
 
-KINDS = {'mlp': VanillaNerf}
+KINDS = {'mlp': VanillaNerf, 'fast': FastNerf}
 
-__all__ = ['KINDS', 'Model', 'NerfMLP', 'OUTPUT_KEYS', 'PRESETS',
+__all__ = ['FastNerf', 'KINDS', 'Model', 'NerfMLP', 'OUTPUT_KEYS', 'PRESETS',
            'VanillaNerf', 'make_field', 'make_model', 'preset']
 
 

@@ -93,3 +93,102 @@ def make_field(model_cfg) -> NerfMLP:
                  pos_freqs=model_cfg.pos_freqs, dir_freqs=model_cfg.dir_freqs,
                  use_viewdirs=model_cfg.use_viewdirs,
                  density_bias=model_cfg.density_bias)
+
+
+@jax.custom_jvp
+def trunc_exp(x: jnp.ndarray) -> jnp.ndarray:
+  """exp(x) whose gradient is exp(min(x, 15)): density activation.
+
+  Grid fields need exp's dynamic range (empty space near 0, surfaces in the
+  hundreds), but one large raw value would otherwise blow up its gradient.
+  """
+  return jnp.exp(x)
+
+
+@trunc_exp.defjvp
+def _trunc_exp_jvp(primals, tangents):
+  (x,), (dx,) = primals, tangents
+  return jnp.exp(x), dx * jnp.exp(jnp.minimum(x, 15.0))
+
+
+class GridField(nn.Module):
+  """A multiresolution hash-grid field with small MLPs (instant-ngp).
+
+  Points are normalised into the scene box, encoded by ``encoding``'s hash
+  grid, and a one-hidden-layer MLP gives density (through ``trunc_exp``) and
+  geometry features; colour comes from those features (and the encoded view
+  direction) through a second small MLP.
+
+  Attributes:
+    aabb: ((x, y, z), (x, y, z)), the scene box the grid spans.
+    levels: int, L, grid resolutions.
+    features: int, F, features per level.
+    log2_table: int, log2 of the table size T per level.
+    base_resolution: int, coarsest grid resolution (cells per side).
+    max_resolution: int, finest grid resolution.
+    width: int, hidden units of both MLPs.
+    geo_features: int, features passed from the density to the colour MLP.
+    use_viewdirs: bool, colour depends on the view direction.
+    dir_freqs: int, positional-encoding octaves of the view direction.
+    density_bias: float, added to the raw density before the activation.
+  """
+  aabb: tuple = ((-1.5, -1.5, -1.5), (1.5, 1.5, 1.5))
+  levels: int = 16
+  features: int = 2
+  log2_table: int = 19
+  base_resolution: int = 16
+  max_resolution: int = 2048
+  width: int = 64
+  geo_features: int = 15
+  use_viewdirs: bool = True
+  dir_freqs: int = 4
+  density_bias: float = -1.0
+
+  def setup(self):
+    from nerf_jax import encoding  # pylint: disable=g-import-not-at-top
+    self._encoding = encoding
+    self.resolutions = encoding.hash_grid_resolutions(
+        self.levels, self.base_resolution, self.max_resolution)
+    self.tables = self.param(
+        'hash_tables', lambda key: encoding.hash_grid_init(
+            key, self.levels, 2 ** self.log2_table, self.features))
+    self.density_hidden = nn.Dense(self.width, name='density_hidden')
+    self.density_out = nn.Dense(1 + self.geo_features, name='density_out')
+    self.color_hidden = nn.Dense(self.width, name='color_hidden')
+    self.color_hidden2 = nn.Dense(self.width, name='color_hidden2')
+    self.color_out = nn.Dense(3, name='color_out')
+
+  def _geometry(self, points: jnp.ndarray) -> tuple:
+    lo = jnp.asarray(self.aabb[0], jnp.float32)
+    hi = jnp.asarray(self.aabb[1], jnp.float32)
+    x = (points - lo) / (hi - lo)
+    h = self._encoding.hash_grid_encode(x, self.tables, self.resolutions)
+    h = self.density_out(nn.relu(self.density_hidden(h)))
+    density = trunc_exp(h[..., 0] + self.density_bias)
+    return density, h[..., 1:]
+
+  def density(self, points: jnp.ndarray) -> jnp.ndarray:
+    """f32[...] densities at f32[..., 3] world points."""
+    return self._geometry(points)[0]
+
+  def __call__(self, points: jnp.ndarray,
+               viewdirs: jnp.ndarray | None = None) -> tuple:
+    """Evaluates the field.
+
+    Args:
+      points: f32[..., 3], world-space positions.
+      viewdirs: f32[..., 3], unit view directions (needed iff use_viewdirs).
+
+    Returns:
+      rgb: f32[..., 3] in (0, 1); density: f32[...] >= 0.
+    """
+    density, geo = self._geometry(points)
+    x = geo
+    if self.use_viewdirs:
+      if viewdirs is None:
+        raise ValueError('this field needs view directions')
+      dirs = jnp.broadcast_to(viewdirs, points.shape)
+      x = jnp.concatenate([x, positional_encoding(dirs, self.dir_freqs)], -1)
+    x = nn.relu(self.color_hidden(x))
+    x = nn.relu(self.color_hidden2(x))
+    return jax.nn.sigmoid(self.color_out(x)), density

@@ -30,7 +30,7 @@ def get_config() -> ml_collections.ConfigDict:
   data.cache_dir = ''  # tiny_npz: download cache ('' = ~/.cache/nerf_jax)
 
   config.model = model = ml_collections.ConfigDict()
-  model.kind = 'mlp'  # 'mlp': the NeRF paper's MLP (coarse + optional fine)
+  model.kind = 'mlp'  # 'mlp': the NeRF paper's MLP (coarse + fine); 'fast': hash grid + occupancy grid
   model.preset = 'small'  # tiny|small|medium|nerf|large, or '' to use depth/width/skips
   model.depth = 4  # hidden layers (when preset == '')
   model.width = 128  # units per hidden layer (when preset == '')
@@ -42,10 +42,33 @@ def get_config() -> ml_collections.ConfigDict:
   model.num_coarse = 64  # stratified samples per ray
   model.num_fine = 0  # importance samples per ray (0 = no fine pass)
   model.separate_fine = True  # the fine pass has its own MLP (NeRF paper)
+  # kind='fast' only (use_viewdirs, dir_freqs and density_bias apply too):
+  model.fast = fast = ml_collections.ConfigDict()
+  fast.levels = 16  # hash grid: resolution levels L
+  fast.features = 2  # hash grid: features per level F
+  fast.log2_table = 19  # hash grid: log2 of the table size T per level
+  fast.base_resolution = 16  # hash grid: coarsest cells per side of the box
+  fast.max_resolution = 2048  # hash grid: finest cells per side of the box
+  fast.width = 64  # hidden units of the density and colour MLPs
+  fast.geo_features = 15  # features from the density MLP to the colour MLP
+  fast.num_steps = 512  # marching steps across the box diagonal (step = diagonal / this)
+  fast.budget_per_ray = 32  # training: packed field evaluations per ray on average
+  fast.occupancy_resolution = 64  # occupancy grid cells per side of the box
+  fast.occupancy_every = 16  # steps between occupancy-grid updates
+  fast.occupancy_warmup = 256  # steps during which every cell is re-evaluated
+  fast.occupancy_decay = 0.95  # density EMA decay per update
+  fast.occupancy_alpha = 0.01  # a cell is occupied if its opacity per step exceeds this
+  fast.occupancy_cells = 2 ** 18  # cells evaluated per update (after warm-up)
+  fast.round_steps = 32  # rendering: steps marched per round before termination checks
+  fast.eval_block = 65536  # rendering: field evaluations per block
+  fast.min_transmittance = 1e-4  # rendering: a ray stops below this transmittance
+  fast.weight_decay = 1e-6  # L2 on the MLP weights (not the hash tables)
+  fast.distortion_weight = 0.0  # mip-NeRF 360 distortion loss weight
 
   config.train = train = ml_collections.ConfigDict()
   train.seed = 0  # PRNG seed for initialisation and ray sampling
   train.batch_rays = 1024  # rays per step, drawn from all training pixels
+  train.micro_batches = 1  # chunks each step's rays are split into, gradients accumulated (less memory)
   train.max_steps = 2000  # total optimisation steps
   train.max_seconds = 0.0  # wall-clock training budget in seconds (0 = none)
   train.lr_init = 5e-4  # learning rate after warm-up

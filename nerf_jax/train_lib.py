@@ -86,6 +86,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if t.batch_rays % jax.device_count():
     raise ConfigError(f'train.batch_rays={t.batch_rays} must be divisible by '
                       f'the {jax.device_count()} devices present')
+  micro = t.get('micro_batches', 1)
+  if not isinstance(micro, int) or micro < 1:
+    raise ConfigError(f'train.micro_batches={micro!r} must be a positive int')
+  if t.batch_rays % (micro * jax.device_count()):
+    raise ConfigError(f'train.batch_rays={t.batch_rays} must be divisible by '
+                      f'train.micro_batches={micro} x {jax.device_count()} '
+                      f'device(s) = {micro * jax.device_count()}')
   if t.lr_schedule not in ('log_linear', 'exponential'):
     raise ConfigError(f'train.lr_schedule={t.lr_schedule!r} must be '
                       "'log_linear' or 'exponential'")
@@ -129,14 +136,25 @@ def sample_batch(key: jax.Array, data: TrainData, batch_rays: int,
 
 def make_train_step(model: models.Model, tx: optax.GradientTransformation,
                     batch_rays: int, near: float, far: float,
-                    mesh: Optional[Mesh] = None) -> Callable:
+                    mesh: Optional[Mesh] = None,
+                    micro_batches: int = 1) -> Callable:
   """``train_step(state, data, rng) -> (state, metrics)``, pure and unjitted.
 
   Randomness is ``fold_in(rng, state.step)``, so a resumed run draws the
   same batches as an uninterrupted one. With a mesh, the ray batch is split
   over its 'data' axis (parameters stay replicated). After the parameter
   update the model may refresh its non-trained state (``update_state``).
+
+  With ``micro_batches`` k > 1 the same ``batch_rays`` rays are processed as
+  k micro-batches of ``batch_rays / k`` rays in a ``lax.scan`` (see
+  ``accumulate_loss_and_grads``) and their mean loss, metrics and gradients
+  drive one optimizer update: the update of a mean-over-rays loss, with the
+  working memory of one micro-batch.
   """
+  micro_batches = int(micro_batches)
+  if micro_batches < 1 or batch_rays % micro_batches:
+    raise ValueError(f'batch_rays={batch_rays} is not divisible by '
+                     f'micro_batches={micro_batches}')
 
   def train_step(state: TrainState, data: TrainData, rng: jax.Array):
     key = jax.random.fold_in(rng, state.step)
@@ -145,9 +163,14 @@ def make_train_step(model: models.Model, tx: optax.GradientTransformation,
     if mesh is not None:
       shard = NamedSharding(mesh, P('data'))
       rays, target = jax.lax.with_sharding_constraint((rays, target), shard)
-    grad_fn = jax.value_and_grad(model.loss, has_aux=True)
-    (loss, aux), grads = grad_fn(state.params, state.model_state, rays,
-                                 target, k_render, state.step)
+    if micro_batches == 1:
+      grad_fn = jax.value_and_grad(model.loss, has_aux=True)
+      (loss, aux), grads = grad_fn(state.params, state.model_state, rays,
+                                   target, k_render, state.step)
+    else:
+      (loss, aux), grads = accumulate_loss_and_grads(
+          model.loss, state.params, state.model_state, rays, target,
+          k_render, state.step, micro_batches, mesh)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     model_state = model.update_state(params, state.model_state,
@@ -163,6 +186,58 @@ def make_train_step(model: models.Model, tx: optax.GradientTransformation,
     return new_state, out
 
   return train_step
+
+
+def split_micro_batches(tree: Any, micro_batches: int,
+                        mesh: Optional[Mesh] = None) -> Any:
+  """Splits every leaf's leading axis [b, ...] into [k, b / k, ...].
+
+  Micro-batch i holds the items i, i + k, i + 2k, ... (a strided split), so
+  with a mesh each device keeps exactly its own shard of every micro-batch
+  and nothing moves between devices.
+  """
+  def split(x):
+    x = x.reshape((x.shape[0] // micro_batches, micro_batches) + x.shape[1:])
+    return jnp.moveaxis(x, 1, 0)
+
+  tree = jax.tree_util.tree_map(split, tree)
+  if mesh is not None:
+    tree = jax.lax.with_sharding_constraint(
+        tree, NamedSharding(mesh, P(None, 'data')))
+  return tree
+
+
+def accumulate_loss_and_grads(loss_fn: Callable, params: Any, model_state: Any,
+                              rays, target: jnp.ndarray, key: jax.Array,
+                              step: jnp.ndarray, micro_batches: int,
+                              mesh: Optional[Mesh] = None) -> tuple:
+  """``value_and_grad(loss_fn, has_aux=True)`` averaged over micro-batches.
+
+  The rays (and targets) are split by ``split_micro_batches``; micro-batch i
+  is rendered with ``fold_in(key, i)``. A ``lax.scan`` sums each micro-batch's
+  loss, metrics and gradients, so only one micro-batch's forward and backward
+  working set is alive at a time; the sums are divided by k. For a loss that
+  is a mean over rays this is the full batch's loss and gradient.
+
+  Returns:
+    ((loss f32[], metrics dict of f32[]), grads like ``params``).
+  """
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+  xs = (split_micro_batches((rays, target), micro_batches, mesh),
+        jnp.arange(micro_batches))
+
+  def body(total, x):
+    (mb_rays, mb_target), i = x
+    value = grad_fn(params, model_state, mb_rays, mb_target,
+                    jax.random.fold_in(key, i), step)
+    return jax.tree_util.tree_map(jnp.add, total, value), None
+
+  first = jax.eval_shape(grad_fn, params, model_state,
+                         *jax.tree_util.tree_map(lambda x: x[0], xs[0]),
+                         key, step)
+  zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), first)
+  total, _ = jax.lax.scan(body, zeros, xs)
+  return jax.tree_util.tree_map(lambda x: x / micro_batches, total)
 
 
 def evaluate(render_fn: Callable, variables, scene: datasets.Scene,
@@ -247,7 +322,9 @@ class _Trainer:
     self.data = _put_data(scene.split('train'), mesh)
     self.step_fn = jax.jit(
         make_train_step(self.model, tx, config.train.batch_rays, scene.near,
-                        scene.far, mesh), donate_argnums=(0,))
+                        scene.far, mesh,
+                        config.train.get('micro_batches', 1)),
+        donate_argnums=(0,))
     self.render_fn = render_lib.make_render_fn(self.model)
     self.schedule = make_schedule(config.train)
     self.preview_dir = os.path.join(workdir, 'previews')

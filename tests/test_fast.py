@@ -193,18 +193,22 @@ def test_step_compiles_once_across_occupancy_updates_and_refreshes_the_grid():
 
 @pytest.mark.slow
 def test_fast_model_learns_the_builtin_scene_and_checkpoints_its_grid(tmp_path):
-  """300 steps at 32x32 must beat 22 dB on held-out views; the occupancy
-  grid must find the objects and clear the empty corners of the box."""
+  """250 steps at 32x32 must beat 22 dB on held-out views; the occupancy
+  grid must find the objects and clear the empty top of the box.
+
+  The built-in scene is Lambertian and seen from 60 views: without view
+  directions and with a coarser finest level the grid generalises best."""
   config = fast_config(data__width=32, data__height=32, data__num_train=60,
                        data__num_val=4, train__batch_rays=1024,
-                       train__max_steps=300, eval__every=0,
+                       train__max_steps=250, eval__every=0,
+                       model__use_viewdirs=False,
                        eval__chunk=1024, checkpoint__every=1000,
                        model__fast__occupancy_every=16,
                        model__fast__occupancy_warmup=64,
                        model__fast__budget_per_ray=32,
                        model__fast__num_steps=128)
   f = config.model.fast
-  f.levels, f.log2_table, f.max_resolution, f.width = 12, 14, 128, 64
+  f.levels, f.log2_table, f.max_resolution, f.width = 12, 14, 64, 64
   workdir = str(tmp_path / 'run')
   record = train_lib.train_and_evaluate(config, workdir, progress=False)
   assert record['psnr'] > 22.0, record

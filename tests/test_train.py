@@ -247,3 +247,131 @@ def test_end_to_end_learns_the_builtin_scene(tmp_path):
                                         progress=False)
   assert record['psnr'] > 21.0, record
   assert record['ssim'] > 0.7, record
+
+
+# ---------------------------------------------------------------------------
+# Micro-batching (train.micro_batches): gradient accumulation over a scan.
+
+import optax  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+class _NoJitter:
+  """A model whose training render is the deterministic one (key ignored),
+  so a step's result does not depend on how render keys are handed out."""
+
+  def __init__(self, model):
+    self._model = model
+
+  def __getattr__(self, name):
+    return getattr(self._model, name)
+
+  def loss(self, params, state, rays, target, key, step):
+    del key
+    return self._model.loss(params, state, rays, target, None, step)
+
+
+def _micro_setup(num_fine=0, batch_rays=256):
+  config = small_config(model__num_fine=num_fine, train__batch_rays=batch_rays)
+  scene = datasets.load_scene(config.data)
+  model = models.make_model(config.model, scene.info())
+  state = train_lib.create_train_state(jax.random.PRNGKey(0), model,
+                                       optax.sgd(1.0))
+  split = scene.split('train')
+  images = np.round(np.asarray(split.images) * 255).astype(np.uint8)
+  data = train_lib.TrainData(jnp.asarray(images), jnp.asarray(split.poses),
+                             split.intrinsics)
+  return config, scene, model, state, data
+
+
+@pytest.mark.parametrize('num_fine', [0, 8])
+def test_micro_batched_step_equals_the_single_batch_step(num_fine):
+  config, scene, model, state, data = _micro_setup(num_fine)
+  model = _NoJitter(model)
+  tx = optax.sgd(1.0)  # params move by exactly -grads: compares the grads
+  rng = jax.random.PRNGKey(4)
+  results = {}
+  for k in (1, 4):
+    step = jax.jit(train_lib.make_train_step(
+        model, tx, config.train.batch_rays, scene.near, scene.far,
+        micro_batches=k))
+    results[k] = step(state, data, rng)
+  (one, m_one), (four, m_four) = results[1], results[4]
+  assert set(m_one) == set(m_four)
+  for name in m_one:
+    np.testing.assert_allclose(m_four[name], m_one[name], rtol=1e-5)
+  assert int(four.step) == int(one.step) == 1
+  moved = 0.0
+  for a, b, p in zip(jax.tree_util.tree_leaves(one.params),
+                     jax.tree_util.tree_leaves(four.params),
+                     jax.tree_util.tree_leaves(state.params)):
+    np.testing.assert_allclose(b - p, a - p, rtol=1e-4, atol=1e-7)
+    moved += float(jnp.sum(jnp.abs(a - p)))
+  assert moved > 0.0
+
+
+def test_micro_batches_average_per_micro_batch_losses_and_grads():
+  # With jitter: micro-batch i (rays i, i + k, ...) renders with
+  # fold_in(key, i); the result is the mean over the micro-batches.
+  config, scene, model, state, data = _micro_setup()
+  rays, target = train_lib.sample_batch(jax.random.PRNGKey(1), data, 64,
+                                        scene.near, scene.far)
+  key, step_no = jax.random.PRNGKey(2), jnp.zeros((), jnp.int32)
+  (loss, aux), grads = jax.jit(
+      train_lib.accumulate_loss_and_grads, static_argnums=(0, 7))(
+          model.loss, state.params, state.model_state, rays, target, key,
+          step_no, 4)
+  grad_fn = jax.value_and_grad(model.loss, has_aux=True)
+  parts = [grad_fn(state.params, state.model_state,
+                   jax.tree_util.tree_map(lambda x, i=i: x[i::4], rays),
+                   target[i::4], jax.random.fold_in(key, i), step_no)
+           for i in range(4)]
+  np.testing.assert_allclose(loss, np.mean([p[0][0] for p in parts]),
+                             rtol=1e-5)
+  np.testing.assert_allclose(aux['mse'],
+                             np.mean([p[0][1]['mse'] for p in parts]),
+                             rtol=1e-5)
+  for i, leaf in enumerate(jax.tree_util.tree_leaves(grads)):
+    mean = np.mean([jax.tree_util.tree_leaves(p[1])[i] for p in parts], 0)
+    np.testing.assert_allclose(leaf, mean, rtol=1e-4, atol=1e-7)
+  # Different micro-batches really get different jitter.
+  assert float(loss) != float(grad_fn(state.params, state.model_state, rays,
+                                      target, key, step_no)[0][0])
+
+
+def test_micro_batched_step_compiles_once_and_lowers_the_loss():
+  config, scene, model, _, data = _micro_setup(batch_rays=512)
+  config.train.lr_init = config.train.lr_final = 5e-3
+  tx = model.optimizer(config.train)
+  state = train_lib.create_train_state(jax.random.PRNGKey(0), model, tx)
+  step = train_lib.make_train_step(model, tx, 512, scene.near, scene.far,
+                                   micro_batches=4)
+  traces = []
+
+  def counted(*args):
+    traces.append(1)
+    return step(*args)
+
+  jitted = jax.jit(counted, donate_argnums=(0,))
+  losses = []
+  for _ in range(40):
+    state, metrics = jitted(state, data, jax.random.PRNGKey(1))
+    losses.append(float(metrics['loss']))
+  assert len(traces) == 1
+  assert int(state.step) == 40
+  assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
+  assert {'loss', 'psnr', 'psnr_coarse'} <= set(metrics)
+
+
+def test_micro_batches_must_divide_the_batch():
+  config = small_config(train__batch_rays=250, train__micro_batches=4)
+  with pytest.raises(train_lib.ConfigError) as e:
+    train_lib.validate_config(config)
+  message = str(e.value)
+  assert '\n' not in message
+  assert 'batch_rays=250' in message and 'micro_batches=4' in message
+  with pytest.raises(train_lib.ConfigError, match='micro_batches'):
+    train_lib.validate_config(small_config(train__micro_batches=0))
+  train_lib.validate_config(small_config(train__batch_rays=256,
+                                         train__micro_batches=4))
+  with pytest.raises(ValueError, match='micro_batches=3'):
+    train_lib.make_train_step(None, None, 256, 2.0, 6.0, micro_batches=3)

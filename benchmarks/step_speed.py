@@ -12,7 +12,11 @@ then affects both alike), with the ratio other / config:
 ``--other`` (a config file, default: the --config file) with
 ``--other_overrides`` (comma-separated ``section.key=value``) names the second
 variant; without ``--other`` it starts from --config *including* its
-``--config.*`` overrides. Either flag turns comparison on.
+``--config.*`` overrides. Either flag turns comparison on. ``--sweep`` times
+one variant per value of one field, interleaved, with ratios to the first:
+
+  python benchmarks/step_speed.py --config keras_example.py \
+      --sweep train.micro_batches=1:5:25:50 --rounds 3 --steps 2
 
 Uses random stand-in uint8 images of the dataset's size (100 views of
 100x100, like the tiny lego), so no download is needed. Peak RSS is the
@@ -34,12 +38,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 '..'))
 from nerf_jax import cli  # pylint: disable=g-import-not-at-top
 
-_CONFIG = _STEPS = _WARMUP = _ROUNDS = _OTHER = _OTHER_OVERRIDES = None
+_CONFIG = _STEPS = _WARMUP = _ROUNDS = _OTHER = _OTHER_OVERRIDES = _SWEEP = None
 
 
 def _define_flags() -> None:
   """This script's flags (not defined on import, for profile_step.py)."""
-  global _CONFIG, _STEPS, _WARMUP, _ROUNDS, _OTHER, _OTHER_OVERRIDES  # pylint: disable=global-statement
+  global _CONFIG, _STEPS, _WARMUP, _ROUNDS, _OTHER, _OTHER_OVERRIDES, _SWEEP  # pylint: disable=global-statement
   _CONFIG = config_flags.DEFINE_config_file('config', None, 'config file')
   _STEPS = flags.DEFINE_integer('steps', 10, 'timed steps (per round)')
   _WARMUP = flags.DEFINE_integer('warmup', 2, 'untimed steps after compiling')
@@ -51,6 +55,9 @@ def _define_flags() -> None:
   _OTHER_OVERRIDES = flags.DEFINE_list(
       'other_overrides', [],
       'section.key=value overrides of the second variant')
+  _SWEEP = flags.DEFINE_string(
+      'sweep', '', 'section.key=v1:v2:...: time one variant of --config per '
+      'value, interleaved (e.g. train.micro_batches=1:5:25)')
 
 
 # Synthetic data: the tiny lego's shape.
@@ -211,7 +218,14 @@ def main(_):
   config = _CONFIG.value
   name = cli.config_name(sys.argv)
   variants = [(name, config)]
-  if _OTHER.value or _OTHER_OVERRIDES.value:
+  if _SWEEP.value:
+    key, _, values = _SWEEP.value.partition('=')
+    variants = []
+    for value in values.split(':'):
+      cfg = config.copy_and_resolve_references()
+      apply_override(cfg, f'{key}={value}')
+      variants.append((f'{name}[{key}={value}]', cfg))
+  elif _OTHER.value or _OTHER_OVERRIDES.value:
     other = (load_config_file(_OTHER.value) if _OTHER.value
              else config.copy_and_resolve_references())
     for item in _OTHER_OVERRIDES.value:
@@ -231,10 +245,10 @@ def main(_):
   results = [v.summary() for v in runs]
   for r in results:
     print(describe(r))
-  if len(runs) == 2:
-    ratios = [b / a for a, b in zip(runs[0].times, runs[1].times)]
-    print(f'ratio {results[1]["label"]} / {results[0]["label"]}: '
-          f'{results[1]["s_per_step"] / results[0]["s_per_step"]:.3f}x '
+  for v, r in zip(runs[1:], results[1:]):
+    ratios = [b / a for a, b in zip(runs[0].times, v.times)]
+    print(f'ratio {r["label"]} / {results[0]["label"]}: '
+          f'{r["s_per_step"] / results[0]["s_per_step"]:.3f}x '
           f'time per step (median of per-round ratios '
           f'{float(np.median(ratios)):.3f}, {len(ratios)} rounds of '
           f'{_STEPS.value} steps)')

@@ -47,15 +47,24 @@ def positional_encoding(x: jnp.ndarray, num_freqs: int,
 # trilinearly interpolated from the 8 vertices of the grid cell around it, at
 # one or several resolutions. The parameter arrays are explicit arguments.
 #
-# Speed on the XLA CPU backend (measured by benchmarks/encoding_speed.py):
-# - levels are a Python loop, specialised per level (dense or hashed index,
-#   resolution as a constant), with the 8 corners unrolled: each level is one
-#   fused gather-multiply-add. One vectorised gather over all levels at once
-#   was about 2x slower (it computes both kinds of index and materialises the
-#   [levels, points, 8, F] gather before the weighted sum).
-# - differentiating the gathers with jax.grad gives one scatter per corner and
-#   level; a hand-written backward (jax.custom_vjp) recomputes the indices
-#   and does one scatter-add per level with all 8 corners, which is far faster.
+# Speed on the XLA CPU backend (benchmarks/encoding_speed.py --ablation; the
+# costs are random memory accesses, and a serial scatter in the backward):
+# - levels are a Python loop, specialised per level (one-to-one or hashed
+#   index, resolution as a constant), with the 8 corners unrolled: each level
+#   is one fused index-gather-multiply-add. One vectorised gather of all
+#   levels' corners from the flattened [L*T, F] table was several times
+#   slower (it computes both kinds of index for every level and materialises
+#   the [L, N, 8, F] gather before the weighted sum).
+# - the backward is hand-written (jax.custom_vjp): it recomputes the rows and
+#   weights from x (no [N, L, 8] residuals are kept) and does one scatter-add
+#   per level of all 8 corners, about 1.4-1.8x faster than JAX's transpose of the
+#   gathers. Windowed gathers/scatters of whole [2, 2, 2, F] cells for the
+#   one-to-one levels, chunking the scatter over points, packing F = 2 into
+#   one 32/64-bit element and 'promise_in_bounds' indexing did not help.
+# - bfloat16 tables (accepted; features are interpolated in float32) halve
+#   the memory traffic of the forward, which was up to ~1.5x faster in noisy
+#   measurements, while the training step (f32 master copy cast per call) was
+#   no faster; float32 is the default.
 
 # One prime per axis (instant-ngp, eq. 4); the first is 1 so that neighbours
 # along x stay close together in the table.

@@ -362,6 +362,8 @@ class _Trainer:
   def log_train(self, step: int, metrics: dict, rays_per_s: float,
                 bar) -> None:
     m = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    # Models that train on part of the drawn rays report which fraction.
+    rays_per_s *= m.get('rays_kept', 1.0)
     bar.set_postfix(loss=f'{m["loss"]:.4f}', psnr=f'{m["psnr"]:.2f}',
                     rays_s=f'{rays_per_s:,.0f}')
     self.logger.write(dict(step=step, split='train',

@@ -11,7 +11,6 @@ import pytest
 from configs import demo
 from nerf_jax import camera, datasets, models, occupancy, rendering, rundir
 from nerf_jax import train_lib
-from nerf_jax.models import fast
 
 
 def fast_config(**overrides):
@@ -148,18 +147,6 @@ def test_gradients_reach_the_hash_tables_and_mlps():
   touched = np.mean(np.abs(np.asarray(grads['hash_tables'])) > 0)
   assert 0 < touched < 1  # sparse: only the rows the samples landed on
   assert float(jnp.abs(grads['color_out']['kernel']).max()) > 0
-
-
-def test_distortion_loss_matches_the_quadratic_form():
-  rng = np.random.default_rng(0)
-  w = rng.random((5, 7)).astype(np.float32) / 7
-  t = np.sort(rng.random((5, 8)).astype(np.float32) * 4 + 2, axis=-1)
-  s = (t - t[:, :1]) / (t[:, -1:] - t[:, :1])
-  mid, width = (s[:, 1:] + s[:, :-1]) / 2, s[:, 1:] - s[:, :-1]
-  ref = (np.einsum('ri,rj,rij->r', w, w, np.abs(mid[:, :, None] -
-                                                 mid[:, None, :]))
-         + np.sum(w ** 2 * width, -1) / 3)
-  np.testing.assert_allclose(fast.rendering_distortion(w, t), ref, rtol=1e-5)
 
 
 def test_step_compiles_once_across_occupancy_updates_and_refreshes_the_grid():

@@ -196,3 +196,27 @@ def test_gradient_matches_finite_difference():
     e[0, i] = h
     fd = (ref_loss(density + e) - ref_loss(density - e)) / (2 * h)
     np.testing.assert_allclose(grad[0, i], fd, atol=1e-4, rtol=1e-3)
+
+
+def test_packed_weights_equal_per_ray_weights():
+  # Rays of 0..9 samples packed one after another, as the fast model packs
+  # them; each ray's weights must be its own compute_weights.
+  rng = np.random.default_rng(4)
+  lengths = rng.integers(0, 10, 40)
+  density = rng.exponential(3.0, lengths.sum()).astype(np.float32)
+  density[rng.random(density.shape) < 0.1] = 1e30  # opaque samples too
+  delta = rng.uniform(0.0, 0.3, lengths.sum()).astype(np.float32)
+  start = np.zeros(lengths.sum(), bool)
+  start[np.cumsum(lengths)[:-1][lengths[1:] > 0]] = True
+  start[0] = True
+  w = np.asarray(rendering.packed_weights(density, delta, start))
+  offset = 0
+  for n in lengths:  # float64 NumPy: T_i (1 - exp(-sigma_i delta_i)) per ray
+    o = np.minimum(density[offset:offset + n].astype(np.float64) *
+                   delta[offset:offset + n], 80.0)
+    before = np.concatenate([[0.0], np.cumsum(o)[:-1]]) if n else o
+    np.testing.assert_allclose(w[offset:offset + n],
+                               (1 - np.exp(-o)) * np.exp(-before),
+                               rtol=1e-5, atol=1e-6)
+    offset += n
+  assert np.all(np.isfinite(w))

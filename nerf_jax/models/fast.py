@@ -130,25 +130,36 @@ class FastNerf(base.Model):
     return {k: v.reshape(batch_shape + v.shape[1:]) for k, v in out.items()}
 
   def _render_train(self, params, state, rays: Rays, key) -> tuple:
-    """Packed samples in a fixed budget; returns (outputs, ray_ok, count)."""
-    num_rays = rays.origins.shape[0]
+    """Packed samples in a fixed budget; returns (outputs, ray_ok, count).
+
+    The occupied samples of all rays, in ray order, fill ``budget`` slots;
+    the field runs on exactly those slots and compositing stays packed.
+    Rays whose samples did not all fit have ray_ok False.
+    """
+    num_rays, n = rays.origins.shape[0], self.num_steps
     budget = num_rays * int(self.cfg.budget_per_ray)
     marched = self._march(key, rays, state)
     indices, count, ray_ok = occupancy.compact(marched['valid'], budget)
     used = jnp.arange(budget) < count
-    ray_ids = indices // self.num_steps
+    ray_ids = indices // n
+    edges = marched['t_edges']
+    lo = edges[:, :-1].reshape(-1)[indices]
+    hi = edges[:, 1:].reshape(-1)[indices]
     t = marched['t_samples'].reshape(-1)[indices]
     rgb, density = self._field_at(params, rays, t, ray_ids)
-    shape = (num_rays, self.num_steps)
-    density = occupancy.scatter_dense(density, indices, used, shape)
-    rgb = occupancy.scatter_dense(rgb, indices, used, shape)
-    weights = rendering.compute_weights(density, marched['t_edges'],
-                                        rays.directions)
-    t_mid = 0.5 * (marched['t_edges'][:, 1:] + marched['t_edges'][:, :-1])
-    out = self._finish(jnp.sum(weights[..., None] * rgb, axis=-2),
-                       jnp.sum(weights * t_mid, axis=-1),
-                       jnp.sum(weights, axis=-1), rays)
-    out['weights'], out['t_edges'] = weights, marched['t_edges']
+    speed = jnp.linalg.norm(rays.directions, axis=-1)[ray_ids]
+    density = jnp.where(used, density, 0.0)
+    ray_start = jnp.concatenate([jnp.ones((1,), bool),
+                                 ray_ids[1:] != ray_ids[:-1]])
+    w = rendering.packed_weights(density, (hi - lo) * speed, ray_start)
+    # Padding slots go to segment num_rays, which segment_sum drops.
+    seg = jnp.where(used, ray_ids, num_rays)
+
+    def per_ray(x):
+      return jax.ops.segment_sum(x, seg, num_rays, indices_are_sorted=True)
+
+    out = self._finish(per_ray(w[:, None] * rgb),
+                       per_ray(w * 0.5 * (lo + hi)), per_ray(w), rays)
     return out, ray_ok, count
 
   def _render_eval(self, params, state, rays: Rays) -> dict:
@@ -234,44 +245,20 @@ class FastNerf(base.Model):
   # -- loss ------------------------------------------------------------------
 
   def loss(self, params, state, rays, target, key, step) -> tuple:
+    """MSE over the rays whose samples fit the budget.
+
+    ``batch_rays`` rays are drawn but only those that fit are trained on, so
+    the field always runs on a full budget (nerfacc's dynamic batch);
+    ``rays_kept`` reports the fraction.
+    """
     del step
     out, ray_ok, count = self._render_train(params, state, rays, key)
     ok = ray_ok.astype(jnp.float32)
     per_ray = jnp.mean((out['rgb'] - target) ** 2, axis=-1)
-    kept = jnp.maximum(jnp.sum(ok), 1.0)
-    mse = jnp.sum(per_ray * ok) / kept
-    loss = mse
-    if self.cfg.distortion_weight > 0:
-      dist = rendering_distortion(out['weights'], out['t_edges'])
-      loss = loss + self.cfg.distortion_weight * jnp.sum(dist * ok) / kept
+    mse = jnp.sum(per_ray * ok) / jnp.maximum(jnp.sum(ok), 1.0)
     num_rays = rays.origins.shape[0]
-    grid = state['grid']['mask']
-    metrics = dict(mse=mse, rays_kept=jnp.mean(ok),
-                   samples_per_ray=count.astype(jnp.float32) / num_rays,
-                   occupied=jnp.mean(grid.astype(jnp.float32)))
-    return loss, metrics
-
-
-def rendering_distortion(weights: jnp.ndarray,
-                         t_edges: jnp.ndarray) -> jnp.ndarray:
-  """mip-NeRF 360's distortion loss per ray, in O(n) (their eq. 15).
-
-  sum_ij w_i w_j |m_i - m_j| + 1/3 sum_i w_i^2 (t_{i+1} - t_i), with m the
-  interval midpoints, normalised by the ray's extent so it is scale-free.
-
-  Args:
-    weights: f32[..., n]; t_edges: f32[..., n + 1].
-
-  Returns:
-    f32[...], the loss of each ray.
-  """
-  extent = jnp.maximum(t_edges[..., -1:] - t_edges[..., :1], 1e-6)
-  s = (t_edges - t_edges[..., :1]) / extent
-  mid = 0.5 * (s[..., 1:] + s[..., :-1])
-  width = s[..., 1:] - s[..., :-1]
-  # sum_{i,j} w_i w_j |m_i - m_j| = 2 sum_i w_i (m_i W_<i - (wm)_<i), where
-  # W_<i and (wm)_<i are exclusive prefix sums (midpoints are sorted).
-  w_before = jnp.cumsum(weights, axis=-1) - weights
-  wm_before = jnp.cumsum(weights * mid, axis=-1) - weights * mid
-  cross = 2.0 * jnp.sum(weights * (mid * w_before - wm_before), axis=-1)
-  return cross + jnp.sum(weights ** 2 * width, axis=-1) / 3.0
+    metrics = dict(
+        mse=mse, rays_kept=jnp.mean(ok),
+        samples_per_ray=count.astype(jnp.float32) / num_rays,
+        occupied=jnp.mean(state['grid']['mask'].astype(jnp.float32)))
+    return mse, metrics

@@ -172,14 +172,10 @@ def _cpu_model():
 
 
 def read_records(path: str) -> list:
-  records = []
-  with open(path) as f:
-    for line in f:
-      try:
-        records.append(json.loads(line))
-      except ValueError:
-        continue  # a half-written last line
-  return records
+  """metrics.jsonl records (a half-written last line is skipped)."""
+  sys.path.insert(0, ROOT)
+  from nerf_jax.rundir import read_metrics  # pylint: disable=g-import-not-at-top
+  return read_metrics(path)
 
 
 def speeds(train_records: list, batch_rays: int) -> dict:

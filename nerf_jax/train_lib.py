@@ -81,6 +81,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ConfigError('model.num_coarse must be at least 2')
   if m.num_fine < 0:
     raise ConfigError('model.num_fine must be >= 0')
+  try:
+    models.KINDS[m.kind].check_config(m)
+  except ValueError as e:
+    raise ConfigError(str(e)) from e
   if t.batch_rays <= 0 or t.max_steps <= 0:
     raise ConfigError('train.batch_rays and train.max_steps must be positive')
   if t.batch_rays % jax.device_count():

@@ -215,3 +215,11 @@ def test_fast_model_learns_the_builtin_scene_and_checkpoints_its_grid(tmp_path):
   flat = mask.reshape(-1)
   assert flat[top].mean() < 0.1, flat[top].mean()
   assert flat[inner].mean() > 0.5, flat[inner].mean()
+
+
+@pytest.mark.parametrize('field, value', [
+    ('levels', 0), ('log2_table', 30), ('num_steps', 1), ('budget_per_ray', 0),
+    ('occupancy_alpha', 1.5), ('max_resolution', 2)])
+def test_invalid_fast_settings_are_refused_with_the_field_named(field, value):
+  with pytest.raises(train_lib.ConfigError, match=f'model.fast.{field}'):
+    train_lib.validate_config(fast_config(**{f'model__fast__{field}': value}))

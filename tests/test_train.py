@@ -227,6 +227,7 @@ def test_wall_clock_budget_stops_early_with_eval_and_checkpoint(tmp_path):
     (dict(train__lr_schedule='cosine'), 'lr_schedule'),
     (dict(model__num_coarse=1), 'num_coarse'),
     (dict(data__near=7.0), 'near'),
+    (dict(model__kind='nope'), 'model.kind'),
 ])
 def test_invalid_configs_are_refused(bad, match):
   with pytest.raises(train_lib.ConfigError, match=match):

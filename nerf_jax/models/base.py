@@ -43,6 +43,11 @@ class Model(abc.ABC):
   """
   kind: str = ''
 
+  @classmethod
+  def check_config(cls, model_cfg) -> None:
+    """Raises ValueError (one line naming the field) for unusable values."""
+    del model_cfg
+
   def __init__(self, model_cfg, scene: SceneInfo):
     self.config = model_cfg
     self.scene = scene

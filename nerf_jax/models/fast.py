@@ -34,6 +34,35 @@ class FastNerf(base.Model):
   """
   kind = 'fast'
 
+  # field -> (smallest, largest) accepted value.
+  _RANGES = dict(levels=(1, 32), features=(1, 8), log2_table=(8, 24),
+                 base_resolution=(1, 4096), max_resolution=(1, 65536),
+                 width=(1, 1024), geo_features=(1, 256), num_steps=(2, 4096),
+                 budget_per_ray=(1, 4096), occupancy_resolution=(2, 512),
+                 occupancy_every=(1, 10 ** 6), occupancy_warmup=(0, 10 ** 9),
+                 occupancy_cells=(1, 2 ** 24), round_steps=(1, 4096),
+                 eval_block=(1, 2 ** 24))
+
+  @classmethod
+  def check_config(cls, model_cfg) -> None:
+    cfg = model_cfg.fast
+    for name, (lo, hi) in cls._RANGES.items():
+      value = cfg[name]
+      if not isinstance(value, int) or not lo <= value <= hi:
+        raise ValueError(f'model.fast.{name}={value!r} must be an integer in '
+                         f'[{lo}, {hi}]')
+    if cfg.max_resolution < cfg.base_resolution:
+      raise ValueError('model.fast.max_resolution must be >= '
+                       'model.fast.base_resolution')
+    if not 0.0 < cfg.occupancy_decay <= 1.0:
+      raise ValueError('model.fast.occupancy_decay must be in (0, 1]')
+    if not 0.0 < cfg.occupancy_alpha < 1.0:
+      raise ValueError('model.fast.occupancy_alpha must be in (0, 1)')
+    if not 0.0 <= cfg.min_transmittance < 1.0:
+      raise ValueError('model.fast.min_transmittance must be in [0, 1)')
+    if cfg.weight_decay < 0:
+      raise ValueError('model.fast.weight_decay must be >= 0')
+
   def __init__(self, model_cfg, scene):
     super().__init__(model_cfg, scene)
     cfg = model_cfg.fast

@@ -33,7 +33,9 @@ _LAYOUT = flags.DEFINE_enum(
     'separate: rgb and depth videos; side: one video, rgb | depth; rgb only.')
 _FPS = flags.DEFINE_float('fps', 30.0, 'Frames per second.')
 _QUALITY = flags.DEFINE_float('quality', 8.0, 'MP4 quality, 0 (low) to 10.')
-_CHUNK = flags.DEFINE_integer('chunk', 4096, 'Rays per jit call (memory).')
+_CHUNK = flags.DEFINE_integer(
+    'chunk', None, 'Rays per jit call (memory); default: the run\'s '
+    'eval.chunk.')
 _EVAL = flags.DEFINE_string(
     'eval', None, 'Evaluate on a dataset instead: a tiny .npz (all views), a '
     "Blender folder (--split) or 'config' (the training data, --split).")
@@ -66,7 +68,7 @@ def _run():
   if _EVAL.value:
     _evaluate(config, info, render_fn, variables, out_dir, step)
   else:
-    _video(info, render_fn, variables, out_dir, step)
+    _video(info, render_fn, variables, out_dir, step, _chunk(config))
 
 
 def _evaluate(config, info, render_fn, variables, out_dir, step):
@@ -82,7 +84,7 @@ def _evaluate(config, info, render_fn, variables, out_dir, step):
   os.makedirs(image_dir, exist_ok=True)
   result = render_lib.evaluate_split(render_fn, variables, split, info.near,
                                      info.far,
-                                     _CHUNK.value, image_dir=image_dir)
+                                     _chunk(config), image_dir=image_dir)
   report = dict(psnr=result['psnr'], ssim=result['ssim'], step=step,
                 dataset=path, split=split_name, views=result['views'])
   with open(os.path.join(image_dir, 'metrics.json'), 'w') as f:
@@ -94,7 +96,14 @@ def _evaluate(config, info, render_fn, variables, out_dir, step):
   print(f'wrote {image_dir}/metrics.json and {len(result["views"])} PNGs')
 
 
-def _video(info, render_fn, variables, out_dir, step):
+def _chunk(config) -> int:
+  chunk = _CHUNK.value or int(config.eval.chunk)
+  if chunk < 1:
+    raise ValueError(f'--chunk must be positive, got {chunk}')
+  return chunk
+
+
+def _video(info, render_fn, variables, out_dir, step, chunk):
   import numpy as np  # pylint: disable=g-import-not-at-top
   from nerf_jax import camera, render_lib, viz  # pylint: disable=g-import-not-at-top
   intrinsics = info.intrinsics
@@ -119,7 +128,7 @@ def _video(info, render_fn, variables, out_dir, step):
     intrinsics = intrinsics.scaled(_SCALE.value)
   frames = render_lib.render_sequence(
       render_fn, variables, poses, intrinsics, info.near, info.far,
-      _CHUNK.value, progress=_PROGRESS.value)
+      chunk, progress=_PROGRESS.value)
   background = info.background
   rgb = frames['rgb']
   depth = render_lib.depth_to_rgb(frames['depth'], frames['acc'], background)

@@ -18,6 +18,9 @@ one variant per value of one field, interleaved, with ratios to the first:
   python benchmarks/step_speed.py --config keras_example.py \
       --sweep train.micro_batches=1:5:25:50 --rounds 3 --steps 2
 
+CPU-s is the process's CPU time (all threads, user + system) per step: less
+sensitive than wall time to other work on a shared machine.
+
 Uses random stand-in uint8 images of the dataset's size (100 views of
 100x100, like the tiny lego), so no download is needed. Peak RSS is the
 process's high-water mark (VmHWM), reset before each variant's warm-up where
@@ -169,33 +172,36 @@ class Variant:
     self.key = jax.random.PRNGKey(1)
     t0 = time.perf_counter()
     compiled = self.step.lower(self.state, self.data, self.key).compile()
+    self.step = compiled  # call the executable itself: no second compile
     self.compile_s = time.perf_counter() - t0
     mem = compiled.memory_analysis()
     self.xla_temp_gb = (mem.temp_size_in_bytes / 1e9) if mem else float('nan')
-    self.times = []
-    self.peak_rss_gb = float('nan')
+    self.times, self.cpu_times = [], []
+    self.peak_rss_gb = self.last_cpu_s = float('nan')
 
   def run(self, steps: int) -> float:
     """Runs ``steps`` steps; returns seconds per step."""
     import jax  # pylint: disable=g-import-not-at-top
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(steps):
       self.state, m = self.step(self.state, self.data, self.key)
     jax.block_until_ready(m)
+    self.last_cpu_s = (time.process_time() - c0) / steps
     return (time.perf_counter() - t0) / steps
 
   def warm_up(self, steps: int) -> None:
-    reset = reset_peak_rss()
+    reset_peak_rss()  # where it cannot, the peak is the process's so far
     self.run(max(1, steps))
-    if reset:
-      self.peak_rss_gb = peak_rss_gb()
+    self.peak_rss_gb = peak_rss_gb()
 
   def summary(self) -> dict:
     import numpy as np  # pylint: disable=g-import-not-at-top
     c = self.config
     s = float(np.median(self.times))
+    cpu = float(np.median(self.cpu_times))
     rays = c.train.batch_rays
-    return dict(label=self.label, s_per_step=s, rays_per_s=rays / s,
+    return dict(label=self.label, s_per_step=s, cpu_s_per_step=cpu,
+                rays_per_s=rays / s,
                 samples_per_s=rays * samples_per_ray(c) / s,
                 compile_s=self.compile_s, xla_temp_gb=self.xla_temp_gb,
                 peak_rss_gb=self.peak_rss_gb,
@@ -207,7 +213,8 @@ class Variant:
 def describe(r: dict) -> str:
   return (f'{r["label"]}: preset={r["preset"]!r} batch={r["batch"]} '
           f'micro_batches={r["micro_batches"]} samples={r["samples"]}: '
-          f'{r["s_per_step"]:.3f} s/step, {r["rays_per_s"]:,.0f} rays/s, '
+          f'{r["s_per_step"]:.3f} s/step ({r["cpu_s_per_step"]:.2f} CPU-s), '
+          f'{r["rays_per_s"]:,.0f} rays/s, '
           f'{r["samples_per_s"]:,.0f} samples/s, peak RSS '
           f'{r["peak_rss_gb"]:.2f} GB (XLA temp {r["xla_temp_gb"]:.2f} GB), '
           f'compile {r["compile_s"]:.1f} s')
@@ -242,6 +249,7 @@ def main(_):
   for _ in range(max(1, _ROUNDS.value)):
     for v in runs:
       v.times.append(v.run(_STEPS.value))
+      v.cpu_times.append(v.last_cpu_s)
   results = [v.summary() for v in runs]
   for r in results:
     print(describe(r))

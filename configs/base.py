@@ -59,8 +59,8 @@ def get_config() -> ml_collections.ConfigDict:
   fast.occupancy_decay = 0.95  # density EMA decay per update
   fast.occupancy_alpha = 0.01  # a cell is occupied if its opacity per step exceeds this
   fast.occupancy_cells = 2 ** 18  # cells evaluated per update (after warm-up)
-  fast.round_steps = 32  # rendering: steps marched per round before termination checks
-  fast.eval_block = 65536  # rendering: field evaluations per block
+  fast.round_samples = 16  # rendering: occupied samples per ray per round (termination checks between)
+  fast.eval_block = 16384  # rendering: field evaluations per block
   fast.min_transmittance = 1e-4  # rendering: a ray stops below this transmittance
   fast.weight_decay = 1e-6  # L2 on the MLP weights (not the hash tables)
 

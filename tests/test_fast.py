@@ -23,7 +23,7 @@ def fast_config(**overrides):
   f.levels, f.log2_table, f.base_resolution, f.max_resolution = 6, 12, 4, 64
   f.width, f.geo_features, f.num_steps = 32, 7, 64
   f.occupancy_resolution, f.occupancy_every, f.occupancy_warmup = 16, 4, 8
-  f.budget_per_ray, f.round_steps, f.eval_block = 64, 16, 512
+  f.budget_per_ray, f.round_samples, f.eval_block = 64, 4, 512
   config.train.batch_rays, config.train.max_steps = 256, 20
   config.train.lr_init, config.train.lr_final = 1e-2, 1e-3
   config.train.warmup_steps = 0
@@ -110,7 +110,7 @@ def test_budget_overflow_drops_whole_rays_from_the_loss():
 def test_early_termination_saves_evaluations_and_keeps_the_image():
   # A dense field: rays become opaque within a few steps of entering it.
   model, params, state, scene = _model(fast_config(
-      model__density_bias=3.0, model__fast__round_steps=8))
+      model__density_bias=3.0, model__fast__round_samples=2))
   rays = _rays(scene)
   model.cfg.min_transmittance = 0.0
   full = model._render_eval(params, state, rays)  # pylint: disable=protected-access

@@ -5,10 +5,10 @@ Training marches every ray through the scene box with a constant step, drops
 the samples in empty cells of the occupancy grid, and evaluates the field on
 the survivors packed into a fixed budget (``budget_per_ray`` x rays, a static
 shape). Rays whose samples do not all fit are left out of that step's loss.
-Rendering marches in rounds of ``round_steps`` steps and stops a ray once its
-transmittance falls below ``min_transmittance``; every round evaluates the
-field only on the occupied samples of live rays, in blocks, inside a
-``jax.lax.while_loop``.
+Rendering goes front to back in rounds of ``round_samples`` occupied samples
+per ray and stops a ray once its transmittance falls below
+``min_transmittance``; every round evaluates the field only on the occupied
+samples of live rays, in blocks, inside a ``jax.lax.while_loop``.
 
 The occupancy grid is the model's non-trained state: every
 ``occupancy_every`` steps it is refreshed from the field's density with
@@ -40,7 +40,7 @@ class FastNerf(base.Model):
                  width=(1, 1024), geo_features=(1, 256), num_steps=(2, 4096),
                  budget_per_ray=(1, 4096), occupancy_resolution=(2, 512),
                  occupancy_every=(1, 10 ** 6), occupancy_warmup=(0, 10 ** 9),
-                 occupancy_cells=(1, 2 ** 24), round_steps=(1, 4096),
+                 occupancy_cells=(1, 2 ** 24), round_samples=(1, 4096),
                  eval_block=(1, 2 ** 24))
 
   @classmethod
@@ -192,45 +192,56 @@ class FastNerf(base.Model):
     return out, ray_ok, count
 
   def _render_eval(self, params, state, rays: Rays) -> dict:
-    """Rounds of ``round_steps`` steps with early ray termination."""
-    num_rays = rays.origins.shape[0]
+    """Front to back in rounds, with early ray termination.
+
+    Round r takes the r-th ``round_samples`` occupied samples of every ray
+    still alive (transmittance above ``min_transmittance``), so the field
+    runs only on occupied samples of live rays, and a round costs O(rays x
+    round_samples) besides them.
+    """
+    num_rays, n = rays.origins.shape[0], self.num_steps
     marched = self._march(None, rays, state)
-    s = min(int(self.cfg.round_steps), self.num_steps)
-    rounds = -(-self.num_steps // s)
-    pad = rounds * s - self.num_steps
-    # Pad the step axis to whole rounds with invalid, zero-length steps.
-    valid = jnp.pad(marched['valid'], ((0, 0), (0, pad)))
-    t_samples = jnp.pad(marched['t_samples'], ((0, 0), (0, pad)), mode='edge')
-    t_edges = jnp.pad(marched['t_edges'], ((0, 0), (0, pad)), mode='edge')
-    block = max(1, min(int(self.cfg.eval_block), num_rays * s))
+    valid = marched['valid']
+    k = min(int(self.cfg.round_samples), n)
+    rounds = -(-n // k)
+    # order[i, j]: the step of ray i's j-th occupied sample (n: none).
+    rank = jnp.cumsum(valid, axis=1, dtype=jnp.int32) - 1
+    rows = jnp.broadcast_to(jnp.arange(num_rays)[:, None], valid.shape)
+    cols = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), valid.shape)
+    order = jnp.full((num_rays, rounds * k), n, jnp.int32).at[
+        rows, jnp.where(valid, rank, rounds * k)].set(cols, mode='drop')
+    remaining = rank[:, -1] + 1  # occupied samples of each ray
+    # Step n is a zero-length interval at the end: padding reads it.
+    edges = jnp.concatenate([marched['t_edges'],
+                             marched['t_edges'][:, -1:]], axis=1)
+    t_all = jnp.concatenate([marched['t_samples'],
+                             marched['t_edges'][:, -1:]], axis=1)
+    block = max(1, min(int(self.cfg.eval_block), num_rays * k))
     eps = float(self.cfg.min_transmittance)
 
     def one_round(carry):
       r, trans, rgb_sum, depth_sum, samples = carry
-      start = r * s
-      v = jax.lax.dynamic_slice_in_dim(valid, start, s, axis=1)
-      v = v & (trans > eps)[:, None]
-      ts = jax.lax.dynamic_slice_in_dim(t_samples, start, s, axis=1)
-      te = jax.lax.dynamic_slice_in_dim(t_edges, start, s + 1, axis=1)
-      density, rgb = self._eval_packed(params, rays, v, ts, block)
-      w = rendering.compute_weights(density, te, rays.directions)
+      steps = jax.lax.dynamic_slice_in_dim(order, r * k, k, axis=1)
+      live = (steps < n) & (trans > eps)[:, None]
+      lo = jnp.take_along_axis(edges, steps, axis=1)
+      hi = jnp.take_along_axis(edges, steps + 1, axis=1)
+      t = jnp.take_along_axis(t_all, steps, axis=1)
+      density, rgb = self._eval_packed(params, rays, live, t, block)
+      # The round's samples as contiguous intervals (the empty space
+      # between them holds no density, so it changes no weight).
+      local = jnp.concatenate([jnp.zeros((num_rays, 1)),
+                               jnp.cumsum(hi - lo, axis=1)], axis=1)
+      w = rendering.compute_weights(density, local, rays.directions)
       w = w * trans[:, None]
-      t_mid = 0.5 * (te[:, 1:] + te[:, :-1])
       rgb_sum = rgb_sum + jnp.sum(w[..., None] * rgb, axis=-2)
-      depth_sum = depth_sum + jnp.sum(w * t_mid, axis=-1)
-      samples = samples + jnp.sum(v, axis=-1, dtype=jnp.int32)
+      depth_sum = depth_sum + jnp.sum(w * 0.5 * (lo + hi), axis=-1)
+      samples = samples + jnp.sum(live, axis=-1, dtype=jnp.int32)
       return (r + 1, trans - jnp.sum(w, axis=-1), rgb_sum, depth_sum,
               samples)
 
-    # Valid samples from each step to the end of the ray: a ray with none
-    # left is finished even if light still passes through it.
-    left = jnp.cumsum(valid[:, ::-1].astype(jnp.int32), axis=1)[:, ::-1]
-
     def more(carry):
       r, trans = carry[0], carry[1]
-      left_now = jax.lax.dynamic_slice_in_dim(
-          left, jnp.minimum(r * s, rounds * s - 1), 1, axis=1)[:, 0]
-      return (r < rounds) & jnp.any((trans > eps) & (left_now > 0))
+      return (r < rounds) & jnp.any((trans > eps) & (remaining > r * k))
 
     init = (jnp.zeros((), jnp.int32), jnp.ones((num_rays,), jnp.float32),
             jnp.zeros((num_rays, 3), jnp.float32),

@@ -103,6 +103,8 @@ def make_step(config, model, tx):
 def samples_per_ray(config) -> int:
   """Field evaluations per ray of the vanilla NeRF (coarse + fine)."""
   m = config.model
+  if m.kind == 'fast':  # the packed budget: what the field evaluates
+    return m.fast.budget_per_ray
   fine = m.num_coarse + m.num_fine if m.num_fine > 0 else 0
   return m.num_coarse + fine
 
@@ -132,7 +134,7 @@ def apply_override(config, item: str) -> None:
 
 def load_config_file(name: str):
   """A config file's ``get_config()``, found like ``--config`` finds it."""
-  path = cli.resolve_config_arg(['--config', name])[2].partition(':')[0]
+  path = cli.resolve_config_arg(['--config', name])[1].partition(':')[0]
   spec = importlib.util.spec_from_file_location('_other_config', path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
@@ -207,7 +209,9 @@ class Variant:
                 peak_rss_gb=self.peak_rss_gb,
                 micro_batches=c.train.get('micro_batches', 1),
                 batch=rays, preset=c.model.preset,
-                samples=f'{c.model.num_coarse}+{c.model.num_fine}')
+                samples=(f'{c.model.fast.budget_per_ray} packed'
+                         if c.model.kind == 'fast' else
+                         f'{c.model.num_coarse}+{c.model.num_fine}'))
 
 
 def describe(r: dict) -> str:

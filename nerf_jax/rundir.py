@@ -119,12 +119,24 @@ def save_scene(info: scene_lib.SceneInfo, workdir: str) -> None:
 
 def load_scene(workdir: str) -> scene_lib.SceneInfo:
   """The saved SceneInfo; CheckpointError if absent or corrupt."""
+  return _scene_from(_read_scene_json(workdir), workdir)
+
+
+def _read_scene_json(workdir: str) -> dict:
   path = os.path.join(workdir, SCENE_FILE)
   try:
     with open(path) as f:
-      return scene_lib.SceneInfo.from_dict(json.load(f))
-  except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+      return json.load(f)
+  except (OSError, ValueError) as e:
     raise CheckpointError(f'{path} is missing or unreadable ({e})') from e
+
+
+def _scene_from(raw: dict, workdir: str) -> scene_lib.SceneInfo:
+  try:
+    return scene_lib.SceneInfo.from_dict(raw)
+  except (ValueError, KeyError, TypeError, AttributeError) as e:
+    raise CheckpointError(f'{os.path.join(workdir, SCENE_FILE)} is '
+                          f'unreadable ({e})') from e
 
 
 # ---------------------------------------------------------------------------
@@ -160,9 +172,9 @@ def _data_differences(saved_config, config, info: scene_lib.SceneInfo,
   """What differs between the saved run's data and this one's ('' if same)."""
   if not os.path.exists(os.path.join(workdir, SCENE_FILE)):
     return ''
-  old = load_scene(workdir)
-  with open(os.path.join(workdir, SCENE_FILE)) as f:
-    has_box = 'aabb' in json.load(f)  # older runs did not record the box
+  raw = _read_scene_json(workdir)
+  old = _scene_from(raw, workdir)
+  has_box = 'aabb' in raw  # older runs did not record the box
   diffs = [name for name, a, b in (
       ('near', old.near, info.near), ('far', old.far, info.far),
       ('background', old.white_background, info.white_background),

@@ -21,7 +21,7 @@ import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from nerf_jax import camera, datasets, metrics, models, render_lib, rundir, viz
-from nerf_jax.optim import make_optimizer, make_schedule  # pylint: disable=unused-import
+from nerf_jax.optim import make_schedule
 from nerf_jax.scene import SceneInfo
 
 CheckpointError = rundir.CheckpointError

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from configs import demo
-from nerf_jax import camera, datasets, models, occupancy, rendering, rundir
+from nerf_jax import camera, datasets, models, occupancy, rendering
 from nerf_jax import train_lib
 
 

@@ -6,6 +6,7 @@ import pathlib
 import sys
 import types
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -17,6 +18,7 @@ if str(ROOT) not in sys.path:  # run from anywhere without installing
   sys.path.insert(0, str(ROOT))
 
 from nerf_jax import models  # pylint: disable=g-import-not-at-top
+from nerf_jax.models import fields  # pylint: disable=g-import-not-at-top
 
 
 def _dense(n_in: int, n_out: int) -> int:
@@ -198,3 +200,33 @@ def test_unknown_preset_raises(name):
     models.preset(name)
   with pytest.raises(ValueError):
     models.make_field(_model_cfg('namespace', name))
+
+
+def test_concat_dense_equals_dense_on_the_concatenation():
+  rng = np.random.default_rng(20)
+  a = jnp.asarray(rng.normal(size=(4, 5, 3)).astype(np.float32))
+  b = jnp.asarray(rng.normal(size=(4, 5, 7)).astype(np.float32))
+  per_ray = jnp.asarray(rng.normal(size=(4, 1, 2)).astype(np.float32))
+  layer = fields.ConcatDense(6)
+  params = layer.init(jax.random.key(0), [a, b, per_ray])
+  dense = nn.Dense(6)
+  # Same parameter tree (names, shapes) and initial values as nn.Dense.
+  reference = dense.init(jax.random.key(0), jnp.zeros((1, 12)))
+  assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, reference)
+  np.testing.assert_array_equal(params['params']['kernel'],
+                                reference['params']['kernel'])
+  joined = jnp.concatenate([a, b, jnp.broadcast_to(per_ray, (4, 5, 2))], -1)
+  np.testing.assert_allclose(layer.apply(params, [a, b, per_ray]),
+                             dense.apply(params, joined), atol=1e-5)
+
+
+@pytest.mark.parametrize('override,message', [
+    (dict(depth=0), 'model.depth'), (dict(width=-3), 'model.width'),
+    (dict(skips=(0,)), 'model.skips'), (dict(skips=(4,)), 'model.skips')])
+def test_vanilla_config_checks(override, message):
+  cfg = ml_collections.ConfigDict(dict(preset='', depth=4, width=32,
+                                       skips=(2,)))
+  models.KINDS['mlp'].check_config(cfg)
+  cfg.update(override)
+  with pytest.raises(ValueError, match=message):
+    models.KINDS['mlp'].check_config(cfg)

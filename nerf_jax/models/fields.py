@@ -10,7 +10,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from nerf_jax.encoding import positional_encoding
+from nerf_jax.encoding import positional_encoding_parts
 
 # name -> (depth, width, skips). Skip layers concatenate the encoded input
 # to the activations *before* the layer with that index (NeRF: before layer 5).
@@ -29,6 +29,32 @@ def preset(name: str) -> tuple:
     raise ValueError(f'unknown model preset {name!r}; choose one of '
                      f'{", ".join(PRESETS)}')
   return PRESETS[name]
+
+
+class ConcatDense(nn.Module):
+  """``nn.Dense`` on the concatenation of ``inputs``, without forming it.
+
+  The parameters are those of ``nn.Dense`` on the concatenated features (a
+  ``kernel`` of shape [sum of the inputs' sizes, features], same initialiser,
+  and a ``bias``), so checkpoints do not see the difference; the layer is
+  applied as a sum of matmuls by the kernel's row blocks. That saves
+  writing and re-reading the concatenation (the encoded input is read by
+  two layers of NeRF's MLP) and lets an input with fewer leading dimensions
+  (a per-ray view direction) be multiplied once per ray and broadcast.
+  """
+  features: int
+
+  @nn.compact
+  def __call__(self, inputs: Sequence[jnp.ndarray]) -> jnp.ndarray:
+    sizes = [x.shape[-1] for x in inputs]
+    kernel = self.param('kernel', nn.initializers.lecun_normal(),
+                        (sum(sizes), self.features))
+    y = self.param('bias', nn.initializers.zeros_init(), (self.features,))
+    start = 0
+    for x, size in zip(inputs, sizes):
+      y = y + x @ kernel[start:start + size]
+      start += size
+    return y
 
 
 class NerfMLP(nn.Module):
@@ -65,22 +91,27 @@ class NerfMLP(nn.Module):
     Returns:
       rgb: f32[..., 3] in (0, 1); density: f32[...] >= 0.
     """
-    inputs = positional_encoding(points, self.pos_freqs)
-    x = inputs
+    # The trunk runs on a flat [points, features] matrix: with the batch
+    # shape kept ([rays, samples, features]), XLA:CPU lays the backward's
+    # activations out with extra transposes (keras_example.py: 1.2-1.35x
+    # slower steps).
+    batch_shape = points.shape[:-1]
+    inputs = positional_encoding_parts(points.reshape(-1, 3), self.pos_freqs)
+    x = []
     for i in range(self.depth):
-      if i in self.skips:
-        x = jnp.concatenate([x, inputs], axis=-1)
-      x = nn.relu(nn.Dense(self.width, name=f'trunk_{i}')(x))
+      if i == 0 or i in self.skips:
+        x = x + inputs
+      x = [nn.relu(ConcatDense(self.width, name=f'trunk_{i}')(x))]
+    x = x[0].reshape(batch_shape + (self.width,))
     raw_density = nn.Dense(1, name='density')(x)[..., 0]
     density = jax.nn.softplus(raw_density + self.density_bias)
     if self.use_viewdirs:
       if viewdirs is None:
         raise ValueError('this model needs view directions')
       bottleneck = nn.Dense(self.width, name='bottleneck')(x)
-      dirs = jnp.broadcast_to(viewdirs, points.shape)
-      x = jnp.concatenate(
-          [bottleneck, positional_encoding(dirs, self.dir_freqs)], axis=-1)
-      x = nn.relu(nn.Dense(self.width // 2, name='view')(x))
+      # Encoded (and multiplied) once per ray where viewdirs is [..., 1, 3].
+      dirs = positional_encoding_parts(viewdirs, self.dir_freqs)
+      x = nn.relu(ConcatDense(self.width // 2, name='view')([bottleneck] + dirs))
     rgb = jax.nn.sigmoid(nn.Dense(3, name='rgb')(x))
     return rgb, density
 
@@ -154,7 +185,7 @@ class GridField(nn.Module):
             key, self.levels, 2 ** self.log2_table, self.features))
     self.density_hidden = nn.Dense(self.width, name='density_hidden')
     self.density_out = nn.Dense(1 + self.geo_features, name='density_out')
-    self.color_hidden = nn.Dense(self.width, name='color_hidden')
+    self.color_hidden = ConcatDense(self.width, name='color_hidden')
     self.color_hidden2 = nn.Dense(self.width, name='color_hidden2')
     self.color_out = nn.Dense(3, name='color_out')
 
@@ -183,12 +214,11 @@ class GridField(nn.Module):
       rgb: f32[..., 3] in (0, 1); density: f32[...] >= 0.
     """
     density, geo = self._geometry(points)
-    x = geo
+    x = [geo]
     if self.use_viewdirs:
       if viewdirs is None:
         raise ValueError('this field needs view directions')
-      dirs = jnp.broadcast_to(viewdirs, points.shape)
-      x = jnp.concatenate([x, positional_encoding(dirs, self.dir_freqs)], -1)
+      x += positional_encoding_parts(viewdirs, self.dir_freqs)
     x = nn.relu(self.color_hidden(x))
     x = nn.relu(self.color_hidden2(x))
     return jax.nn.sigmoid(self.color_out(x)), density

@@ -22,6 +22,21 @@ class VanillaNerf(base.Model):
   """
   kind = 'mlp'
 
+  @classmethod
+  def check_config(cls, model_cfg) -> None:
+    if model_cfg.preset:
+      return  # presets are checked by name
+    for name in ('depth', 'width'):
+      value = model_cfg[name]
+      if not isinstance(value, int) or value < 1:
+        raise ValueError(f'model.{name}={value!r} must be a positive int')
+    skips = tuple(model_cfg.skips)
+    if any(not isinstance(i, int) or not 0 < i < model_cfg.depth
+           for i in skips):
+      raise ValueError(f'model.skips={skips!r} must be layer indices in '
+                       f'[1, {model_cfg.depth - 1}] (model.depth='
+                       f'{model_cfg.depth})')
+
   def __init__(self, model_cfg, scene):
     super().__init__(model_cfg, scene)
     self.field = fields.make_field(model_cfg)

@@ -4,7 +4,7 @@
   python benchmarks/profile_step.py --config keras_example.py \\
       --config.train.micro_batches=1 --trace_dir /tmp/trace
   python benchmarks/profile_step.py --config keras_example.py \\
-      --what_if fast_math,encoding_double_angle,split_skip --rounds 4
+      --what_if sine_encoding,concat_encoding,batch_shaped --rounds 4
 
 Same synthetic data as benchmarks/step_speed.py. Three reports:
 
@@ -32,11 +32,13 @@ Same synthetic data as benchmarks/step_speed.py. Three reports:
 3. ``--what_if``: the train step against variants, timed interleaved:
    fast_math (XLA CPU fast math), xla:<flag>=<value> (any XLA compiler
    option), remat / remat_dots (``jax.checkpoint`` of
-   the loss), bf16_precision (``jax.default_matmul_precision``), and two
-   prototypes of model-side changes that keep the parameters as they are:
-   encoding_double_angle (sin/cos exact at octaves 0, 4, 8, 12 and by the
-   double-angle formulas in between: one quarter of the sines) and
-   split_skip (the skip layer as two matmuls instead of a concatenation).
+   the loss), bf16_precision (``jax.default_matmul_precision``), and the
+   model as it was before three changes, same parameters: sine_encoding
+   (XLA's sin for the positional encoding instead of the octave range
+   reduction), concat_encoding (the encoding concatenated into one array
+   that each layer reading it multiplies whole, instead of a matmul per
+   part) and batch_shaped (the trunk on [rays, samples, features] instead
+   of a flat point matrix).
 """
 
 import contextlib
@@ -65,7 +67,8 @@ _WHAT_IF = flags.DEFINE_list(
     'what_if', [], 'variants to time against the train step (skips the '
     'component and op reports); any of: ' + ', '.join(
         ('fast_math', 'remat', 'remat_dots', 'bf16_precision',
-         'encoding_double_angle', 'split_skip')) + ', xla:<flag>=<value> '
+         'sine_encoding', 'concat_encoding', 'batch_shaped')) +
+    ', xla:<flag>=<value> '
     "(an XLA compiler option; '|' separates list items), or a '+' of them")
 
 
@@ -306,60 +309,53 @@ def op_breakdown(run, hlo_text: str, steps: int, trace_dir: str) -> tuple:
 # 3. What-if variants.
 
 
-def encoding_double_angle(x, num_freqs: int, include_input: bool = True):
-  """``encoding.positional_encoding`` (same feature order) with sin/cos
-  evaluated at every 4th octave and the double-angle formulas in between
-  (error < 2e-6 against float64, below that of the sin(t + pi/2) cosine)."""
+def sine_encoding_parts(x, num_freqs: int, include_input: bool = True):
+  """The encoding as nerf_jax computed it before the octave range reduction:
+  XLA's ``sin`` of 2^k x and of 2^k x + pi/2 (same layout and parts)."""
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  sines, cosines = [], []
-  for k in range(num_freqs):
-    if k % 4 == 0:
-      s, c = jnp.sin(x * 2.0 ** k), jnp.cos(x * 2.0 ** k)
-    else:
-      s, c = 2.0 * s * c, 1.0 - 2.0 * s * s
-    sines.append(s)
-    cosines.append(c)
-  return jnp.concatenate(([x] if include_input else []) + sines + cosines,
-                         axis=-1)
+  parts = [x] if include_input else []
+  if num_freqs > 0:
+    scales = 2.0 ** jnp.arange(num_freqs, dtype=x.dtype)
+    xb = (x[..., None, :] * scales[:, None]).reshape(
+        x.shape[:-1] + (num_freqs * x.shape[-1],))
+    parts += [jnp.sin(xb), jnp.sin(xb + 0.5 * jnp.pi)]
+  return parts
 
 
-def _split_skip_field(field):
-  """``field`` with each skip layer as x @ K[:n] + inputs @ K[n:] + b (the
-  same parameters as Dense on the concatenation)."""
+def _concatenated(parts_fn):
+  """An encoding-parts function whose parts are concatenated into one
+  array (every layer that reads the encoding multiplies it whole)."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+  def parts(x, num_freqs, include_input=True):
+    return [jnp.concatenate(parts_fn(x, num_freqs, include_input), -1)]
+  return parts
+
+
+def _batch_shaped_field(field):
+  """``field`` whose trunk keeps the [rays, samples, features] batch shape
+  (as before the flat trunk), same parameters."""
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   from nerf_jax.models import fields  # pylint: disable=g-import-not-at-top
 
-  class SplitDense(nn.Module):
-    features: int
-
-    @nn.compact
-    def __call__(self, x, inputs):
-      kernel = self.param('kernel', nn.initializers.lecun_normal(),
-                          (x.shape[-1] + inputs.shape[-1], self.features))
-      bias = self.param('bias', nn.initializers.zeros, (self.features,))
-      n = x.shape[-1]
-      return x @ kernel[:n] + inputs @ kernel[n:] + bias
-
-  class SplitSkipMLP(fields.NerfMLP):
+  class BatchShapedMLP(fields.NerfMLP):
 
     @nn.compact
     def __call__(self, points, viewdirs=None):
       if self.use_viewdirs:
-        raise ValueError('split_skip prototypes the viewdir-free field only')
-      inputs = fields.positional_encoding(points, self.pos_freqs)
-      x = inputs
+        raise ValueError('batch_shaped prototypes the viewdir-free field only')
+      inputs = fields.positional_encoding_parts(points, self.pos_freqs)
+      x = []
       for i in range(self.depth):
-        if i in self.skips:
-          x = SplitDense(self.width, name=f'trunk_{i}')(x, inputs)
-        else:
-          x = nn.Dense(self.width, name=f'trunk_{i}')(x)
-        x = nn.relu(x)
-      raw = nn.Dense(1, name='density')(x)[..., 0]
+        if i == 0 or i in self.skips:
+          x = x + inputs
+        x = [nn.relu(fields.ConcatDense(self.width, name=f'trunk_{i}')(x))]
+      raw = nn.Dense(1, name='density')(x[0])[..., 0]
       density = jax.nn.softplus(raw + self.density_bias)
-      return jax.nn.sigmoid(nn.Dense(3, name='rgb')(x)), density
+      return jax.nn.sigmoid(nn.Dense(3, name='rgb')(x[0])), density
 
-  return SplitSkipMLP(**{f: getattr(field, f) for f in (
+  return BatchShapedMLP(**{f: getattr(field, f) for f in (
       'depth', 'width', 'skips', 'pos_freqs', 'dir_freqs', 'use_viewdirs',
       'density_bias')})
 
@@ -400,11 +396,19 @@ def what_if(config, names: list, rounds: int) -> None:
             value.lower(), value.replace('|', ','))
       elif part == 'bf16_precision':
         precision = 'bfloat16'
-      elif part == 'encoding_double_angle':
-        ctx.enter_context(_patched(fields, 'positional_encoding',
-                                   encoding_double_angle))
-      elif part == 'split_skip':
-        model.field = _split_skip_field(model.field)
+      elif part == 'sine_encoding':
+        encode = sine_encoding_parts
+        if 'concat_encoding' in parts:
+          encode = _concatenated(encode)
+        ctx.enter_context(_patched(fields, 'positional_encoding_parts',
+                                   encode))
+      elif part == 'concat_encoding':
+        if 'sine_encoding' not in parts:
+          ctx.enter_context(_patched(
+              fields, 'positional_encoding_parts',
+              _concatenated(fields.positional_encoding_parts)))
+      elif part == 'batch_shaped':
+        model.field = _batch_shaped_field(model.field)
       elif part != 'baseline':
         raise app.UsageError(f'unknown --what_if variant {part!r}')
     fn = train_lib.make_train_step(

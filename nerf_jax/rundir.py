@@ -225,6 +225,29 @@ def restore(manager: ocp.CheckpointManager, target: Any,
         f'({type(e).__name__}: {str(e).splitlines()[0][:200]})') from e
 
 
+def restore_entries(manager: ocp.CheckpointManager, target: dict,
+                    step: Optional[int] = None) -> dict:
+  """Restores only the top-level entries named in ``target`` (e.g. 'step'
+  and 'params', not the optimizer state) of a saved ``TrainState``.
+
+  ``target`` maps each entry to a tree of ``jax.ShapeDtypeStruct`` whose
+  shardings say where the arrays go on the devices present now, so a
+  checkpoint written on any number of devices (or hosts) loads on any
+  other: the sharding recorded at save time is not used.
+  """
+  step = manager.latest_step() if step is None else step
+  args = ocp.args.PyTreeRestore(
+      item=target,
+      restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+      partial_restore=True)
+  try:
+    return manager.restore(step, args=args)
+  except Exception as e:  # orbax raises many types for a mismatched tree.
+    raise CheckpointError(
+        f'checkpoint {step} in {manager.directory} does not fit this model '
+        f'({type(e).__name__}: {str(e).splitlines()[0][:200]})') from e
+
+
 # ---------------------------------------------------------------------------
 # metrics.jsonl
 

@@ -319,6 +319,8 @@ class _Trainer:
     self.manager = rundir.checkpoint_manager(workdir, config.checkpoint.keep)
     if self.manager.latest_step() is not None:
       self.state = restore_state(self.manager, self.state)
+      print(f'resuming from the checkpoint at step {int(self.state.step)} '
+            f'in {workdir}', flush=True)
     rundir.save_config(config, workdir)
     rundir.save_scene(info, workdir)
     self.logger = rundir.MetricsWriter(workdir)
@@ -497,9 +499,6 @@ def load_trained(workdir: str, step: Optional[int] = None) -> tuple:
   except (ConfigError, ValueError, AttributeError, KeyError) as e:
     raise CheckpointError(f'{workdir}/{rundir.CONFIG_FILE} is not a valid '
                           f'config: {e}') from e
-  tx = model.optimizer(config.train)
-  target = jax.eval_shape(lambda: create_train_state(
-      jax.random.PRNGKey(0), model, tx))
   ckpt_dir = os.path.join(workdir, rundir.CHECKPOINT_DIR)
   if not os.path.isdir(ckpt_dir):
     raise CheckpointError(f'{workdir} has no checkpoints')
@@ -510,6 +509,32 @@ def load_trained(workdir: str, step: Optional[int] = None) -> tuple:
   if step is not None and step not in steps:
     raise CheckpointError(f'{workdir} has no checkpoint at step {step} '
                           f'(it has {sorted(steps)})')
-  state = restore_state(manager, target, step)
+  variables, restored_step = restore_variables(manager, model, step)
   manager.close()
-  return config, info, model, state.variables(), int(state.step)
+  return config, info, model, variables, restored_step
+
+
+def restore_variables(manager: ocp.CheckpointManager, model: models.Model,
+                      step: Optional[int] = None) -> tuple:
+  """A checkpoint's parameters and model state, without the optimizer state,
+  replicated on the devices present (whatever devices wrote it).
+
+  Returns:
+    ({'params': ..., 'state': ...}, step).
+  """
+  params, model_state = jax.eval_shape(model.init, jax.random.PRNGKey(0))
+  replicated = NamedSharding(_make_mesh(), P())
+
+  def abstract(tree):
+    return jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
+        tree)
+
+  target = {'step': abstract(jax.ShapeDtypeStruct((), jnp.int32)),
+            'params': abstract(params)}
+  if jax.tree_util.tree_leaves(model_state):
+    target['model_state'] = abstract(model_state)
+  restored = rundir.restore_entries(manager, target, step)
+  return ({'params': restored['params'],
+           'state': restored.get('model_state', model_state)},
+          int(restored['step']))

@@ -68,8 +68,18 @@ class TrainData:
   intrinsics: camera.Intrinsics
 
 
-def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Raises ConfigError for values that cannot work."""
+def validate_config(config: ml_collections.ConfigDict,
+                    num_devices: Optional[int] = None) -> None:
+  """Raises ConfigError for values that cannot work.
+
+  Args:
+    config: the run's config.
+    num_devices: the devices the batch is split over when training (all
+      devices of all processes by default); ``0`` skips the checks that depend
+      on the device count, as rendering a saved run on other devices does.
+  """
+  if num_devices is None:
+    num_devices = jax.device_count()
   m, t = config.model, config.train
   if m.kind not in models.KINDS:
     raise ConfigError(f'model.kind={m.kind!r} is not one of '
@@ -87,16 +97,19 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(str(e)) from e
   if t.batch_rays <= 0 or t.max_steps <= 0:
     raise ConfigError('train.batch_rays and train.max_steps must be positive')
-  if t.batch_rays % jax.device_count():
-    raise ConfigError(f'train.batch_rays={t.batch_rays} must be divisible by '
-                      f'the {jax.device_count()} devices present')
   micro = t.get('micro_batches', 1)
   if not isinstance(micro, int) or micro < 1:
     raise ConfigError(f'train.micro_batches={micro!r} must be a positive int')
-  if t.batch_rays % (micro * jax.device_count()):
+  if num_devices and t.batch_rays % num_devices:
     raise ConfigError(f'train.batch_rays={t.batch_rays} must be divisible by '
-                      f'train.micro_batches={micro} x {jax.device_count()} '
-                      f'device(s) = {micro * jax.device_count()}')
+                      f'the {num_devices} devices present')
+  if num_devices and t.batch_rays % (micro * num_devices):
+    raise ConfigError(f'train.batch_rays={t.batch_rays} must be divisible by '
+                      f'train.micro_batches={micro} x {num_devices} '
+                      f'device(s) = {micro * num_devices}')
+  elif t.batch_rays % micro:
+    raise ConfigError(f'train.batch_rays={t.batch_rays} must be divisible by '
+                      f'train.micro_batches={micro}')
   if t.lr_schedule not in ('log_linear', 'exponential'):
     raise ConfigError(f'train.lr_schedule={t.lr_schedule!r} must be '
                       "'log_linear' or 'exponential'")
@@ -494,7 +507,7 @@ def load_trained(workdir: str, step: Optional[int] = None) -> tuple:
   config = rundir.load_config(workdir)
   info = rundir.load_scene(workdir)
   try:
-    validate_config(config)
+    validate_config(config, num_devices=0)
     model = models.make_model(config.model, info)
   except (ConfigError, ValueError, AttributeError, KeyError) as e:
     raise CheckpointError(f'{workdir}/{rundir.CONFIG_FILE} is not a valid '

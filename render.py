@@ -44,6 +44,7 @@ _SPLIT = flags.DEFINE_string('split', None,
                              "--eval=config).")
 _PROGRESS = flags.DEFINE_bool('progress', True, 'Show a progress bar.')
 flags.mark_flag_as_required('ckpt')
+cli.define_distributed_flags()
 
 
 def main(argv):
@@ -64,7 +65,8 @@ def _run():
       ckpt, _STEP.value)
   render_fn = render_lib.make_render_fn(model)
   out_dir = _OUT.value or os.path.join(ckpt, 'render')
-  os.makedirs(out_dir, exist_ok=True)
+  if cli.primary():  # every process renders; process 0 writes
+    os.makedirs(out_dir, exist_ok=True)
   if _EVAL.value:
     _evaluate(config, info, render_fn, variables, out_dir, step)
   else:
@@ -81,10 +83,14 @@ def _evaluate(config, info, render_fn, variables, out_dir, step):
   name = 'config' if path == 'config' else os.path.basename(
       os.path.normpath(path)).replace('.npz', '')
   image_dir = os.path.join(out_dir, f'eval_{name}_{split_name}')
-  os.makedirs(image_dir, exist_ok=True)
+  primary = cli.primary()
+  if primary:
+    os.makedirs(image_dir, exist_ok=True)
   result = render_lib.evaluate_split(render_fn, variables, split, info.near,
-                                     info.far,
-                                     _chunk(config), image_dir=image_dir)
+                                     info.far, _chunk(config),
+                                     image_dir=image_dir if primary else None)
+  if not primary:
+    return
   report = dict(psnr=result['psnr'], ssim=result['ssim'], step=step,
                 dataset=path, split=split_name, views=result['views'])
   with open(os.path.join(image_dir, 'metrics.json'), 'w') as f:
@@ -128,7 +134,9 @@ def _video(info, render_fn, variables, out_dir, step, chunk):
     intrinsics = intrinsics.scaled(_SCALE.value)
   frames = render_lib.render_sequence(
       render_fn, variables, poses, intrinsics, info.near, info.far,
-      chunk, progress=_PROGRESS.value)
+      chunk, progress=_PROGRESS.value and cli.primary())
+  if not cli.primary():
+    return
   background = info.background
   rgb = frames['rgb']
   depth = render_lib.depth_to_rgb(frames['depth'], frames['acc'], background)

@@ -2,6 +2,10 @@
 
 Any config field can be overridden, e.g. ``--config.train.max_steps=500``.
 Re-running the same command resumes from the latest checkpoint in the workdir.
+
+Several processes (hosts) train one model together when started with
+``--distributed`` (cluster detected by JAX) or with ``--coordinator HOST:PORT
+--num_processes N --process_id I`` each; see the README.
 """
 
 import os
@@ -19,6 +23,7 @@ _WORKDIR = flags.DEFINE_string(
     'workdir', None, 'Output directory (default: runs/<config name>).')
 _PROGRESS = flags.DEFINE_bool('progress', True, 'Show a progress bar.')
 flags.mark_flag_as_required('config')
+cli.define_distributed_flags()
 
 
 def main(argv):
@@ -31,8 +36,9 @@ def main(argv):
       train_lib.train_and_evaluate,
       (datasets.DatasetError, train_lib.ConfigError, train_lib.CheckpointError))
   record = guarded(config, workdir, progress=_PROGRESS.value)
-  print(f'step {record["step"]}: held-out PSNR {record["psnr"]:.2f} dB, '
-        f'SSIM {record["ssim"]:.3f}; outputs in {workdir}')
+  if cli.primary():
+    print(f'step {record["step"]}: held-out PSNR {record["psnr"]:.2f} dB, '
+          f'SSIM {record["ssim"]:.3f}; outputs in {workdir}')
 
 
 if __name__ == '__main__':

@@ -42,6 +42,7 @@ def get_config() -> ml_collections.ConfigDict:
   model.num_coarse = 64  # stratified samples per ray
   model.num_fine = 0  # importance samples per ray (0 = no fine pass)
   model.separate_fine = True  # the fine pass has its own MLP (NeRF paper)
+  model.compute_dtype = 'float32'  # MLP matmuls: 'float32' | 'bfloat16' (mixed precision for GPU/TPU; params stay float32)
   # kind='fast' only (use_viewdirs, dir_freqs and density_bias apply too):
   model.fast = fast = ml_collections.ConfigDict()
   fast.levels = 16  # hash grid: resolution levels L

@@ -45,12 +45,43 @@ def config_name(argv: list) -> str:
   return os.path.splitext(os.path.basename(value))[0] if value else 'run'
 
 
+def define_distributed_flags() -> None:
+  """The flags that join a multi-process run (see ``start``)."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_bool(
+      'distributed', False, 'Join a multi-process run, letting JAX detect the '
+      'cluster (Cloud TPU pod, SLURM, Open MPI, or JAX_COORDINATOR_ADDRESS, '
+      'JAX_NUM_PROCESSES and JAX_PROCESS_ID).')
+  flags.DEFINE_string('coordinator', '', 'host:port of process 0, for a '
+                      'multi-process run started by hand (with '
+                      '--num_processes and --process_id).')
+  flags.DEFINE_integer('num_processes', None, 'Processes in the run.')
+  flags.DEFINE_integer('process_id', None, 'This process, 0 .. '
+                       'num_processes - 1 (0 writes the outputs).')
+
+
 def start(argv: list) -> None:
-  """What every entry point does first: refuse stray arguments, quiet logs."""
-  from absl import logging  # pylint: disable=g-import-not-at-top
+  """What every entry point does first: refuse stray arguments, quiet logs,
+  and join the multi-process run if the distributed flags ask for one."""
+  from absl import flags, logging  # pylint: disable=g-import-not-at-top
   if len(argv) > 1:
     fail(f'unexpected arguments: {" ".join(argv[1:])}')
   logging.set_verbosity(logging.WARNING)
+  f = flags.FLAGS
+  if 'distributed' not in f:
+    return
+  from nerf_jax import distributed  # pylint: disable=g-import-not-at-top
+  try:
+    distributed.initialize(f.coordinator, f.num_processes, f.process_id,
+                           auto=f.distributed)
+  except distributed.DistributedError as e:
+    fail(str(e), code=2)
+
+
+def primary() -> bool:
+  """Whether this process prints results (process 0 of a multi-process run)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  return jax.process_index() == 0
 
 
 def parse_flags(argv: list) -> list:

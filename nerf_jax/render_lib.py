@@ -15,9 +15,7 @@ from typing import Callable
 import imageio.v3 as iio
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-
-from nerf_jax import camera, metrics, models, viz
+from nerf_jax import camera, distributed, metrics, models, viz
 
 
 def make_render_fn(model: models.Model) -> Callable:
@@ -25,9 +23,10 @@ def make_render_fn(model: models.Model) -> Callable:
 
   ``variables`` is {'params': ..., 'state': ...} (``TrainState.variables``).
   The function is deterministic (no jitter) and returns ``OUTPUT_KEYS``.
-  ``rays`` has batch shape [chunk]; with several devices the chunk is split
-  over all of them (variables are replicated), so chunk sizes must be
-  multiples of ``jax.device_count()`` (``render_rays_chunked`` rounds them up).
+  ``rays`` has batch shape [chunk]; the chunk is split over every device of
+  every process (variables are replicated) and the outputs come back whole
+  to every process, so chunk sizes must be multiples of
+  ``jax.device_count()`` (``render_rays_chunked`` rounds them up).
   """
 
   def render_chunk(variables, rays: camera.Rays) -> dict:
@@ -36,16 +35,19 @@ def make_render_fn(model: models.Model) -> Callable:
 
   if jax.device_count() == 1:
     return jax.jit(render_chunk)
-  mesh = Mesh(np.asarray(jax.devices()), ('data',))
+  mesh = distributed.make_mesh()
   return jax.jit(render_chunk,
-                 in_shardings=(NamedSharding(mesh, P()),
-                               NamedSharding(mesh, P('data'))),
-                 out_shardings=NamedSharding(mesh, P('data')))
+                 in_shardings=(distributed.replicated(mesh),
+                               distributed.batch_sharded(mesh)),
+                 out_shardings=distributed.replicated(mesh))
 
 
 def render_rays_chunked(render_fn: Callable, variables, rays: camera.Rays,
                         chunk: int) -> dict:
   """Renders rays of any batch shape in chunks of ``chunk`` rays.
+
+  Every process calls it with the same rays (a collective when several
+  processes take part) and gets every output.
 
   Args:
     render_fn: from ``make_render_fn``.
@@ -63,6 +65,14 @@ def render_rays_chunked(render_fn: Callable, variables, rays: camera.Rays,
   chunk = max(1, min(int(chunk), n))
   devices = jax.device_count()
   chunk = -(-chunk // devices) * devices  # a multiple of the device count
+  if jax.process_count() > 1:
+    # Host arrays cannot feed devices of other processes: each process
+    # places its own devices' rows of the (identical) chunk.
+    sharding = distributed.batch_sharded(distributed.make_mesh())
+    place = lambda part: jax.tree_util.tree_map(
+        lambda x: distributed.global_array(x, sharding), part)
+  else:
+    place = lambda part: part
   pieces = []
   for start in range(0, n, chunk):
     part = jax.tree_util.tree_map(lambda x: x[start:start + chunk], flat)
@@ -72,7 +82,7 @@ def render_rays_chunked(render_fn: Callable, variables, rays: camera.Rays,
       part = jax.tree_util.tree_map(
           lambda x: np.concatenate(
               [x, np.repeat(x[-1:], chunk - valid, axis=0)]), part)
-    out = render_fn(variables, part)
+    out = render_fn(variables, place(part))
     pieces.append({k: np.asarray(v)[:valid] for k, v in out.items()})
   return {
       k: np.concatenate([p[k] for p in pieces]).reshape(

@@ -151,7 +151,8 @@ def check_resumable(config: ml_collections.ConfigDict,
     return
   saved = load_config(workdir)
   old, new = _flat(saved.model.to_dict()), _flat(config.model.to_dict())
-  diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+  diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)
+                and k not in _FREE_ON_RESUME)
   if saved.data.kind != config.data.kind:
     diff.insert(0, 'data.kind')
   if diff:
@@ -165,6 +166,12 @@ def check_resumable(config: ml_collections.ConfigDict,
     raise CheckpointError(
         f'{workdir} holds a run trained on different data ({what}); use '
         'another --workdir or delete that one')
+
+
+# Model fields that change how the same parameters are computed, not what
+# they are: a run may resume with another value (e.g. bf16 on a TPU, then
+# float32 on a CPU).
+_FREE_ON_RESUME = frozenset({'compute_dtype'})
 
 
 def _data_differences(saved_config, config, info: scene_lib.SceneInfo,
@@ -267,18 +274,27 @@ def read_metrics(path: str) -> list:
 
 
 class MetricsWriter:
-  """Appends records to ``<workdir>/metrics.jsonl``."""
+  """Appends records to ``<workdir>/metrics.jsonl``.
 
-  def __init__(self, workdir: str):
+  ``enabled=False`` (processes other than 0 of a multi-process run) writes
+  nothing.
+  """
+
+  def __init__(self, workdir: str, enabled: bool = True):
     self.path = os.path.join(workdir, METRICS_FILE)
+    self.enabled = enabled
 
   def truncate(self, step: int) -> None:
     """Drops records logged after ``step`` (a resumed run logs them again)."""
+    if not self.enabled:
+      return
     records = read_metrics(self.path)
     kept = [r for r in records if r.get('step', 0) <= step]
     if len(kept) != len(records):
       _write_atomic(self.path, ''.join(json.dumps(r) + '\n' for r in kept))
 
   def write(self, record: dict) -> None:
+    if not self.enabled:
+      return
     with open(self.path, 'a') as f:
       f.write(json.dumps(record) + '\n')

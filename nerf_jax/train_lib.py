@@ -20,7 +20,8 @@ import optax
 import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from nerf_jax import camera, datasets, metrics, models, render_lib, rundir, viz
+from nerf_jax import (camera, datasets, distributed, metrics, models,
+                      render_lib, rundir, viz)
 from nerf_jax.optim import make_schedule
 from nerf_jax.scene import SceneInfo
 
@@ -59,8 +60,11 @@ class TrainData:
   """The training pixels kept on device; rays are made inside the step.
 
   Attributes:
-    images: u8[n, h, w, 3] (or f32 in [0, 1]), training images.
-    poses: f32[n, 4, 4], their camera-to-world matrices.
+    images: u8[n', h, w, 3] (or f32 in [0, 1]), training images; in training
+      their views are split over the devices (``distributed.shard_views``,
+      n' >= n pads with never-sampled views).
+    poses: f32[n, 4, 4], their camera-to-world matrices (n sets the number
+      of views sampled).
     intrinsics: the shared camera.
   """
   images: jnp.ndarray
@@ -93,6 +97,7 @@ def validate_config(config: ml_collections.ConfigDict,
     raise ConfigError('model.num_fine must be >= 0')
   try:
     models.KINDS[m.kind].check_config(m)
+    models.compute_dtype(m)
   except ValueError as e:
     raise ConfigError(str(e)) from e
   if t.batch_rays <= 0 or t.max_steps <= 0:
@@ -128,24 +133,31 @@ def create_train_state(key: jax.Array, model: models.Model,
 
 
 def sample_batch(key: jax.Array, data: TrainData, batch_rays: int,
-                 near: float, far: float) -> tuple:
+                 near: float, far: float, mesh: Optional[Mesh] = None) -> tuple:
   """Random rays drawn uniformly from all training pixels (with replacement).
 
   View, row and column are drawn separately (all images share one size), so
-  no flat pixel index can overflow int32 on large captures.
+  no flat pixel index can overflow int32 on large captures. The draw depends
+  on the key only, not on the devices: with a mesh (images split by view,
+  see ``distributed.gather_pixels``) the batch is the same one, split over
+  the devices.
 
   Returns:
     (rays: Rays of batch shape [batch_rays], rgb: f32[batch_rays, 3] in
     [0, 1]).
   """
-  n, h, w, _ = data.images.shape
+  n = data.poses.shape[0]
+  _, h, w, _ = data.images.shape
   k_view, k_row, k_col = jax.random.split(key, 3)
   view = jax.random.randint(k_view, (batch_rays,), 0, n)
   rows = jax.random.randint(k_row, (batch_rays,), 0, h)
   cols = jax.random.randint(k_col, (batch_rays,), 0, w)
+  rgb = distributed.gather_pixels(data.images, view, rows, cols, mesh)
+  if mesh is not None:
+    view, rows, cols = jax.lax.with_sharding_constraint(
+        (view, rows, cols), distributed.batch_sharded(mesh))
   dirs = camera.pixel_directions(data.intrinsics, rows, cols)
   rays = camera.camera_rays(data.poses[view], dirs, near, far)
-  rgb = data.images[view, rows, cols]
   if rgb.dtype == jnp.uint8:
     rgb = rgb.astype(jnp.float32) / 255.0
   return rays, rgb
@@ -176,10 +188,10 @@ def make_train_step(model: models.Model, tx: optax.GradientTransformation,
   def train_step(state: TrainState, data: TrainData, rng: jax.Array):
     key = jax.random.fold_in(rng, state.step)
     k_batch, k_render, k_state = jax.random.split(key, 3)
-    rays, target = sample_batch(k_batch, data, batch_rays, near, far)
+    rays, target = sample_batch(k_batch, data, batch_rays, near, far, mesh)
     if mesh is not None:
-      shard = NamedSharding(mesh, P('data'))
-      rays, target = jax.lax.with_sharding_constraint((rays, target), shard)
+      rays, target = jax.lax.with_sharding_constraint(
+          (rays, target), distributed.batch_sharded(mesh))
     if micro_batches == 1:
       grad_fn = jax.value_and_grad(model.loss, has_aux=True)
       (loss, aux), grads = grad_fn(state.params, state.model_state, rays,
@@ -220,7 +232,7 @@ def split_micro_batches(tree: Any, micro_batches: int,
   tree = jax.tree_util.tree_map(split, tree)
   if mesh is not None:
     tree = jax.lax.with_sharding_constraint(
-        tree, NamedSharding(mesh, P(None, 'data')))
+        tree, NamedSharding(mesh, P(None, distributed.AXIS)))
   return tree
 
 
@@ -272,19 +284,16 @@ def evaluate(render_fn: Callable, variables, scene: datasets.Scene,
 # The training loop.
 
 
-def _make_mesh() -> Mesh:
-  return Mesh(np.asarray(jax.devices()), ('data',))
-
-
 def _to_uint8(images: np.ndarray) -> np.ndarray:
   """f32 images in [0, 1] as u8 (4x less device memory than float32)."""
   return np.clip(np.round(np.asarray(images) * 255.0), 0, 255).astype(np.uint8)
 
 
-def _put_data(split: datasets.Split, mesh: Mesh) -> TrainData:
-  replicated = NamedSharding(mesh, P())
-  return TrainData(images=jax.device_put(_to_uint8(split.images), replicated),
-                   poses=jax.device_put(split.poses, replicated),
+def put_data(split: datasets.Split, mesh: Mesh) -> TrainData:
+  """The training split on the mesh: views split over the devices."""
+  return TrainData(images=distributed.shard_views(_to_uint8(split.images), mesh),
+                   poses=distributed.replicate(
+                       np.asarray(split.poses, np.float32), mesh),
                    intrinsics=split.intrinsics)
 
 
@@ -326,19 +335,26 @@ class _Trainer:
     tx = self.model.optimizer(config.train)
     init_key, self.train_rng = jax.random.split(
         jax.random.PRNGKey(config.train.seed))
-    mesh = _make_mesh()
-    state = create_train_state(init_key, self.model, tx)
-    self.state = jax.device_put(state, NamedSharding(mesh, P()))
+    mesh = distributed.make_mesh()
+    # Created by a jitted function straight into its replicated sharding, as
+    # every process of a multi-host run can do.
+    self.state = jax.jit(
+        lambda key: create_train_state(key, self.model, tx),
+        out_shardings=distributed.replicated(mesh))(init_key)
     self.manager = rundir.checkpoint_manager(workdir, config.checkpoint.keep)
+    # Every process computes; only the primary one writes files and prints.
+    self.primary = distributed.is_primary()
     if self.manager.latest_step() is not None:
       self.state = restore_state(self.manager, self.state)
-      print(f'resuming from the checkpoint at step {int(self.state.step)} '
-            f'in {workdir}', flush=True)
-    rundir.save_config(config, workdir)
-    rundir.save_scene(info, workdir)
-    self.logger = rundir.MetricsWriter(workdir)
-    self.logger.truncate(int(self.state.step))
-    self.data = _put_data(scene.split('train'), mesh)
+      if self.primary:
+        print(f'resuming from the checkpoint at step {int(self.state.step)} '
+              f'in {workdir}', flush=True)
+    self.logger = rundir.MetricsWriter(workdir, enabled=self.primary)
+    if self.primary:
+      rundir.save_config(config, workdir)
+      rundir.save_scene(info, workdir)
+      self.logger.truncate(int(self.state.step))
+    self.data = put_data(scene.split('train'), mesh)
     self.step_fn = jax.jit(
         make_train_step(self.model, tx, config.train.batch_rays, scene.near,
                         scene.far, mesh,
@@ -347,7 +363,8 @@ class _Trainer:
     self.render_fn = render_lib.make_render_fn(self.model)
     self.schedule = make_schedule(config.train)
     self.preview_dir = os.path.join(workdir, 'previews')
-    os.makedirs(self.preview_dir, exist_ok=True)
+    if self.primary:
+      os.makedirs(self.preview_dir, exist_ok=True)
     self.elapsed = float(self.state.elapsed_s)
 
   def evaluate(self) -> dict:
@@ -361,6 +378,8 @@ class _Trainer:
                   ssim=result['ssim'], elapsed_s=round(self.elapsed, 3),
                   views=len(result['views']))
     self.logger.write(record)
+    if not self.primary:
+      return record
     first = result['first']
     depth_rgb = viz.colorize_depth(first['depth'], first['acc'], scene.near,
                                    scene.far, float(scene.white_background))
@@ -395,7 +414,8 @@ class _Trainer:
     from tqdm import tqdm  # pylint: disable=g-import-not-at-top
     cfg = self.config
     start, max_steps = int(self.state.step), int(cfg.train.max_steps)
-    bar = tqdm(total=max_steps, initial=start, disable=not progress,
+    bar = tqdm(total=max_steps, initial=start,
+               disable=not (progress and self.primary),
                dynamic_ncols=True, mininterval=0.5, desc=cfg.name)
     last_eval, record = self.loop(bar)
     bar.close()
@@ -406,6 +426,8 @@ class _Trainer:
       self.save(step, force=True)
     self.manager.wait_until_finished()
     self.manager.close()
+    if not self.primary:
+      return record
     frames = sorted(os.path.join(self.preview_dir, f)
                     for f in os.listdir(self.preview_dir) if f.endswith('.png'))
     viz.save_gif(os.path.join(self.workdir, 'progress.gif'), frames)
@@ -418,6 +440,11 @@ class _Trainer:
     step n it waits only for step n - ``_CLOCK_LAG`` to finish, then reads
     the clock, so the time budget and timed evaluations cost no round trip.
     Logging, evaluation and checkpoints synchronise fully, as they must.
+
+    With several processes every decision that depends on the clock uses
+    process 0's reading (``distributed.agree``), taken every
+    ``_AGREE_EVERY`` steps, so all processes stop and evaluate at the same
+    step.
     """
     cfg = self.config
     max_steps, budget = int(cfg.train.max_steps), float(cfg.train.max_seconds)
@@ -428,24 +455,27 @@ class _Trainer:
     base, t_mark = self.elapsed, time.perf_counter()
     rate_mark = (step, self.elapsed)
     in_flight = collections.deque()
+    agree_every = 1 if jax.process_count() == 1 else _AGREE_EVERY
     while step < max_steps and not (budget > 0 and self.elapsed >= budget):
       self.state, metrics = self.step_fn(self.state, self.data, self.train_rng)
       step += 1
       in_flight.append(metrics['loss'])
       if len(in_flight) > _CLOCK_LAG:
         in_flight.popleft().block_until_ready()
-      self.elapsed = base + time.perf_counter() - t_mark
+      clock_now = step % agree_every == 0
+      if clock_now:
+        self.elapsed = distributed.agree(base + time.perf_counter() - t_mark)
       log_now = step % cfg.train.log_every == 0 or step == max_steps
       eval_now = cfg.eval.every > 0 and step % cfg.eval.every == 0
       ckpt_now = step % cfg.checkpoint.every == 0
-      if timed_evals and self.elapsed >= timed_evals[0]:
+      if clock_now and timed_evals and self.elapsed >= timed_evals[0]:
         eval_now = True
         timed_evals = [s for s in timed_evals if s > self.elapsed]
       if not (log_now or eval_now or ckpt_now):
         continue
       jax.block_until_ready(self.state.step)
       in_flight.clear()
-      self.elapsed = base + time.perf_counter() - t_mark
+      self.elapsed = distributed.agree(base + time.perf_counter() - t_mark)
       bar.update(step - bar.n)
       if log_now:
         rays_per_s = (step - rate_mark[0]) * cfg.train.batch_rays / max(
@@ -464,6 +494,8 @@ class _Trainer:
 
 # Steps the host lets run ahead of the clock reading (see _Trainer.loop).
 _CLOCK_LAG = 2
+# Steps between agreeing on the clock when several processes train.
+_AGREE_EVERY = 8
 
 
 # ---------------------------------------------------------------------------
@@ -536,7 +568,7 @@ def restore_variables(manager: ocp.CheckpointManager, model: models.Model,
     ({'params': ..., 'state': ...}, step).
   """
   params, model_state = jax.eval_shape(model.init, jax.random.PRNGKey(0))
-  replicated = NamedSharding(_make_mesh(), P())
+  replicated = distributed.replicated(distributed.make_mesh())
 
   def abstract(tree):
     return jax.tree_util.tree_map(

@@ -230,3 +230,36 @@ def test_vanilla_config_checks(override, message):
   cfg.update(override)
   with pytest.raises(ValueError, match=message):
     models.KINDS['mlp'].check_config(cfg)
+
+
+@pytest.mark.parametrize('use_viewdirs', [False, True])
+def test_bfloat16_compute_keeps_float32_params_and_outputs(use_viewdirs):
+  """Mixed precision: bf16 matmuls, float32 parameters, gradients and
+  outputs, and results within bf16's resolution of float32's."""
+  pts = jax.random.uniform(jax.random.PRNGKey(1), (64, 8, 3), minval=-1.0)
+  dirs = jax.random.normal(jax.random.PRNGKey(2), (64, 1, 3))
+  dirs = dirs / jnp.linalg.norm(dirs, axis=-1, keepdims=True)
+  cfg = _model_cfg('configdict', 'small', use_viewdirs=use_viewdirs)
+  full = models.make_field(cfg)
+  cfg.compute_dtype = 'bfloat16'
+  mixed = models.make_field(cfg)
+  assert mixed.dtype == jnp.bfloat16
+  params = full.init(jax.random.PRNGKey(0), pts, dirs)
+  assert jax.tree.map(jnp.shape, mixed.init(jax.random.PRNGKey(0), pts, dirs)) == (
+      jax.tree.map(jnp.shape, params))
+  jaxpr = str(jax.make_jaxpr(lambda p: mixed.apply(p, pts, dirs))(params))
+  assert 'bf16' in jaxpr
+  (rgb_a, dens_a), (rgb_b, dens_b) = (f.apply(params, pts, dirs)
+                                      for f in (full, mixed))
+  assert rgb_b.dtype == dens_b.dtype == jnp.float32
+  np.testing.assert_allclose(rgb_b, rgb_a, atol=2e-2)
+  np.testing.assert_allclose(dens_b, dens_a, rtol=5e-2, atol=2e-2)
+  assert not np.array_equal(rgb_a, rgb_b)  # it did compute in bf16
+  grads = jax.grad(lambda p: mixed.apply(p, pts, dirs)[0].sum())(params)
+  assert {x.dtype for x in jax.tree.leaves(grads)} == {jnp.dtype('float32')}
+
+
+def test_unknown_compute_dtype_is_refused():
+  cfg = _model_cfg('configdict', 'small', compute_dtype='float16')
+  with pytest.raises(ValueError, match="model.compute_dtype='float16'"):
+    models.make_field(cfg)

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
+import socket
 import subprocess
 import sys
+
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 SCRIPT = r'''
 import sys
 import jax, jax.numpy as jnp, numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 sys.path.insert(0, sys.argv[1])
 from configs import demo
-from nerf_jax import datasets, models, pipeline, train_lib
-assert jax.device_count() == 4, jax.devices()
+from nerf_jax import datasets, distributed, models, pipeline, train_lib
+devices = int(sys.argv[2])
+assert jax.device_count() == devices, jax.devices()
 config = demo.get_config()
 config.data.width = config.data.height = 12
 config.data.num_train, config.data.num_val, config.data.num_test = 6, 1, 1
@@ -25,24 +29,44 @@ scene = datasets.load_scene(config.data)
 model = models.make_model(config.model, scene.info())
 tx = model.optimizer(config.train)
 split = scene.split('train')
-data = train_lib.TrainData(jnp.asarray(split.images), jnp.asarray(split.poses),
-                           split.intrinsics)
+mesh = distributed.make_mesh()
+plain = train_lib.TrainData(jnp.asarray(train_lib._to_uint8(split.images)),
+                            jnp.asarray(split.poses), split.intrinsics)
+sharded = train_lib.put_data(split, mesh)  # 6 views padded to a multiple
+assert sharded.images.shape[0] % devices == 0
+assert len(sharded.images.addressable_shards) == devices
+assert sharded.images.addressable_shards[0].data.shape[0] == (
+    sharded.images.shape[0] // devices)
+# The same batch, whatever the devices: pixels gathered from sharded views.
+key = jax.random.PRNGKey(5)
+one = train_lib.sample_batch(key, plain, 256, scene.near, scene.far)
+many = jax.jit(lambda k, d: train_lib.sample_batch(
+    k, d, 256, scene.near, scene.far, mesh))(key, sharded)
+assert many[1].sharding.spec == jax.sharding.PartitionSpec('data')
+np.testing.assert_array_equal(np.asarray(one[1]), np.asarray(many[1]))
+for a, b in zip(jax.tree_util.tree_leaves(one[0]),
+                jax.tree_util.tree_leaves(many[0])):  # jit vs eager: an ulp
+  np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=3e-7)
+# Three steps from the same state on 1 device and on all devices.
 results = []
-for mesh in (None, Mesh(np.asarray(jax.devices()), ('data',))):
+for m, data in ((None, plain), (mesh, sharded)):
   state = train_lib.create_train_state(jax.random.PRNGKey(0), model, tx)
+  if m is not None:
+    state = distributed.replicate(state, m)
   step = jax.jit(train_lib.make_train_step(model, tx, 256, scene.near,
-                                           scene.far, mesh))
+                                           scene.far, m, micro_batches=2),
+                 donate_argnums=(0,))
   for _ in range(3):
     state, metrics = step(state, data, jax.random.PRNGKey(1))
+  assert step._cache_size() == 1, step._cache_size()  # compiled once
   results.append(state)
-  if mesh is not None:
-    lowered = step.lower(state, data, jax.random.PRNGKey(1)).as_text()
-    assert 'sharding' in lowered
+assert all(x.sharding.is_fully_replicated
+           for x in jax.tree_util.tree_leaves(results[1].params))
 for a, b in zip(*(jax.tree_util.tree_leaves(s.params) for s in results)):
   np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
 # Rendering spreads each chunk over the devices and matches one device.
 from nerf_jax import camera, render_lib
-params = results[0].variables()
+params = results[1].variables()
 intr = camera.Intrinsics.from_focal(14.0, 11, 9)
 pose = render_lib.orbit_poses(2, 30.0, 4.0)[1]
 fn = render_lib.make_render_fn(model)
@@ -50,19 +74,21 @@ multi = render_lib.render_view(fn, params, intr, pose, 2.0, 6.0, 30)
 ref = jax.jit(lambda v, r: pipeline.render_rays(
     model.field, v['params'], r, None, model.options))
 rays = render_lib._image_rays(intr, pose, 2.0, 6.0)
-single = ref(jax.device_put(params, jax.devices()[0]), rays)['coarse']
+single = ref(jax.device_put(results[0].variables(), jax.devices()[0]),
+             rays)['coarse']
 np.testing.assert_allclose(multi['rgb'], single['rgb'], rtol=1e-4, atol=1e-5)
 print('OK', jax.device_count())
 '''
 
 
-def test_sharded_step_on_four_devices_matches_one_device():
+@pytest.mark.parametrize('devices', [2, 4, 8])
+def test_sharded_step_matches_one_device(devices):
   env = dict(os.environ, JAX_PLATFORMS='cpu',
-             XLA_FLAGS='--xla_force_host_platform_device_count=4')
-  proc = subprocess.run([sys.executable, '-c', SCRIPT, str(ROOT)], env=env,
-                        capture_output=True, text=True, timeout=300)
+             XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
+  proc = subprocess.run([sys.executable, '-c', SCRIPT, str(ROOT), str(devices)],
+                        env=env, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert 'OK 4' in proc.stdout
+  assert f'OK {devices}' in proc.stdout
 
 
 SMALL = [
@@ -90,7 +116,7 @@ sys.path.insert(0, sys.argv[1])
 from nerf_jax import train_lib
 assert jax.device_count() == int(sys.argv[4])
 got = [train_lib.load_trained(d)[3:] for d in sys.argv[2:4]]
-assert got[0][1] == got[1][1] == 6, [g[1] for g in got]
+assert got[0][1] == got[1][1] == int(sys.argv[5]), [g[1] for g in got]
 for a, b in zip(*(jax.tree_util.tree_leaves(g[0]) for g in got)):
   np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
 print('SAME')
@@ -113,7 +139,7 @@ def test_checkpoint_moves_between_topologies(tmp_path):
   for devices in (1, 3):  # 3 devices: a count the run never saw
     proc = subprocess.run(
         [sys.executable, '-c', LOAD, str(ROOT), str(moved), str(ref),
-         str(devices)], capture_output=True, text=True, timeout=300,
+         str(devices), '6'], capture_output=True, text=True, timeout=300,
         env=dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS=(
             f'--xla_force_host_platform_device_count={devices}')))
     assert proc.returncode == 0 and 'SAME' in proc.stdout, proc.stderr[-3000:]
@@ -122,3 +148,69 @@ def test_checkpoint_moves_between_topologies(tmp_path):
               1, tmp_path)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert list((tmp_path / 'video').glob('*.gif'))
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_train_as_one(tmp_path):
+  """Two processes (2 CPU devices each) joined by jax.distributed train one
+  model: one set of outputs, the same parameters as one process alone."""
+  multi, ref = tmp_path / 'multi', tmp_path / 'ref'
+  args = SMALL + ['--config.train.max_steps=4', '--noprogress']
+  port = _free_port()
+  env = dict(os.environ, JAX_PLATFORMS='cpu',
+             NERF_JAX_CACHE=str(tmp_path / 'cache'),
+             XLA_FLAGS='--xla_force_host_platform_device_count=2')
+  procs = [subprocess.Popen(
+      [sys.executable, str(ROOT / 'train.py'), *args, f'--workdir={multi}',
+       f'--coordinator=localhost:{port}', '--num_processes=2',
+       f'--process_id={i}'], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+           for i in (0, 1)]
+  outs = []
+  for proc in procs:
+    try:
+      outs.append(proc.communicate(timeout=300))
+    finally:
+      for p in procs:
+        if p.poll() is None:
+          p.kill()
+  for proc, (out, err) in zip(procs, outs):
+    assert proc.returncode == 0, err[-3000:]
+  assert 'held-out PSNR' in outs[0][0] and 'held-out PSNR' not in outs[1][0]
+  records = [json.loads(line) for line in
+             (multi / 'metrics.jsonl').read_text().splitlines()]
+  assert [(r['step'], r['split']) for r in records] == [
+      (2, 'train'), (4, 'train'), (4, 'val')]
+  assert sorted(p.name for p in (multi / 'checkpoints').iterdir()
+                if p.name.isdigit()) == ['2', '4']
+  assert len(list((multi / 'previews').glob('*.png'))) == 1
+  proc = _run('train.py', args + [f'--workdir={ref}'], 1, tmp_path)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  proc = subprocess.run(
+      [sys.executable, '-c', LOAD, str(ROOT), str(multi), str(ref), '1', '4'],
+      capture_output=True, text=True, timeout=300,
+      env=dict(os.environ, JAX_PLATFORMS='cpu'))
+  assert proc.returncode == 0 and 'SAME' in proc.stdout, proc.stderr[-3000:]
+
+
+def test_distributed_flags_are_checked(tmp_path):
+  proc = _run('train.py', SMALL + [f'--workdir={tmp_path / "w"}',
+                                   '--coordinator=localhost:1'], 1, tmp_path)
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines() == [
+      'error: --coordinator, --num_processes and --process_id go together '
+      '(or use --distributed to let JAX detect the cluster)']
+  assert not (tmp_path / 'w').exists()
+
+
+def test_batch_not_divisible_by_the_devices_is_refused(tmp_path):
+  proc = _run('train.py', SMALL + [f'--workdir={tmp_path / "w"}'], 3, tmp_path)
+  assert proc.returncode == 1
+  assert proc.stderr.strip().splitlines() == [
+      'error: train.batch_rays=64 must be divisible by the 3 devices present']
+  assert not (tmp_path / 'w').exists()

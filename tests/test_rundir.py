@@ -175,3 +175,17 @@ def test_tiny_npz_on_white_is_refused(tmp_path):
   config.data.path = str(tmp_path / 'x.npz')
   with pytest.raises(datasets.DatasetError, match='no alpha'):
     datasets.load_scene(config.data)
+
+
+def test_precision_may_change_on_resume_but_the_model_may_not(tmp_path):
+  config = demo.get_config()
+  rundir.save_config(config, str(tmp_path))
+  info = datasets.load_scene(small_config().data).info()
+  with config.unlocked():
+    config.model.compute_dtype = 'bfloat16'
+  rundir.check_resumable(config, info, str(tmp_path))  # same parameters
+  config.model.width += 1
+  config.model.preset = ''
+  with pytest.raises(rundir.CheckpointError,
+                     match=r'different model \(model.preset, model.width'):
+    rundir.check_resumable(config, info, str(tmp_path))

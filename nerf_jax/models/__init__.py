@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from nerf_jax.models.base import OUTPUT_KEYS, Model
 from nerf_jax.models.fast import FastNerf
-from nerf_jax.models.fields import PRESETS, NerfMLP, make_field, preset
+from nerf_jax.models.fields import (PRESETS, NerfMLP, compute_dtype,
+                                    make_field, preset)
 from nerf_jax.models.vanilla import VanillaNerf
 
 KINDS = {'mlp': VanillaNerf, 'fast': FastNerf}
 
 __all__ = ['FastNerf', 'KINDS', 'Model', 'NerfMLP', 'OUTPUT_KEYS', 'PRESETS',
-           'VanillaNerf', 'make_field', 'make_model', 'preset']
+           'VanillaNerf', 'compute_dtype', 'make_field', 'make_model',
+           'preset']
 
 
 def make_model(model_cfg, scene) -> Model:

@@ -76,7 +76,8 @@ class FastNerf(base.Model):
         geo_features=int(cfg.geo_features),
         use_viewdirs=bool(model_cfg.use_viewdirs),
         dir_freqs=int(model_cfg.dir_freqs),
-        density_bias=float(model_cfg.density_bias))
+        density_bias=float(model_cfg.density_bias),
+        dtype=fields.compute_dtype(model_cfg))
     self.num_steps = int(cfg.num_steps)
     # World-space step length and the density whose opacity per step is
     # occupancy_alpha (instant-ngp: 0.01 per step).

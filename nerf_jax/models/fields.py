@@ -4,7 +4,7 @@ the compositor."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -43,13 +43,16 @@ class ConcatDense(nn.Module):
   (a per-ray view direction) be multiplied once per ray and broadcast.
   """
   features: int
+  dtype: Any = None  # compute dtype (as nn.Dense's); parameters stay float32
 
   @nn.compact
   def __call__(self, inputs: Sequence[jnp.ndarray]) -> jnp.ndarray:
     sizes = [x.shape[-1] for x in inputs]
     kernel = self.param('kernel', nn.initializers.lecun_normal(),
                         (sum(sizes), self.features))
-    y = self.param('bias', nn.initializers.zeros_init(), (self.features,))
+    bias = self.param('bias', nn.initializers.zeros_init(), (self.features,))
+    *inputs, kernel, y = nn.dtypes.promote_dtype(*inputs, kernel, bias,
+                                                 dtype=self.dtype)
     start = 0
     for x, size in zip(inputs, sizes):
       y = y + x @ kernel[start:start + size]
@@ -70,6 +73,9 @@ class NerfMLP(nn.Module):
     use_viewdirs: whether colour depends on the view direction.
     density_bias: added to the raw density before softplus (negative values
       start training from a nearly empty volume).
+    dtype: compute dtype of the matmuls (``jnp.bfloat16`` for mixed
+      precision on GPU/TPU); parameters, the encoding and the outputs stay
+      float32.
   """
   depth: int = 4
   width: int = 128
@@ -78,6 +84,7 @@ class NerfMLP(nn.Module):
   dir_freqs: int = 4
   use_viewdirs: bool = False
   density_bias: float = -1.0
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, points: jnp.ndarray,
@@ -101,19 +108,23 @@ class NerfMLP(nn.Module):
     for i in range(self.depth):
       if i == 0 or i in self.skips:
         x = x + inputs
-      x = [nn.relu(ConcatDense(self.width, name=f'trunk_{i}')(x))]
+      x = [nn.relu(ConcatDense(self.width, dtype=self.dtype,
+                               name=f'trunk_{i}')(x))]
     x = x[0].reshape(batch_shape + (self.width,))
-    raw_density = nn.Dense(1, name='density')(x)[..., 0]
+    raw_density = nn.Dense(1, dtype=self.dtype, name='density')(x)[..., 0]
+    raw_density = raw_density.astype(jnp.float32)
     density = jax.nn.softplus(raw_density + self.density_bias)
     if self.use_viewdirs:
       if viewdirs is None:
         raise ValueError('this model needs view directions')
-      bottleneck = nn.Dense(self.width, name='bottleneck')(x)
+      bottleneck = nn.Dense(self.width, dtype=self.dtype,
+                            name='bottleneck')(x)
       # Encoded (and multiplied) once per ray where viewdirs is [..., 1, 3].
       dirs = positional_encoding_parts(viewdirs, self.dir_freqs)
-      x = nn.relu(ConcatDense(self.width // 2, name='view')([bottleneck] + dirs))
-    rgb = jax.nn.sigmoid(nn.Dense(3, name='rgb')(x))
-    return rgb, density
+      x = nn.relu(ConcatDense(self.width // 2, dtype=self.dtype,
+                              name='view')([bottleneck] + dirs))
+    rgb = nn.Dense(3, dtype=self.dtype, name='rgb')(x)
+    return jax.nn.sigmoid(rgb.astype(jnp.float32)), density
 
 
 def make_field(model_cfg) -> NerfMLP:
@@ -123,7 +134,20 @@ def make_field(model_cfg) -> NerfMLP:
   return NerfMLP(depth=depth, width=width, skips=tuple(skips),
                  pos_freqs=model_cfg.pos_freqs, dir_freqs=model_cfg.dir_freqs,
                  use_viewdirs=model_cfg.use_viewdirs,
-                 density_bias=model_cfg.density_bias)
+                 density_bias=model_cfg.density_bias,
+                 dtype=compute_dtype(model_cfg))
+
+
+COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+def compute_dtype(model_cfg) -> Any:
+  """The matmul dtype a config asks for (``model.compute_dtype``)."""
+  name = getattr(model_cfg, 'compute_dtype', 'float32')
+  if name not in COMPUTE_DTYPES:
+    raise ValueError(f'model.compute_dtype={name!r} must be one of '
+                     f'{", ".join(repr(k) for k in COMPUTE_DTYPES)}')
+  return COMPUTE_DTYPES[name]
 
 
 @jax.custom_jvp
@@ -162,6 +186,8 @@ class GridField(nn.Module):
     use_viewdirs: bool, colour depends on the view direction.
     dir_freqs: int, positional-encoding octaves of the view direction.
     density_bias: float, added to the raw density before the activation.
+    dtype: compute dtype of the MLPs (the hash tables, their interpolation
+      and the outputs stay float32).
   """
   aabb: tuple = ((-1.5, -1.5, -1.5), (1.5, 1.5, 1.5))
   levels: int = 16
@@ -174,6 +200,7 @@ class GridField(nn.Module):
   use_viewdirs: bool = True
   dir_freqs: int = 4
   density_bias: float = -1.0
+  dtype: Any = jnp.float32
 
   def setup(self):
     from nerf_jax import encoding  # pylint: disable=g-import-not-at-top
@@ -183,11 +210,13 @@ class GridField(nn.Module):
     self.tables = self.param(
         'hash_tables', lambda key: encoding.hash_grid_init(
             key, self.levels, 2 ** self.log2_table, self.features))
-    self.density_hidden = nn.Dense(self.width, name='density_hidden')
-    self.density_out = nn.Dense(1 + self.geo_features, name='density_out')
-    self.color_hidden = ConcatDense(self.width, name='color_hidden')
-    self.color_hidden2 = nn.Dense(self.width, name='color_hidden2')
-    self.color_out = nn.Dense(3, name='color_out')
+    d = self.dtype
+    self.density_hidden = nn.Dense(self.width, dtype=d, name='density_hidden')
+    self.density_out = nn.Dense(1 + self.geo_features, dtype=d,
+                                name='density_out')
+    self.color_hidden = ConcatDense(self.width, dtype=d, name='color_hidden')
+    self.color_hidden2 = nn.Dense(self.width, dtype=d, name='color_hidden2')
+    self.color_out = nn.Dense(3, dtype=d, name='color_out')
 
   def _geometry(self, points: jnp.ndarray) -> tuple:
     lo = jnp.asarray(self.aabb[0], jnp.float32)
@@ -195,7 +224,7 @@ class GridField(nn.Module):
     x = (points - lo) / (hi - lo)
     h = self._encoding.hash_grid_encode(x, self.tables, self.resolutions)
     h = self.density_out(nn.relu(self.density_hidden(h)))
-    density = trunc_exp(h[..., 0] + self.density_bias)
+    density = trunc_exp(h[..., 0].astype(jnp.float32) + self.density_bias)
     return density, h[..., 1:]
 
   def density(self, points: jnp.ndarray) -> jnp.ndarray:
@@ -221,4 +250,5 @@ class GridField(nn.Module):
       x += positional_encoding_parts(viewdirs, self.dir_freqs)
     x = nn.relu(self.color_hidden(x))
     x = nn.relu(self.color_hidden2(x))
-    return jax.nn.sigmoid(self.color_out(x)), density
+    rgb = self.color_out(x).astype(jnp.float32)
+    return jax.nn.sigmoid(rgb), density

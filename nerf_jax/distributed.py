@@ -1,0 +1,188 @@
+"""Devices and processes: one code path for 1 CPU, N GPUs/TPUs and N hosts.
+
+Every array that training and rendering use lives on one ``Mesh`` over all
+devices of all processes, with a single axis ``'data'``:
+
+- parameters, optimizer and model state, poses: replicated;
+- the ray batch and render chunks: split over ``'data'``;
+- training images: their views split over ``'data'``, so each device holds
+  only its share (see ``shard_views`` and ``gather_pixels``).
+
+With several processes (``jax.distributed.initialize``), every process runs
+the same program on the same host-side values; only the primary process
+(index 0) writes files and prints.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+AXIS = 'data'
+
+
+class DistributedError(Exception):
+  """The distributed runtime could not start as asked (one-line message)."""
+
+
+def initialize(coordinator: str = '', num_processes: Optional[int] = None,
+               process_id: Optional[int] = None, auto: bool = False) -> bool:
+  """Joins a multi-process run; call before anything else touches JAX.
+
+  Args:
+    coordinator: 'host:port' of process 0's coordinator service.
+    num_processes: how many processes take part.
+    process_id: this process's index in [0, num_processes).
+    auto: let JAX detect the cluster (Cloud TPU pods, SLURM, Open MPI, or
+      the ``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` /
+      ``JAX_PROCESS_ID`` environment variables).
+
+  Returns:
+    Whether the distributed runtime was started (False: one process).
+  """
+  explicit = bool(coordinator) or num_processes is not None or (
+      process_id is not None)
+  if not (explicit or auto):
+    return False
+  if explicit and not (coordinator and num_processes is not None and
+                       process_id is not None):
+    raise DistributedError('--coordinator, --num_processes and --process_id '
+                           'go together (or use --distributed to let JAX '
+                           'detect the cluster)')
+  if explicit and not 0 <= process_id < num_processes:
+    raise DistributedError(f'--process_id={process_id} must be in [0, '
+                           f'--num_processes={num_processes})')
+  if _cpu_only():
+    # CPU processes exchange data through gloo (GPUs use NCCL, TPUs ICI).
+    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  kwargs = {}
+  if explicit:
+    kwargs = dict(coordinator_address=coordinator,
+                  num_processes=num_processes, process_id=process_id)
+  try:
+    jax.distributed.initialize(**kwargs)
+  except (RuntimeError, ValueError) as e:
+    first = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
+    raise DistributedError(f'could not join the distributed run: {first}') from e
+  return True
+
+
+def _cpu_only() -> bool:
+  platforms = os.environ.get('JAX_PLATFORMS', '') or str(
+      jax.config.jax_platforms or '')
+  if platforms:
+    return platforms.split(',')[0].strip() == 'cpu'
+  # Without a platform named, CPU is used when no accelerator plugin exists.
+  try:
+    import jax_plugins  # pylint: disable=g-import-not-at-top,unused-import
+    return False
+  except ImportError:
+    pass
+  try:
+    import libtpu  # pylint: disable=g-import-not-at-top,unused-import
+    return False
+  except ImportError:
+    return True
+
+
+def is_primary() -> bool:
+  """True in the process that writes files and prints (process 0)."""
+  return jax.process_index() == 0
+
+
+def make_mesh() -> Mesh:
+  """A 1-D mesh over every device of every process."""
+  return Mesh(np.asarray(jax.devices()), (AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def batch_sharded(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P(AXIS))
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+  """Host values, identical in every process, replicated on every device."""
+  return jax.device_put(tree, replicated(mesh))
+
+
+def shard_views(images: np.ndarray, mesh: Mesh) -> jax.Array:
+  """Training images [n, ...] with their views split over the mesh.
+
+  The view axis is padded with zero images to a multiple of the mesh size
+  (padded views are never sampled). Each process builds only the shards of
+  its own devices.
+  """
+  n = images.shape[0]
+  size = mesh.devices.size
+  padded = -(-n // size) * size
+  shape = (padded,) + images.shape[1:]
+
+  def shard(index):
+    views = index[0]
+    start, stop = views.start or 0, padded if views.stop is None else views.stop
+    part = np.asarray(images[start:min(stop, n)])
+    if stop > n:
+      pad = np.zeros((stop - max(start, n),) + images.shape[1:], images.dtype)
+      part = np.concatenate([part, pad])
+    return part[(slice(None),) + tuple(index[1:])]
+
+  return jax.make_array_from_callback(shape, batch_sharded(mesh), shard)
+
+
+def gather_pixels(images: jax.Array, view: jnp.ndarray, rows: jnp.ndarray,
+                  cols: jnp.ndarray, mesh: Optional[Mesh]) -> jnp.ndarray:
+  """``images[view, rows, cols]`` for view-sharded images.
+
+  The indices (i32[b], the same on every device) pick any pixel of any view;
+  each device reads the pixels of the views it holds and one reduce-scatter
+  assembles the batch, split over the mesh like the rays. The result equals
+  the plain gather exactly, whatever the number of devices.
+
+  Returns:
+    [b, channels] of the images' dtype, sharded over 'data' with a mesh.
+  """
+  if mesh is None:
+    return images[view, rows, cols]
+  dtype = images.dtype
+
+  def local(images, view, rows, cols):
+    held = images.shape[0]
+    mine = view - jax.lax.axis_index(AXIS) * held
+    inside = (mine >= 0) & (mine < held)
+    pixels = images[jnp.clip(mine, 0, held - 1), rows, cols]
+    # Exact: one device contributes each pixel, the others add zeros.
+    pixels = jnp.where(inside[:, None], pixels, 0).astype(
+        jnp.int32 if jnp.issubdtype(dtype, jnp.integer) else dtype)
+    return jax.lax.psum_scatter(pixels, AXIS, scatter_dimension=0, tiled=True)
+
+  gathered = jax.shard_map(
+      local, mesh=mesh, in_specs=(P(AXIS), P(), P(), P()),
+      out_specs=P(AXIS))(images, view, rows, cols)
+  return gathered.astype(dtype)
+
+
+def global_array(value: np.ndarray, sharding: NamedSharding) -> jax.Array:
+  """A host array (identical in every process) as a global jax.Array."""
+  value = np.asarray(value)
+  return jax.make_array_from_callback(value.shape, sharding,
+                                      lambda index: value[index])
+
+
+def agree(value: float) -> float:
+  """Process 0's ``value`` in every process (a collective: all must call).
+
+  Loop decisions that depend on a clock (time budgets, timed evaluations)
+  use it, so that processes never take different branches and hang.
+  """
+  if jax.process_count() == 1:
+    return value
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return float(multihost_utils.broadcast_one_to_all(np.float32(value)))

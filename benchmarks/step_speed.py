@@ -42,11 +42,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 from nerf_jax import cli  # pylint: disable=g-import-not-at-top
 
 _CONFIG = _STEPS = _WARMUP = _ROUNDS = _OTHER = _OTHER_OVERRIDES = _SWEEP = None
+_SHARDED = None
 
 
 def _define_flags() -> None:
   """This script's flags (not defined on import, for profile_step.py)."""
-  global _CONFIG, _STEPS, _WARMUP, _ROUNDS, _OTHER, _OTHER_OVERRIDES, _SWEEP  # pylint: disable=global-statement
+  global _CONFIG, _STEPS, _WARMUP, _ROUNDS, _OTHER, _OTHER_OVERRIDES, _SWEEP, _SHARDED  # pylint: disable=global-statement
   _CONFIG = config_flags.DEFINE_config_file('config', None, 'config file')
   _STEPS = flags.DEFINE_integer('steps', 10, 'timed steps (per round)')
   _WARMUP = flags.DEFINE_integer('warmup', 2, 'untimed steps after compiling')
@@ -61,17 +62,22 @@ def _define_flags() -> None:
   _SWEEP = flags.DEFINE_string(
       'sweep', '', 'section.key=v1:v2:...: time one variant of --config per '
       'value, interleaved (e.g. train.micro_batches=1:5:25)')
+  _SHARDED = flags.DEFINE_bool(
+      'sharded', False, 'time the step as train.py runs it: on a mesh over '
+      'every device, images split by view, state replicated (default: the '
+      'plain single-device step)')
 
 
 # Synthetic data: the tiny lego's shape.
 NUM_VIEWS, SIZE, FOCAL, NEAR, FAR = 100, 100, 138.9, 2.0, 6.0
 
 
-def synthetic_setup(config, seed: int = 0):
-  """(model, tx, state, data) for ``config`` on random uint8 images."""
+def synthetic_setup(config, seed: int = 0, mesh=None):
+  """(model, tx, state, data) for ``config`` on random uint8 images; with a
+  mesh, placed as train.py places them (see ``distributed``)."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from nerf_jax import camera, models, scene, train_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax import camera, distributed, models, scene, train_lib  # pylint: disable=g-import-not-at-top
   intrinsics = camera.Intrinsics.from_focal(FOCAL, SIZE, SIZE)
   info = scene.SceneInfo(name='synthetic', near=NEAR, far=FAR,
                          white_background=False, aabb=scene.DEFAULT_AABB,
@@ -87,15 +93,21 @@ def synthetic_setup(config, seed: int = 0):
                                             np.uint8)),
       poses=jax.numpy.asarray(poses, jax.numpy.float32),
       intrinsics=intrinsics)
+  if mesh is not None:
+    state = distributed.replicate(state, mesh)
+    data = train_lib.TrainData(
+        images=distributed.shard_views(np.asarray(data.images), mesh),
+        poses=distributed.replicate(np.asarray(data.poses), mesh),
+        intrinsics=intrinsics)
   return model, tx, state, data
 
 
-def make_step(config, model, tx):
+def make_step(config, model, tx, mesh=None):
   """The jitted training step of ``config`` (state donated)."""
   import jax  # pylint: disable=g-import-not-at-top
   from nerf_jax import train_lib  # pylint: disable=g-import-not-at-top
   return jax.jit(train_lib.make_train_step(
-      model, tx, config.train.batch_rays, NEAR, FAR,
+      model, tx, config.train.batch_rays, NEAR, FAR, mesh,
       micro_batches=config.train.get('micro_batches', 1)),
                  donate_argnums=(0,))
 
@@ -166,11 +178,13 @@ def reset_peak_rss() -> bool:
 class Variant:
   """One config's compiled step, its state and its timings."""
 
-  def __init__(self, label: str, config):
+  def __init__(self, label: str, config, sharded: bool = False):
     import jax  # pylint: disable=g-import-not-at-top
+    from nerf_jax import distributed  # pylint: disable=g-import-not-at-top
     self.label, self.config = label, config
-    model, tx, self.state, self.data = synthetic_setup(config)
-    self.step = make_step(config, model, tx)
+    mesh = distributed.make_mesh() if sharded else None
+    model, tx, self.state, self.data = synthetic_setup(config, mesh=mesh)
+    self.step = make_step(config, model, tx, mesh)
     self.key = jax.random.PRNGKey(1)
     t0 = time.perf_counter()
     compiled = self.step.lower(self.state, self.data, self.key).compile()
@@ -247,7 +261,7 @@ def main(_):
     variants.append((label, other))
   runs = []
   for label, cfg in variants:  # compile and warm up one at a time (memory)
-    v = Variant(label, cfg)
+    v = Variant(label, cfg, sharded=_SHARDED.value)
     v.warm_up(_WARMUP.value)
     runs.append(v)
   for _ in range(max(1, _ROUNDS.value)):
@@ -255,6 +269,9 @@ def main(_):
       v.times.append(v.run(_STEPS.value))
       v.cpu_times.append(v.last_cpu_s)
   results = [v.summary() for v in runs]
+  import jax  # pylint: disable=g-import-not-at-top
+  print(f'{jax.device_count()} {jax.devices()[0].platform} device(s), '
+        f'{"sharded step on a mesh" if _SHARDED.value else "plain step"}')
   for r in results:
     print(describe(r))
   for v, r in zip(runs[1:], results[1:]):

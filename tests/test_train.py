@@ -240,8 +240,8 @@ def test_end_to_end_learns_the_builtin_scene(tmp_path):
   config = small_config(data__width=32, data__height=32, data__num_train=60,
                         data__num_val=4, model__preset='small',
                         model__pos_freqs=6, model__num_coarse=32,
-                        train__batch_rays=1024, train__max_steps=400,
-                        train__lr_init=3e-3, train__lr_final=3e-4,
+                        train__batch_rays=512, train__max_steps=250,
+                        train__lr_init=5e-3, train__lr_final=3e-4,
                         eval__every=0, eval__chunk=1024,
                         checkpoint__every=1000)
   record = train_lib.train_and_evaluate(config, str(tmp_path / 'run'),

@@ -15,6 +15,8 @@ from typing import Callable
 import imageio.v3 as iio
 import jax
 import numpy as np
+from jax.sharding import PartitionSpec as P
+
 from nerf_jax import camera, distributed, metrics, models, viz
 
 
@@ -36,6 +38,11 @@ def make_render_fn(model: models.Model) -> Callable:
   if jax.device_count() == 1:
     return jax.jit(render_chunk)
   mesh = distributed.make_mesh()
+  if model.couples_rays:  # each device renders its rays on its own
+    batch = P(distributed.AXIS)
+    render_chunk = jax.shard_map(render_chunk, mesh=mesh,
+                                 in_specs=(P(), batch), out_specs=batch,
+                                 check_vma=False)
   return jax.jit(render_chunk,
                  in_shardings=(distributed.replicated(mesh),
                                distributed.batch_sharded(mesh)),

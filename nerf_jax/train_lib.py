@@ -7,6 +7,7 @@ directory only through ``rundir``.
 from __future__ import annotations
 
 import collections
+import functools
 import os
 import time
 from typing import Any, Callable, Optional
@@ -173,6 +174,8 @@ def make_train_step(model: models.Model, tx: optax.GradientTransformation,
   same batches as an uninterrupted one. With a mesh, the ray batch is split
   over its 'data' axis (parameters stay replicated). After the parameter
   update the model may refresh its non-trained state (``update_state``).
+  A model that ``couples_rays`` computes its loss and gradients on each
+  device's share of the batch (``shard_map``), averaged over devices.
 
   With ``micro_batches`` k > 1 the same ``batch_rays`` rays are processed as
   k micro-batches of ``batch_rays / k`` rays in a ``lax.scan`` (see
@@ -185,6 +188,29 @@ def make_train_step(model: models.Model, tx: optax.GradientTransformation,
     raise ValueError(f'batch_rays={batch_rays} is not divisible by '
                      f'micro_batches={micro_batches}')
 
+  def loss_and_grads(params, model_state, rays, target, key, step, mesh):
+    if micro_batches == 1:
+      grad_fn = jax.value_and_grad(model.loss, has_aux=True)
+      return grad_fn(params, model_state, rays, target, key, step)
+    return accumulate_loss_and_grads(model.loss, params, model_state, rays,
+                                     target, key, step, micro_batches, mesh)
+
+  if mesh is not None and model.couples_rays:
+    # Each device computes its shard's loss and gradients (its own packing,
+    # its own render key); their means are the step's.
+    def per_device(params, model_state, rays, target, key, step):
+      key = jax.random.fold_in(key, jax.lax.axis_index(distributed.AXIS))
+      value = loss_and_grads(params, model_state, rays, target, key, step,
+                             None)
+      return jax.lax.pmean(value, distributed.AXIS)
+
+    batch, same = P(distributed.AXIS), P()
+    loss_and_grads_on_mesh = jax.shard_map(
+        per_device, mesh=mesh, in_specs=(same, same, batch, batch, same, same),
+        out_specs=same, check_vma=False)
+  else:
+    loss_and_grads_on_mesh = functools.partial(loss_and_grads, mesh=mesh)
+
   def train_step(state: TrainState, data: TrainData, rng: jax.Array):
     key = jax.random.fold_in(rng, state.step)
     k_batch, k_render, k_state = jax.random.split(key, 3)
@@ -192,14 +218,8 @@ def make_train_step(model: models.Model, tx: optax.GradientTransformation,
     if mesh is not None:
       rays, target = jax.lax.with_sharding_constraint(
           (rays, target), distributed.batch_sharded(mesh))
-    if micro_batches == 1:
-      grad_fn = jax.value_and_grad(model.loss, has_aux=True)
-      (loss, aux), grads = grad_fn(state.params, state.model_state, rays,
-                                   target, k_render, state.step)
-    else:
-      (loss, aux), grads = accumulate_loss_and_grads(
-          model.loss, state.params, state.model_state, rays, target,
-          k_render, state.step, micro_batches, mesh)
+    (loss, aux), grads = loss_and_grads_on_mesh(
+        state.params, state.model_state, rays, target, k_render, state.step)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     model_state = model.update_state(params, state.model_state,

@@ -38,10 +38,18 @@ class Model(abc.ABC):
 
   Attributes:
     kind: str, the ``model.kind`` config value that selects it.
+    couples_rays: bool, whether ``loss`` and ``render`` treat a batch as a
+      whole rather than ray by ray (e.g. samples packed across rays into one
+      budget). Several devices then run them on each device's share of the
+      rays (``shard_map``) instead of letting XLA partition them: a packed
+      batch split by XLA moves every sample between devices. Per-ray models
+      (False) are partitioned by XLA and give the same result on any number
+      of devices.
     config: the ``model`` config section.
     scene: the SceneInfo it models (near/far, background, box).
   """
   kind: str = ''
+  couples_rays: bool = False
 
   @classmethod
   def check_config(cls, model_cfg) -> None:

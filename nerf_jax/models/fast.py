@@ -33,6 +33,7 @@ class FastNerf(base.Model):
   ``params`` are the field's; ``state`` = {'grid': {'density', 'mask'}}.
   """
   kind = 'fast'
+  couples_rays = True  # samples of all rays share one packed budget
 
   # field -> (smallest, largest) accepted value.
   _RANGES = dict(levels=(1, 32), features=(1, 8), log2_table=(8, 24),

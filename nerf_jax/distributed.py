@@ -15,7 +15,6 @@ the same program on the same host-side values; only the primary process
 
 from __future__ import annotations
 
-import os
 from typing import Any, Optional
 
 import jax
@@ -57,9 +56,9 @@ def initialize(coordinator: str = '', num_processes: Optional[int] = None,
   if explicit and not 0 <= process_id < num_processes:
     raise DistributedError(f'--process_id={process_id} must be in [0, '
                            f'--num_processes={num_processes})')
-  if _cpu_only():
-    # CPU processes exchange data through gloo (GPUs use NCCL, TPUs ICI).
-    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  # CPU devices of different processes talk through gloo (GPUs use NCCL,
+  # TPUs their interconnect; for them this setting changes nothing).
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
   kwargs = {}
   if explicit:
     kwargs = dict(coordinator_address=coordinator,
@@ -70,24 +69,6 @@ def initialize(coordinator: str = '', num_processes: Optional[int] = None,
     first = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
     raise DistributedError(f'could not join the distributed run: {first}') from e
   return True
-
-
-def _cpu_only() -> bool:
-  platforms = os.environ.get('JAX_PLATFORMS', '') or str(
-      jax.config.jax_platforms or '')
-  if platforms:
-    return platforms.split(',')[0].strip() == 'cpu'
-  # Without a platform named, CPU is used when no accelerator plugin exists.
-  try:
-    import jax_plugins  # pylint: disable=g-import-not-at-top,unused-import
-    return False
-  except ImportError:
-    pass
-  try:
-    import libtpu  # pylint: disable=g-import-not-at-top,unused-import
-    return False
-  except ImportError:
-    return True
 
 
 def is_primary() -> bool:

@@ -135,6 +135,201 @@ def generate_rays(intrinsics: Intrinsics, c2w, near: float,
   return camera_rays(jnp.asarray(c2w, jnp.float32), dirs, near, far)
 
 
+# ---------------------------------------------------------------------------
+# Per-view cameras and the one ray caster.
+
+
+@flax.struct.dataclass
+class Cameras:
+  """A camera per view: what real captures have (each photo its own lens).
+
+  Every field has a leading view axis [n]. Lens distortion follows OpenCV's
+  radial-tangential model (k1, k2, p1, p2) on normalised image coordinates;
+  zeros mean a pinhole.
+
+  Attributes:
+    poses: f32[n, 4, 4], camera-to-world matrices (OpenGL axes).
+    fx, fy: f32[n], focal lengths in pixels.
+    cx, cy: f32[n], principal points in pixels.
+    width, height: i32[n], image sizes in pixels.
+    distortion: f32[n, 4], k1, k2, p1, p2.
+    ndc: bool (static), rays in normalised device coordinates (forward-
+      facing captures, as LLFF): see ``ndc_rays``.
+  """
+  poses: jnp.ndarray
+  fx: jnp.ndarray
+  fy: jnp.ndarray
+  cx: jnp.ndarray
+  cy: jnp.ndarray
+  width: jnp.ndarray
+  height: jnp.ndarray
+  distortion: jnp.ndarray
+  ndc: bool = flax.struct.field(pytree_node=False, default=False)
+
+  @classmethod
+  def create(cls, poses, intrinsics, distortion=None,
+             ndc: bool = False) -> 'Cameras':
+    """Cameras from poses f32[n, 3|4, 4] and one ``Intrinsics`` (shared) or
+    a sequence of n; ``distortion`` f32[4] or f32[n, 4] (default none)."""
+    poses = np.asarray(poses, np.float32)
+    if poses.ndim != 3 or poses.shape[1:] not in ((3, 4), (4, 4)):
+      raise ValueError(f'poses must be (n, 3|4, 4), got {poses.shape}')
+    n = poses.shape[0]
+    if poses.shape[1] == 3:
+      bottom = np.broadcast_to(np.array([0, 0, 0, 1], np.float32), (n, 1, 4))
+      poses = np.concatenate([poses, bottom], axis=1)
+    if isinstance(intrinsics, Intrinsics):
+      intrinsics = [intrinsics] * n
+    if len(intrinsics) != n:
+      raise ValueError(f'{len(intrinsics)} intrinsics for {n} poses')
+    field = lambda name, dtype: np.asarray(
+        [getattr(k, name) for k in intrinsics], dtype)
+    if distortion is None:
+      distortion = np.zeros((n, 4), np.float32)
+    distortion = np.broadcast_to(np.asarray(distortion, np.float32),
+                                 (n, 4)).copy()
+    return cls(poses=poses, fx=field('fx', np.float32),
+               fy=field('fy', np.float32), cx=field('cx', np.float32),
+               cy=field('cy', np.float32), width=field('width', np.int32),
+               height=field('height', np.int32), distortion=distortion,
+               ndc=bool(ndc))
+
+  def __len__(self) -> int:
+    return int(self.poses.shape[0])
+
+  def intrinsics(self, view: int) -> Intrinsics:
+    """The pinhole part of view ``view``'s camera."""
+    return Intrinsics(fx=float(self.fx[view]), fy=float(self.fy[view]),
+                      cx=float(self.cx[view]), cy=float(self.cy[view]),
+                      width=int(self.width[view]),
+                      height=int(self.height[view]))
+
+
+def distort(xy, coeffs, xnp=jnp):
+  """OpenCV's radial-tangential distortion of normalised coordinates.
+
+  Args:
+    xy: f32[..., 2], undistorted normalised coordinates (x right, y down).
+    coeffs: f32[..., 4], k1, k2, p1, p2 (broadcast against ``xy``).
+    xnp: ``jnp`` or ``np``.
+
+  Returns:
+    f32[..., 2], where the lens images them.
+  """
+  x, y = xy[..., 0], xy[..., 1]
+  k1, k2, p1, p2 = (coeffs[..., i] for i in range(4))
+  r2 = x * x + y * y
+  radial = 1.0 + r2 * (k1 + r2 * k2)
+  xd = x * radial + 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x)
+  yd = y * radial + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y
+  return xnp.stack([xd, yd], axis=-1)
+
+
+def undistort(xy_distorted, coeffs, iterations: int = 10, xnp=jnp):
+  """Inverts ``distort`` by Newton's method (from the distorted point).
+
+  Args:
+    xy_distorted: f32[..., 2], distorted normalised coordinates.
+    coeffs: f32[..., 4], k1, k2, p1, p2.
+    iterations: int, Newton steps (10 reach float32 precision for the
+      distortions of real lenses).
+    xnp: ``jnp`` or ``np``.
+
+  Returns:
+    f32[..., 2], the undistorted coordinates.
+  """
+  k1, k2, p1, p2 = (coeffs[..., i] for i in range(4))
+  xd, yd = xy_distorted[..., 0], xy_distorted[..., 1]
+  x, y = xd, yd
+  for _ in range(iterations):
+    r2 = x * x + y * y
+    radial = 1.0 + r2 * (k1 + r2 * k2)
+    d_radial = k1 + 2.0 * k2 * r2  # d radial / d r2
+    fx = x * radial + 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x) - xd
+    fy = y * radial + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y - yd
+    # Jacobian of the residual.
+    a = radial + 2.0 * x * x * d_radial + 2.0 * p1 * y + 6.0 * p2 * x
+    b = 2.0 * x * y * d_radial + 2.0 * p1 * x + 2.0 * p2 * y
+    c = 2.0 * x * y * d_radial + 2.0 * p2 * y + 2.0 * p1 * x
+    d = radial + 2.0 * y * y * d_radial + 6.0 * p1 * y + 2.0 * p2 * x
+    det = a * d - b * c
+    det = xnp.where(xnp.abs(det) < 1e-12, 1e-12, det)
+    x = x - (d * fx - b * fy) / det
+    y = y - (a * fy - c * fx) / det
+  return xnp.stack([x, y], axis=-1)
+
+
+def ndc_rays(rays: Rays, fx, fy, width, height, near_plane: float = 1.0,
+             xnp=jnp) -> Rays:
+  """Rays in normalised device coordinates (the NeRF paper's forward-facing
+  parameterisation): the space between ``near_plane`` and infinity in front
+  of the camera becomes the unit interval of t.
+
+  Origins are first moved to the plane z = -near_plane (world frame of the
+  recentred capture, cameras looking down -z); per-ray intrinsics allow
+  cameras of different sizes.
+
+  Returns:
+    ``Rays`` with near 0 and far 1.
+  """
+  o, d = rays.origins, rays.directions
+  t = -(near_plane + o[..., 2]) / d[..., 2]
+  o = o + t[..., None] * d
+  ax, ay = -2.0 * fx / width, -2.0 * fy / height
+  oz = o[..., 2]
+  origins = xnp.stack([ax * o[..., 0] / oz, ay * o[..., 1] / oz,
+                       1.0 + 2.0 * near_plane / oz], axis=-1)
+  directions = xnp.stack([
+      ax * (d[..., 0] / d[..., 2] - o[..., 0] / oz),
+      ay * (d[..., 1] / d[..., 2] - o[..., 1] / oz),
+      -2.0 * near_plane / oz], axis=-1)
+  viewdirs = directions / xnp.linalg.norm(directions, axis=-1, keepdims=True)
+  ones = xnp.ones_like(origins[..., :1])
+  return Rays(origins=origins, directions=directions, viewdirs=viewdirs,
+              near=0.0 * ones, far=ones)
+
+
+def cast_rays(cameras: Cameras, view, rows, cols, near: float, far: float,
+              xnp=jnp) -> Rays:
+  """The rays through pixels of views: the one ray caster of nerf_jax.
+
+  Training (random pixels), evaluation and rendering (whole images) all
+  call it, so lens distortion and NDC apply everywhere alike.
+
+  Args:
+    cameras: ``Cameras`` of every view.
+    view: int array [...], the view of each ray.
+    rows, cols: int array [...], pixel row (0 = top) and column (0 = left).
+    near, far: float, the sampled interval along t (ignored with NDC, which
+      uses [0, 1]).
+    xnp: ``jnp`` (default) or ``np``.
+
+  Returns:
+    ``Rays`` of batch shape [...]; ``viewdirs`` are the world directions of
+    the (undistorted) rays, whatever NDC does to ``directions``.
+  """
+  f32 = xnp.float32
+  fx, fy = cameras.fx[view], cameras.fy[view]
+  x = (xnp.asarray(cols, f32) + 0.5 - cameras.cx[view]) / fx
+  y = (xnp.asarray(rows, f32) + 0.5 - cameras.cy[view]) / fy
+  coeffs = cameras.distortion[view]
+  if xnp is np and not np.any(coeffs):
+    xy = np.stack([x, y], axis=-1)
+  else:
+    # Zero coefficients make this the identity (one Newton step is exact).
+    xy = undistort(xnp.stack([x, y], axis=-1), coeffs, xnp=xnp)
+  # OpenCV's y grows down; ours (OpenGL) grows up and the camera looks -z.
+  dirs = xnp.stack([xy[..., 0], -xy[..., 1], -xnp.ones_like(x)], axis=-1)
+  rays = camera_rays(xnp.asarray(cameras.poses, f32)[view], dirs, near, far,
+                     xnp=xnp)
+  if cameras.ndc:
+    viewdirs = rays.viewdirs
+    rays = ndc_rays(rays, fx, fy, cameras.width[view], cameras.height[view],
+                    xnp=xnp)
+    rays = rays.replace(viewdirs=viewdirs)
+  return rays
+
+
 def _translate_z(t: float) -> np.ndarray:
   m = np.eye(4, dtype=np.float64)
   m[2, 3] = t

@@ -301,3 +301,117 @@ def test_look_at_centre_ray_hits_target():
   s = np.dot(target - o, d)
   assert s > 0
   np.testing.assert_allclose(o + s * d, target, atol=1e-5, rtol=0)
+
+
+# ---------------------------------------------------------------------------
+# Per-view cameras and the ray caster.
+
+LENS = np.array([-0.12, 0.03, 1.5e-3, -8e-4], np.float32)  # fox-like k1 k2 p1 p2
+
+
+def _random_cameras(rng, n, distortion=None, ndc=False):
+  intrinsics = [camera.Intrinsics(fx=float(rng.uniform(40, 90)),
+                                  fy=float(rng.uniform(40, 90)),
+                                  cx=float(rng.uniform(20, 40)),
+                                  cy=float(rng.uniform(15, 30)),
+                                  width=int(rng.integers(40, 80)),
+                                  height=int(rng.integers(30, 60)))
+                for _ in range(n)]
+  poses = np.stack([camera.pose_spherical(float(rng.uniform(0, 360)),
+                                          float(rng.uniform(-60, 0)), 4.0)
+                    for _ in range(n)])
+  return camera.Cameras.create(poses, intrinsics, distortion, ndc), intrinsics
+
+
+@pytest.mark.parametrize('xnp', [np, jnp])
+def test_cast_rays_of_pinholes_equal_the_per_view_reference(xnp):
+  """Views of different sizes and focal lengths in one batch."""
+  rng = np.random.default_rng(3)
+  cams, intrinsics = _random_cameras(rng, 4)
+  view = rng.integers(0, 4, 200)
+  rows = np.array([rng.integers(0, intrinsics[v].height) for v in view])
+  cols = np.array([rng.integers(0, intrinsics[v].width) for v in view])
+  got = camera.cast_rays(cams, view, rows, cols, 2.0, 6.0, xnp=xnp)
+  for i in range(0, 200, 17):
+    k = intrinsics[view[i]]
+    d = camera.pixel_directions(k, rows[i], cols[i], xnp=np)
+    ref = camera.camera_rays(cams.poses[view[i]], d, 2.0, 6.0, xnp=np)
+    for field in ('origins', 'directions', 'viewdirs', 'near', 'far'):
+      np.testing.assert_allclose(np.asarray(getattr(got, field))[i],
+                                 getattr(ref, field), rtol=1e-5, atol=1e-6)
+
+
+def test_undistort_inverts_distort():
+  rng = np.random.default_rng(4)
+  xy = rng.uniform(-0.7, 0.7, (1000, 2)).astype(np.float32)
+  for xnp in (np, jnp):
+    distorted = camera.distort(xy, LENS, xnp=xnp)
+    assert np.abs(np.asarray(distorted) - xy).max() > 1e-2  # a real lens
+    back = camera.undistort(distorted, LENS, xnp=xnp)
+    np.testing.assert_allclose(np.asarray(back), xy, atol=2e-6)
+
+
+def test_distorted_rays_project_back_onto_their_pixels():
+  """A ray cast through a pixel of a distorting lens, projected through the
+  same lens (pinhole, then distort), lands on that pixel's centre."""
+  rng = np.random.default_rng(5)
+  cams, intrinsics = _random_cameras(rng, 3, distortion=LENS)
+  view = rng.integers(0, 3, 300)
+  rows = np.array([rng.integers(0, intrinsics[v].height) for v in view])
+  cols = np.array([rng.integers(0, intrinsics[v].width) for v in view])
+  rays = camera.cast_rays(cams, view, rows, cols, 2.0, 6.0)
+  rotation = np.asarray(cams.poses)[view, :3, :3]
+  d_cam = np.einsum('nji,nj->ni', rotation, np.asarray(rays.directions))
+  xy = np.stack([d_cam[:, 0] / -d_cam[:, 2], -d_cam[:, 1] / -d_cam[:, 2]], -1)
+  uv = camera.distort(xy, LENS, xnp=np)
+  u = uv[:, 0] * np.asarray(cams.fx)[view] + np.asarray(cams.cx)[view]
+  v = uv[:, 1] * np.asarray(cams.fy)[view] + np.asarray(cams.cy)[view]
+  np.testing.assert_allclose(u, cols + 0.5, atol=2e-3)
+  np.testing.assert_allclose(v, rows + 0.5, atol=2e-3)
+  # And the lens matters: a pinhole puts these rays elsewhere.
+  pinhole = camera.cast_rays(cams.replace(distortion=0 * cams.distortion),
+                             view, rows, cols, 2.0, 6.0)
+  assert np.abs(np.asarray(pinhole.viewdirs - rays.viewdirs)).max() > 1e-2
+
+
+def test_ndc_rays_match_the_closed_form():
+  """A point s along a world ray maps to NDC (ax x/z, ay y/z, 1 + 2n/z), and
+  the NDC ray reaches it at t' = 1 - z0/z (z0: the origin moved to the near
+  plane); t' in [0, 1) covers the near plane to infinity."""
+  rng = np.random.default_rng(6)
+  k = camera.Intrinsics.from_focal(50.0, 64, 48)
+  poses = np.stack([np.eye(4, dtype=np.float32)] * 2)
+  poses[1, :3, 3] = [0.1, -0.05, 0.2]
+  cams = camera.Cameras.create(poses, k, ndc=True)
+  view = rng.integers(0, 2, 50)
+  rows, cols = rng.integers(0, 48, 50), rng.integers(0, 64, 50)
+  world = camera.cast_rays(cams.replace(ndc=False), view, rows, cols, 0.0, 1.0,
+                           xnp=np)
+  ndc = camera.cast_rays(cams, view, rows, cols, 0.0, 1.0, xnp=np)
+  np.testing.assert_allclose(ndc.near, 0.0)
+  np.testing.assert_allclose(ndc.far, 1.0)
+  np.testing.assert_allclose(ndc.viewdirs, world.viewdirs, atol=1e-6)
+  near_plane = 1.0
+  o, d = world.origins, world.directions
+  z0 = -near_plane  # origins are moved onto z = -near
+  for s in (1.5, 3.0, 20.0):
+    p = o + s * d
+    expected = np.stack([-2 * 50.0 / 64 * p[:, 0] / p[:, 2],
+                         -2 * 50.0 / 48 * p[:, 1] / p[:, 2],
+                         1 + 2 * near_plane / p[:, 2]], -1)
+    t = 1.0 - z0 / p[:, 2]
+    np.testing.assert_allclose(ndc.origins + t[:, None] * ndc.directions,
+                               expected, rtol=1e-4, atol=1e-5)
+    assert np.all((t >= 0) & (t < 1))
+
+
+def test_cameras_create_checks_shapes_and_shares_intrinsics():
+  k = camera.Intrinsics.from_focal(30.0, 20, 10)
+  cams = camera.Cameras.create(np.zeros((3, 3, 4)), k)
+  assert len(cams) == 3 and cams.poses.shape == (3, 4, 4)
+  np.testing.assert_array_equal(cams.poses[:, 3], [[0, 0, 0, 1]] * 3)
+  assert cams.intrinsics(2) == k
+  with pytest.raises(ValueError, match='poses'):
+    camera.Cameras.create(np.zeros((3, 4)), k)
+  with pytest.raises(ValueError, match='2 intrinsics for 3 poses'):
+    camera.Cameras.create(np.zeros((3, 4, 4)), [k, k])

@@ -88,17 +88,14 @@ def synthetic_setup(config, seed: int = 0, mesh=None):
   rng = np.random.default_rng(seed)
   poses = np.stack([camera.pose_spherical(a, -30.0, 4.0)
                     for a in np.linspace(0, 360, NUM_VIEWS, endpoint=False)])
-  data = train_lib.TrainData(
-      images=jax.numpy.asarray(rng.integers(0, 256, (NUM_VIEWS, SIZE, SIZE, 3),
-                                            np.uint8)),
-      poses=jax.numpy.asarray(poses, jax.numpy.float32),
-      intrinsics=intrinsics)
+  data = train_lib.TrainData.create(
+      rng.integers(0, 256, (NUM_VIEWS, SIZE, SIZE, 3), np.uint8), poses,
+      intrinsics)
   if mesh is not None:
     state = distributed.replicate(state, mesh)
     data = train_lib.TrainData(
         images=distributed.shard_views(np.asarray(data.images), mesh),
-        poses=distributed.replicate(np.asarray(data.poses), mesh),
-        intrinsics=intrinsics)
+        cameras=distributed.replicate(data.cameras, mesh))
   return model, tx, state, data
 
 

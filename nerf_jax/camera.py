@@ -131,8 +131,18 @@ def generate_rays(intrinsics: Intrinsics, c2w, near: float,
   """
   rows, cols = jnp.meshgrid(jnp.arange(intrinsics.height),
                             jnp.arange(intrinsics.width), indexing='ij')
-  dirs = pixel_directions(intrinsics, rows, cols)
-  return camera_rays(jnp.asarray(c2w, jnp.float32), dirs, near, far)
+  c2w = jnp.asarray(c2w, jnp.float32)
+  if c2w.shape[0] == 3:
+    c2w = jnp.concatenate([c2w, jnp.array([[0.0, 0.0, 0.0, 1.0]])], axis=0)
+  cameras = Cameras(
+      poses=c2w[None], fx=jnp.full((1,), intrinsics.fx, jnp.float32),
+      fy=jnp.full((1,), intrinsics.fy, jnp.float32),
+      cx=jnp.full((1,), intrinsics.cx, jnp.float32),
+      cy=jnp.full((1,), intrinsics.cy, jnp.float32),
+      width=jnp.full((1,), intrinsics.width, jnp.int32),
+      height=jnp.full((1,), intrinsics.height, jnp.int32),
+      distortion=jnp.zeros((1, 4), jnp.float32))
+  return cast_rays(cameras, jnp.zeros_like(rows), rows, cols, near, far)
 
 
 # ---------------------------------------------------------------------------
@@ -155,6 +165,8 @@ class Cameras:
     distortion: f32[n, 4], k1, k2, p1, p2.
     ndc: bool (static), rays in normalised device coordinates (forward-
       facing captures, as LLFF): see ``ndc_rays``.
+    distorted: bool (static), whether any view has non-zero distortion
+      (pinholes skip undistorting).
   """
   poses: jnp.ndarray
   fx: jnp.ndarray
@@ -165,6 +177,7 @@ class Cameras:
   height: jnp.ndarray
   distortion: jnp.ndarray
   ndc: bool = flax.struct.field(pytree_node=False, default=False)
+  distorted: bool = flax.struct.field(pytree_node=False, default=False)
 
   @classmethod
   def create(cls, poses, intrinsics, distortion=None,
@@ -192,7 +205,7 @@ class Cameras:
                fy=field('fy', np.float32), cx=field('cx', np.float32),
                cy=field('cy', np.float32), width=field('width', np.int32),
                height=field('height', np.int32), distortion=distortion,
-               ndc=bool(ndc))
+               ndc=bool(ndc), distorted=bool(np.any(distortion)))
 
   def __len__(self) -> int:
     return int(self.poses.shape[0])
@@ -312,12 +325,9 @@ def cast_rays(cameras: Cameras, view, rows, cols, near: float, far: float,
   fx, fy = cameras.fx[view], cameras.fy[view]
   x = (xnp.asarray(cols, f32) + 0.5 - cameras.cx[view]) / fx
   y = (xnp.asarray(rows, f32) + 0.5 - cameras.cy[view]) / fy
-  coeffs = cameras.distortion[view]
-  if xnp is np and not np.any(coeffs):
-    xy = np.stack([x, y], axis=-1)
-  else:
-    # Zero coefficients make this the identity (one Newton step is exact).
-    xy = undistort(xnp.stack([x, y], axis=-1), coeffs, xnp=xnp)
+  xy = xnp.stack([x, y], axis=-1)
+  if cameras.distorted:
+    xy = undistort(xy, cameras.distortion[view], xnp=xnp)
   # OpenCV's y grows down; ours (OpenGL) grows up and the camera looks -z.
   dirs = xnp.stack([xy[..., 0], -xy[..., 1], -xnp.ones_like(x)], axis=-1)
   rays = camera_rays(xnp.asarray(cameras.poses, f32)[view], dirs, near, far,

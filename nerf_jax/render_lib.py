@@ -112,16 +112,25 @@ def render_view(render_fn: Callable, variables, intrinsics: camera.Intrinsics,
   Returns:
     dict: rgb f32[h, w, 3]; depth, disparity, acc f32[h, w].
   """
-  rays = _image_rays(intrinsics, np.asarray(c2w, np.float32), near, far)
+  cameras = camera.Cameras.create(np.asarray(c2w, np.float32)[None],
+                                  intrinsics)
+  rays = image_rays(cameras, 0, near, far)
   return render_rays_chunked(render_fn, variables, rays, chunk)
 
 
-def _image_rays(intrinsics, c2w, near, far) -> camera.Rays:
-  rows, cols = np.meshgrid(np.arange(intrinsics.height),
-                           np.arange(intrinsics.width), indexing='ij')
-  dirs = camera.pixel_directions(intrinsics, rows, cols, xnp=np)
-  rays = camera.camera_rays(c2w, dirs, near, far, xnp=np)
-  return jax.tree_util.tree_map(lambda x: x.astype(np.float32), rays)
+def image_rays(cameras: camera.Cameras, view: int, near: float,
+               far: float) -> camera.Rays:
+  """Every ray of one view, [height, width], by ``camera.cast_rays`` (the
+  ray caster training uses), computed on the default device."""
+  height, width = int(cameras.height[view]), int(cameras.width[view])
+  rows, cols = np.meshgrid(np.arange(height, dtype=np.int32),
+                           np.arange(width, dtype=np.int32), indexing='ij')
+  rays = _cast_rays(cameras, np.full_like(rows, view), rows, cols,
+                    np.float32(near), np.float32(far))
+  return jax.tree_util.tree_map(np.asarray, rays)
+
+
+_cast_rays = jax.jit(camera.cast_rays)
 
 
 # ---------------------------------------------------------------------------

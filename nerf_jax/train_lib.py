@@ -64,13 +64,17 @@ class TrainData:
     images: u8[n', h, w, 3] (or f32 in [0, 1]), training images; in training
       their views are split over the devices (``distributed.shard_views``,
       n' >= n pads with never-sampled views).
-    poses: f32[n, 4, 4], their camera-to-world matrices (n sets the number
-      of views sampled).
-    intrinsics: the shared camera.
+    cameras: ``camera.Cameras`` of the n views (n sets the views sampled).
   """
   images: jnp.ndarray
-  poses: jnp.ndarray
-  intrinsics: camera.Intrinsics
+  cameras: camera.Cameras
+
+  @classmethod
+  def create(cls, images, poses, intrinsics) -> 'TrainData':
+    """From images, poses f32[n, 3|4, 4] and a shared ``Intrinsics``."""
+    return cls(images=jnp.asarray(images),
+               cameras=jax.tree_util.tree_map(
+                   jnp.asarray, camera.Cameras.create(poses, intrinsics)))
 
 
 def validate_config(config: ml_collections.ConfigDict,
@@ -147,7 +151,7 @@ def sample_batch(key: jax.Array, data: TrainData, batch_rays: int,
     (rays: Rays of batch shape [batch_rays], rgb: f32[batch_rays, 3] in
     [0, 1]).
   """
-  n = data.poses.shape[0]
+  n = len(data.cameras)
   _, h, w, _ = data.images.shape
   k_view, k_row, k_col = jax.random.split(key, 3)
   view = jax.random.randint(k_view, (batch_rays,), 0, n)
@@ -157,8 +161,7 @@ def sample_batch(key: jax.Array, data: TrainData, batch_rays: int,
   if mesh is not None:
     view, rows, cols = jax.lax.with_sharding_constraint(
         (view, rows, cols), distributed.batch_sharded(mesh))
-  dirs = camera.pixel_directions(data.intrinsics, rows, cols)
-  rays = camera.camera_rays(data.poses[view], dirs, near, far)
+  rays = camera.cast_rays(data.cameras, view, rows, cols, near, far)
   if rgb.dtype == jnp.uint8:
     rgb = rgb.astype(jnp.float32) / 255.0
   return rays, rgb
@@ -311,10 +314,9 @@ def _to_uint8(images: np.ndarray) -> np.ndarray:
 
 def put_data(split: datasets.Split, mesh: Mesh) -> TrainData:
   """The training split on the mesh: views split over the devices."""
+  cameras = camera.Cameras.create(split.poses, split.intrinsics)
   return TrainData(images=distributed.shard_views(_to_uint8(split.images), mesh),
-                   poses=distributed.replicate(
-                       np.asarray(split.poses, np.float32), mesh),
-                   intrinsics=split.intrinsics)
+                   cameras=distributed.replicate(cameras, mesh))
 
 
 def prepare_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

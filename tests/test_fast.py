@@ -156,7 +156,7 @@ def test_step_compiles_once_across_occupancy_updates_and_refreshes_the_grid():
   tx = model.optimizer(config.train)
   state = train_lib.create_train_state(jax.random.PRNGKey(0), model, tx)
   split = scene.split('train')
-  data = train_lib.TrainData(jnp.asarray(split.images),
+  data = train_lib.TrainData.create(jnp.asarray(split.images),
                              jnp.asarray(split.poses), split.intrinsics)
   traces = []
   step = train_lib.make_train_step(model, tx, 256, scene.near, scene.far)

@@ -30,7 +30,7 @@ model = models.make_model(config.model, scene.info())
 tx = model.optimizer(config.train)
 split = scene.split('train')
 mesh = distributed.make_mesh()
-plain = train_lib.TrainData(jnp.asarray(train_lib._to_uint8(split.images)),
+plain = train_lib.TrainData.create(jnp.asarray(train_lib._to_uint8(split.images)),
                             jnp.asarray(split.poses), split.intrinsics)
 sharded = train_lib.put_data(split, mesh)  # 6 views padded to a multiple
 assert sharded.images.shape[0] % devices == 0
@@ -73,7 +73,7 @@ fn = render_lib.make_render_fn(model)
 multi = render_lib.render_view(fn, params, intr, pose, 2.0, 6.0, 30)
 ref = jax.jit(lambda v, r: pipeline.render_rays(
     model.field, v['params'], r, None, model.options))
-rays = render_lib._image_rays(intr, pose, 2.0, 6.0)
+rays = render_lib.image_rays(camera.Cameras.create(pose[None], intr), 0, 2.0, 6.0)
 single = ref(jax.device_put(results[0].variables(), jax.devices()[0]),
              rays)['coarse']
 np.testing.assert_allclose(multi['rgb'], single['rgb'], rtol=1e-4, atol=1e-5)

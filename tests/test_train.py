@@ -70,7 +70,7 @@ def test_sample_batch_draws_rays_matching_their_pixels():
   images = np.stack([view, row, col], -1).astype(np.float32)
   poses = np.stack([camera.pose_spherical(a, -30.0, 4.0) for a in (0, 90, 200)])
   intr = camera.Intrinsics(fx=6.0, fy=5.0, cx=3.2, cy=2.4, width=w, height=h)
-  data = train_lib.TrainData(jnp.asarray(images), jnp.asarray(poses), intr)
+  data = train_lib.TrainData.create(jnp.asarray(images), jnp.asarray(poses), intr)
   rays, target = train_lib.sample_batch(jax.random.PRNGKey(3), data, 64, 2.0,
                                         6.0)
   idx = np.asarray(target).astype(int)
@@ -91,7 +91,7 @@ def _setup(config):
   tx = model.optimizer(config.train)
   state = train_lib.create_train_state(jax.random.PRNGKey(0), model, tx)
   split = scene.split('train')
-  data = train_lib.TrainData(jnp.asarray(split.images),
+  data = train_lib.TrainData.create(jnp.asarray(split.images),
                              jnp.asarray(split.poses), split.intrinsics)
   step = train_lib.make_train_step(model, tx, config.train.batch_rays,
                                    scene.near, scene.far)
@@ -279,7 +279,7 @@ def _micro_setup(num_fine=0, batch_rays=256):
                                        optax.sgd(1.0))
   split = scene.split('train')
   images = np.round(np.asarray(split.images) * 255).astype(np.uint8)
-  data = train_lib.TrainData(jnp.asarray(images), jnp.asarray(split.poses),
+  data = train_lib.TrainData.create(jnp.asarray(images), jnp.asarray(split.poses),
                              split.intrinsics)
   return config, scene, model, state, data
 

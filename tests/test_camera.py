@@ -416,3 +416,17 @@ def test_cameras_create_checks_shapes_and_shares_intrinsics():
     camera.Cameras.create(np.zeros((3, 4)), k)
   with pytest.raises(ValueError, match='2 intrinsics for 3 poses'):
     camera.Cameras.create(np.zeros((3, 4, 4)), [k, k])
+
+
+def test_distorted_whole_image_rays_on_device_equal_numpy():
+  """A whole image through a distorting lens, on device (the shape that
+  hung XLA:CPU when the Newton steps were unrolled) and in NumPy."""
+  k = camera.Intrinsics.from_focal(20.0, 24, 24)
+  cams = camera.Cameras.create(camera.pose_spherical(30.0, -20.0, 4.0)[None],
+                               k, LENS)
+  rows, cols = np.meshgrid(np.arange(24), np.arange(24), indexing='ij')
+  view = np.zeros_like(rows)
+  on_device = jax.jit(camera.cast_rays)(cams, view, rows, cols, 2.0, 6.0)
+  reference = camera.cast_rays(cams, view, rows, cols, 2.0, 6.0, xnp=np)
+  assert on_device.origins.shape == (24, 24, 3)
+  np.testing.assert_allclose(on_device.viewdirs, reference.viewdirs, atol=1e-5)

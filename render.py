@@ -59,13 +59,13 @@ def main(argv):
 
 
 def _run():
-  from nerf_jax import render_lib, train_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax import distributed, render_lib, train_lib  # pylint: disable=g-import-not-at-top
   ckpt = _CKPT.value
   config, info, model, variables, step = train_lib.load_trained(
       ckpt, _STEP.value)
   render_fn = render_lib.make_render_fn(model)
   out_dir = _OUT.value or os.path.join(ckpt, 'render')
-  if cli.primary():  # every process renders; process 0 writes
+  if distributed.is_primary():  # every process renders; process 0 writes
     os.makedirs(out_dir, exist_ok=True)
   if _EVAL.value:
     _evaluate(config, info, render_fn, variables, out_dir, step)
@@ -74,7 +74,7 @@ def _run():
 
 
 def _evaluate(config, info, render_fn, variables, out_dir, step):
-  from nerf_jax import datasets, render_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax import datasets, distributed, render_lib  # pylint: disable=g-import-not-at-top
   path = _EVAL.value
   split_name = _SPLIT.value or ('val' if path == 'config' else 'test')
   # The scene the model was trained on fixes near/far and the background.
@@ -83,7 +83,7 @@ def _evaluate(config, info, render_fn, variables, out_dir, step):
   name = 'config' if path == 'config' else os.path.basename(
       os.path.normpath(path)).replace('.npz', '')
   image_dir = os.path.join(out_dir, f'eval_{name}_{split_name}')
-  primary = cli.primary()
+  primary = distributed.is_primary()
   if primary:
     os.makedirs(image_dir, exist_ok=True)
   result = render_lib.evaluate_split(render_fn, variables, split, info.near,
@@ -111,7 +111,7 @@ def _chunk(config) -> int:
 
 def _video(info, render_fn, variables, out_dir, step, chunk):
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from nerf_jax import camera, render_lib, viz  # pylint: disable=g-import-not-at-top
+  from nerf_jax import camera, distributed, render_lib, viz  # pylint: disable=g-import-not-at-top
   intrinsics = info.intrinsics
   if _PATH.value:
     poses, path_intrinsics = render_lib.load_camera_path(_PATH.value)
@@ -134,8 +134,8 @@ def _video(info, render_fn, variables, out_dir, step, chunk):
     intrinsics = intrinsics.scaled(_SCALE.value)
   frames = render_lib.render_sequence(
       render_fn, variables, poses, intrinsics, info.near, info.far,
-      chunk, progress=_PROGRESS.value and cli.primary())
-  if not cli.primary():
+      chunk, progress=_PROGRESS.value and distributed.is_primary())
+  if not distributed.is_primary():
     return
   background = info.background
   rgb = frames['rgb']

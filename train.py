@@ -29,14 +29,14 @@ cli.define_distributed_flags()
 def main(argv):
   cli.start(argv)
   # Imported here so --help stays fast.
-  from nerf_jax import datasets, train_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax import datasets, distributed, train_lib  # pylint: disable=g-import-not-at-top
   config = _CONFIG.value
   workdir = _WORKDIR.value or os.path.join('runs', cli.config_name(sys.argv))
   guarded = cli.run_guarded(
       train_lib.train_and_evaluate,
       (datasets.DatasetError, train_lib.ConfigError, train_lib.CheckpointError))
   record = guarded(config, workdir, progress=_PROGRESS.value)
-  if cli.primary():
+  if distributed.is_primary():
     print(f'step {record["step"]}: held-out PSNR {record["psnr"]:.2f} dB, '
           f'SSIM {record["ssim"]:.3f}; outputs in {workdir}')
 

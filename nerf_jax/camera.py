@@ -132,17 +132,8 @@ def generate_rays(intrinsics: Intrinsics, c2w, near: float,
   """
   rows, cols = jnp.meshgrid(jnp.arange(intrinsics.height),
                             jnp.arange(intrinsics.width), indexing='ij')
-  c2w = jnp.asarray(c2w, jnp.float32)
-  if c2w.shape[0] == 3:
-    c2w = jnp.concatenate([c2w, jnp.array([[0.0, 0.0, 0.0, 1.0]])], axis=0)
-  cameras = Cameras(
-      poses=c2w[None], fx=jnp.full((1,), intrinsics.fx, jnp.float32),
-      fy=jnp.full((1,), intrinsics.fy, jnp.float32),
-      cx=jnp.full((1,), intrinsics.cx, jnp.float32),
-      cy=jnp.full((1,), intrinsics.cy, jnp.float32),
-      width=jnp.full((1,), intrinsics.width, jnp.int32),
-      height=jnp.full((1,), intrinsics.height, jnp.int32),
-      distortion=jnp.zeros((1, 4), jnp.float32))
+  cameras = jax.tree_util.tree_map(jnp.asarray, Cameras.create(
+      jnp.asarray(c2w)[None], intrinsics, xnp=jnp))
   return cast_rays(cameras, jnp.zeros_like(rows), rows, cols, near, far)
 
 
@@ -181,17 +172,19 @@ class Cameras:
   distorted: bool = flax.struct.field(pytree_node=False, default=False)
 
   @classmethod
-  def create(cls, poses, intrinsics, distortion=None,
-             ndc: bool = False) -> 'Cameras':
+  def create(cls, poses, intrinsics, distortion=None, ndc: bool = False,
+             xnp=np) -> 'Cameras':
     """Cameras from poses f32[n, 3|4, 4] and one ``Intrinsics`` (shared) or
-    a sequence of n; ``distortion`` f32[4] or f32[n, 4] (default none)."""
-    poses = np.asarray(poses, np.float32)
+    a sequence of n; ``distortion`` f32[4] or f32[n, 4] (default none).
+    ``xnp=jnp`` accepts traced poses."""
+    poses = xnp.asarray(poses, xnp.float32)
     if poses.ndim != 3 or poses.shape[1:] not in ((3, 4), (4, 4)):
       raise ValueError(f'poses must be (n, 3|4, 4), got {poses.shape}')
     n = poses.shape[0]
     if poses.shape[1] == 3:
-      bottom = np.broadcast_to(np.array([0, 0, 0, 1], np.float32), (n, 1, 4))
-      poses = np.concatenate([poses, bottom], axis=1)
+      bottom = xnp.broadcast_to(xnp.asarray([0, 0, 0, 1], xnp.float32),
+                                (n, 1, 4))
+      poses = xnp.concatenate([poses, bottom], axis=1)
     if isinstance(intrinsics, Intrinsics):
       intrinsics = [intrinsics] * n
     if len(intrinsics) != n:

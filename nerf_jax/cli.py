@@ -78,12 +78,6 @@ def start(argv: list) -> None:
     fail(str(e), code=2)
 
 
-def primary() -> bool:
-  """Whether this process prints results (process 0 of a multi-process run)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  return jax.process_index() == 0
-
-
 def parse_flags(argv: list) -> list:
   """absl flag parsing with one clear error line instead of a traceback.
 

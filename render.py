@@ -1,7 +1,9 @@
 """Renders a trained NeRF: ``python render.py --ckpt runs/demo``.
 
-By default a seamless 360-degree orbit is written as MP4 videos (colour and
-depth) to ``<ckpt>/render/``. ``--eval PATH`` instead renders every view of a
+By default the scene's own camera path (a seamless 360-degree orbit, the
+spiral of forward-facing captures, or a smooth path through a capture's
+cameras; ``--trajectory``) is written as MP4 videos (colour and depth) to
+``<ckpt>/render/``. ``--eval PATH`` instead renders every view of a
 dataset and scores it (PSNR, SSIM) into ``metrics.json``.
 """
 
@@ -16,7 +18,12 @@ from nerf_jax import cli
 _CKPT = flags.DEFINE_string('ckpt', None, 'Training directory (workdir).')
 _OUT = flags.DEFINE_string('out', None, 'Output folder (default <ckpt>/render).')
 _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default latest).')
-_FRAMES = flags.DEFINE_integer('frames', 120, 'Frames of the orbit.')
+_FRAMES = flags.DEFINE_integer('frames', 120, 'Frames of the video.')
+_TRAJECTORY = flags.DEFINE_enum(
+    'trajectory', 'auto', ['auto', 'orbit', 'spiral', 'smooth'],
+    'Camera path: orbit (360 degrees around the scene centre), spiral '
+    '(forward-facing captures), smooth (through the training cameras), or '
+    'auto (the scene\'s own: spiral for LLFF, orbit otherwise).')
 _ELEVATION = flags.DEFINE_float(
     'elevation', None, 'Orbit elevation in degrees above the horizon '
     '(default: fits the training cameras; 30 for the tiny lego).')
@@ -119,22 +126,15 @@ def _video(info, render_fn, variables, out_dir, step, chunk):
       intrinsics = camera.Intrinsics(**path_intrinsics)
     stem = os.path.splitext(os.path.basename(_PATH.value))[0]
   else:
-    classic = info.name == 'tiny_npz'
-    elevation = _ELEVATION.value
-    if elevation is None:
-      elevation = 30.0 if classic else info.camera_elevation_deg
-    radius = _RADIUS.value
-    if radius is None:
-      radius = 4.0 if classic else info.camera_radius
-    if _FRAMES.value < 1:
-      raise ValueError('--frames must be at least 1')
-    poses = render_lib.orbit_poses(_FRAMES.value, elevation, radius)
-    stem = 'orbit'
+    stem, poses = render_lib.camera_path(info, _TRAJECTORY.value,
+                                         _FRAMES.value, _ELEVATION.value,
+                                         _RADIUS.value)
   if _SCALE.value != 1.0:
     intrinsics = intrinsics.scaled(_SCALE.value)
   frames = render_lib.render_sequence(
       render_fn, variables, poses, intrinsics, info.near, info.far,
-      chunk, progress=_PROGRESS.value and distributed.is_primary())
+      chunk, progress=_PROGRESS.value and distributed.is_primary(),
+      ndc=info.ndc)
   if not distributed.is_primary():
     return
   background = info.background

@@ -94,8 +94,10 @@ def synthetic_setup(config, seed: int = 0, mesh=None):
   if mesh is not None:
     state = distributed.replicate(state, mesh)
     data = train_lib.TrainData(
-        images=distributed.shard_views(np.asarray(data.images), mesh),
-        cameras=distributed.replicate(data.cameras, mesh))
+        pixels=distributed.shard_rows(np.asarray(data.pixels), mesh),
+        starts=distributed.replicate(np.asarray(data.starts), mesh),
+        cameras=distributed.replicate(data.cameras, mesh),
+        num_pixels=data.num_pixels)
   return model, tx, state, data
 
 

@@ -12,10 +12,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.name = 'base'  # run name: the default workdir is runs/<name>
 
   config.data = data = ml_collections.ConfigDict()
-  data.kind = 'procedural'  # 'procedural' | 'tiny_npz' | 'blender'
+  data.kind = 'procedural'  # 'procedural' | 'tiny_npz' | 'blender' | 'llff' | 'transforms'
   data.path = ''  # local dataset file or folder ('' = the kind's default source)
-  data.near = 2.0  # start of the sampled interval along each ray (scene units)
-  data.far = 6.0  # end of the sampled interval along each ray (scene units)
+  data.near = 2.0  # start of the sampled interval along each ray (scene units; llff/transforms: 0 = from the data)
+  data.far = 6.0  # end of the sampled interval along each ray (scene units; llff/transforms: 0 = from the data)
   data.white_background = False  # composite images and renders onto white
   data.seed = 0  # procedural: camera placement seed
   data.width = 64  # procedural: image width in pixels
@@ -23,11 +23,14 @@ def get_config() -> ml_collections.ConfigDict:
   data.num_train = 100  # procedural: training views
   data.num_val = 8  # procedural: held-out validation views
   data.num_test = 8  # procedural: test views
-  data.downsample = 1  # blender: integer image downsampling factor
+  data.downsample = 1  # blender, llff, transforms: integer image downsampling factor (llff reads images_<this>/)
   data.max_views = 0  # blender: keep the first N views per split (0 = all)
   data.val_indices = ()  # tiny_npz: explicit held-out view indices
   data.val_fraction = 0.0  # tiny_npz: hold out every 1/fraction-th view
   data.cache_dir = ''  # tiny_npz: download cache ('' = ~/.cache/nerf_jax)
+  data.holdout = 8  # llff, transforms: every Nth view is held out for val/test (0 = none)
+  data.ndc = True  # llff: forward-facing capture, rays in NDC (False for 360-degree captures)
+  data.aabb_scale = 0.0  # transforms: scene box half-width / 1.5, as instant-ngp's (0 = the json's, or fit the cameras)
 
   config.model = model = ml_collections.ConfigDict()
   model.kind = 'mlp'  # 'mlp': the NeRF paper's MLP (coarse + fine); 'fast': hash grid + occupancy grid

@@ -204,6 +204,13 @@ class Cameras:
   def __len__(self) -> int:
     return int(self.poses.shape[0])
 
+  def take(self, views) -> 'Cameras':
+    """The cameras of ``views`` (an index array), in that order."""
+    views = np.asarray(views)
+    return self.replace(**{
+        name: getattr(self, name)[views] for name in (
+            'poses', 'fx', 'fy', 'cx', 'cy', 'width', 'height', 'distortion')})
+
   def intrinsics(self, view: int) -> Intrinsics:
     """The pinhole part of view ``view``'s camera."""
     return Intrinsics(fx=float(self.fx[view]), fy=float(self.fy[view]),

@@ -3,10 +3,11 @@
 Every array that training and rendering use lives on one ``Mesh`` over all
 devices of all processes, with a single axis ``'data'``:
 
-- parameters, optimizer and model state, poses: replicated;
+- parameters, optimizer and model state, cameras: replicated;
 - the ray batch and render chunks: split over ``'data'``;
-- training images: their views split over ``'data'``, so each device holds
-  only its share (see ``shard_views`` and ``gather_pixels``).
+- training pixels (one flat table of every image's pixels): its rows split
+  over ``'data'``, so each device holds only its share (see ``shard_rows``
+  and ``gather_rows``).
 
 With several processes (``jax.distributed.initialize``), every process runs
 the same program on the same host-side values; only the primary process
@@ -94,59 +95,60 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
   return jax.device_put(tree, replicated(mesh))
 
 
-def shard_views(images: np.ndarray, mesh: Mesh) -> jax.Array:
-  """Training images [n, ...] with their views split over the mesh.
+def shard_rows(table: np.ndarray, mesh: Mesh) -> jax.Array:
+  """A table [p, ...] (the training pixels) with its rows split over the mesh.
 
-  The view axis is padded with zero images to a multiple of the mesh size
-  (padded views are never sampled). Each process builds only the shards of
-  its own devices.
+  The rows are padded with zeros to a multiple of the mesh size (padded rows
+  are never sampled). Each process builds only the shards of its own
+  devices.
   """
-  n = images.shape[0]
+  p = table.shape[0]
   size = mesh.devices.size
-  padded = -(-n // size) * size
-  shape = (padded,) + images.shape[1:]
+  padded = -(-p // size) * size
+  shape = (padded,) + table.shape[1:]
 
   def shard(index):
-    views = index[0]
-    start, stop = views.start or 0, padded if views.stop is None else views.stop
-    part = np.asarray(images[start:min(stop, n)])
-    if stop > n:
-      pad = np.zeros((stop - max(start, n),) + images.shape[1:], images.dtype)
+    rows = index[0]
+    start, stop = rows.start or 0, padded if rows.stop is None else rows.stop
+    part = np.asarray(table[start:min(stop, p)])
+    if stop > p:
+      pad = np.zeros((stop - max(start, p),) + table.shape[1:], table.dtype)
       part = np.concatenate([part, pad])
     return part[(slice(None),) + tuple(index[1:])]
 
   return jax.make_array_from_callback(shape, batch_sharded(mesh), shard)
 
 
-def gather_pixels(images: jax.Array, view: jnp.ndarray, rows: jnp.ndarray,
-                  cols: jnp.ndarray, mesh: Optional[Mesh]) -> jnp.ndarray:
-  """``images[view, rows, cols]`` for view-sharded images.
+def gather_rows(table: jax.Array, index: jnp.ndarray,
+                mesh: Optional[Mesh]) -> jnp.ndarray:
+  """``table[index]`` for a row-sharded table (``shard_rows``).
 
-  The indices (i32[b], the same on every device) pick any pixel of any view;
-  each device reads the pixels of the views it holds and one reduce-scatter
-  assembles the batch, split over the mesh like the rays. The result equals
-  the plain gather exactly, whatever the number of devices.
+  The indices (i32[b], the same on every device) pick any row; each device
+  reads the rows it holds and one reduce-scatter assembles the batch, split
+  over the mesh like the rays. The result equals the plain gather exactly,
+  whatever the number of devices.
 
   Returns:
-    [b, channels] of the images' dtype, sharded over 'data' with a mesh.
+    [b, ...] of the table's dtype, sharded over 'data' with a mesh.
   """
   if mesh is None:
-    return images[view, rows, cols]
-  dtype = images.dtype
+    return table[index]
+  dtype = table.dtype
 
-  def local(images, view, rows, cols):
-    held = images.shape[0]
-    mine = view - jax.lax.axis_index(AXIS) * held
+  def local(table, index):
+    held = table.shape[0]
+    mine = index - jax.lax.axis_index(AXIS) * held
     inside = (mine >= 0) & (mine < held)
-    pixels = images[jnp.clip(mine, 0, held - 1), rows, cols]
-    # Exact: one device contributes each pixel, the others add zeros.
-    pixels = jnp.where(inside[:, None], pixels, 0).astype(
+    rows = table[jnp.clip(mine, 0, held - 1)]
+    inside = inside.reshape(inside.shape + (1,) * (rows.ndim - 1))
+    # Exact: one device contributes each row, the others add zeros.
+    rows = jnp.where(inside, rows, 0).astype(
         jnp.int32 if jnp.issubdtype(dtype, jnp.integer) else dtype)
-    return jax.lax.psum_scatter(pixels, AXIS, scatter_dimension=0, tiled=True)
+    return jax.lax.psum_scatter(rows, AXIS, scatter_dimension=0, tiled=True)
 
   gathered = jax.shard_map(
-      local, mesh=mesh, in_specs=(P(AXIS), P(), P(), P()),
-      out_specs=P(AXIS))(images, view, rows, cols)
+      local, mesh=mesh, in_specs=(P(AXIS), P()),
+      out_specs=P(AXIS))(table, index)
   return gathered.astype(dtype)
 
 

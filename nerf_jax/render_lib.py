@@ -17,7 +17,7 @@ import jax
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
-from nerf_jax import camera, distributed, metrics, models, viz
+from nerf_jax import camera, distributed, metrics, models, poses, viz
 
 
 def make_render_fn(model: models.Model) -> Callable:
@@ -98,8 +98,10 @@ def render_rays_chunked(render_fn: Callable, variables, rays: camera.Rays,
 
 
 def render_view(render_fn: Callable, variables, intrinsics: camera.Intrinsics,
-                c2w: np.ndarray, near: float, far: float, chunk: int) -> dict:
-  """Renders one camera view.
+                c2w: np.ndarray, near: float, far: float, chunk: int,
+                ndc: bool = False) -> dict:
+  """Renders one pinhole camera view (``ndc``: rays through NDC, as the
+  scene was trained).
 
   Args:
     render_fn: from ``make_render_fn``.
@@ -113,8 +115,15 @@ def render_view(render_fn: Callable, variables, intrinsics: camera.Intrinsics,
     dict: rgb f32[h, w, 3]; depth, disparity, acc f32[h, w].
   """
   cameras = camera.Cameras.create(np.asarray(c2w, np.float32)[None],
-                                  intrinsics)
-  rays = image_rays(cameras, 0, near, far)
+                                  intrinsics, ndc=ndc)
+  return render_camera(render_fn, variables, cameras, 0, near, far, chunk)
+
+
+def render_camera(render_fn: Callable, variables, cameras: camera.Cameras,
+                  view: int, near: float, far: float, chunk: int) -> dict:
+  """Renders view ``view`` of ``cameras`` (its own size, lens distortion and
+  NDC): dict of rgb f32[h, w, 3]; depth, disparity, acc f32[h, w]."""
+  rays = image_rays(cameras, view, near, far)
   return render_rays_chunked(render_fn, variables, rays, chunk)
 
 
@@ -156,6 +165,53 @@ def orbit_poses(num_frames: int, elevation_deg: float, radius: float,
   thetas = start_deg + np.arange(num_frames) * 360.0 / num_frames
   return np.stack([camera.pose_spherical(t, -elevation_deg, radius)
                    for t in thetas])
+
+
+TRAJECTORIES = ('auto', 'orbit', 'spiral', 'smooth')
+
+
+def camera_path(info, trajectory: str, num_frames: int,
+                elevation_deg: float | None = None,
+                radius: float | None = None) -> tuple:
+  """The poses of a video of a trained scene.
+
+  Args:
+    info: the run's ``SceneInfo``.
+    trajectory: 'orbit' (a 360-degree orbit around the origin, z up: the
+      object-centric scenes' centre), 'spiral' (the NeRF paper's path for
+      forward-facing captures, around the average training camera),
+      'smooth' (through the training cameras in their order) or 'auto' (the
+      scene's own choice, ``info.trajectory``).
+    num_frames: int >= 1.
+    elevation_deg, radius: the orbit's (default: fit the training cameras;
+      30 degrees and 4 for the classic tiny lego).
+
+  Returns:
+    (name of the trajectory, f32[num_frames, 4, 4]). ValueError for a path
+    the run's scene.json cannot support.
+  """
+  if num_frames < 1:
+    raise ValueError('--frames must be at least 1')
+  kind = info.trajectory if trajectory == 'auto' else trajectory
+  if kind not in TRAJECTORIES[1:]:
+    raise ValueError(f'unknown trajectory {kind!r}; choose one of '
+                     f'{", ".join(TRAJECTORIES)}')
+  if kind == 'orbit':
+    classic = info.name == 'tiny_npz'
+    if elevation_deg is None:
+      elevation_deg = 30.0 if classic else info.camera_elevation_deg
+    if radius is None:
+      radius = 4.0 if classic else info.camera_radius
+    return kind, orbit_poses(num_frames, elevation_deg, radius)
+  train = np.asarray(info.camera_poses, np.float32).reshape(-1, 4, 4)
+  if not len(train):
+    raise ValueError(f'--trajectory {kind} follows the training cameras, '
+                     'which this run\'s scene.json predates; use orbit')
+  if kind == 'smooth':
+    return kind, poses.smooth_path(train, num_frames)
+  focus = info.focus_depth or float(np.median(
+      np.linalg.norm(train[:, :3, 3], axis=-1)))
+  return kind, poses.spiral_poses(train, focus, num_frames)
 
 
 def load_camera_path(path: str) -> tuple:
@@ -250,7 +306,7 @@ def evaluate_split(render_fn: Callable, variables, split, near: float, far: floa
   Args:
     render_fn: from ``make_render_fn``.
     variables: the model's {'params': ..., 'state': ...}.
-    split: a ``datasets.Split`` (its own camera and resolution are used).
+    split: a ``datasets.Split`` (each view's own camera is used).
     near, far: float, the sampled interval.
     chunk: int, rays per call.
     max_views: int, evaluate only the first N views (0 = all).
@@ -264,8 +320,8 @@ def evaluate_split(render_fn: Callable, variables, split, near: float, far: floa
   count = len(split) if max_views <= 0 else min(max_views, len(split))
   views, first = [], None
   for i in range(count):
-    out = render_view(render_fn, variables, split.intrinsics, split.poses[i],
-                      near, far, chunk)
+    out = render_camera(render_fn, variables, split.cameras, i, near, far,
+                        chunk)
     gt = split.images[i]
     index = int(split.indices[i])
     views.append(dict(index=index, psnr=metrics.psnr(out['rgb'], gt),
@@ -308,8 +364,10 @@ def depth_to_rgb(depths: np.ndarray, accs: np.ndarray,
 
 def render_sequence(render_fn: Callable, variables, poses: np.ndarray,
                     intrinsics: camera.Intrinsics, near: float, far: float,
-                    chunk: int, progress: bool = True) -> dict:
-  """Renders a camera path.
+                    chunk: int, progress: bool = True,
+                    ndc: bool = False) -> dict:
+  """Renders a camera path (pinhole cameras; ``ndc`` as the scene was
+  trained).
 
   Returns:
     dict: rgb f32[n, h, w, 3], depth and acc f32[n, h, w].
@@ -318,7 +376,8 @@ def render_sequence(render_fn: Callable, variables, poses: np.ndarray,
   rgbs, depths, accs = [], [], []
   for c2w in tqdm(poses, desc='frames', disable=not progress,
                   dynamic_ncols=True):
-    out = render_view(render_fn, variables, intrinsics, c2w, near, far, chunk)
+    out = render_view(render_fn, variables, intrinsics, c2w, near, far, chunk,
+                      ndc=ndc)
     rgbs.append(out['rgb'])
     depths.append(out['depth'])
     accs.append(out['acc'])

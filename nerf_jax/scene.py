@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from nerf_jax.camera import Intrinsics
+from nerf_jax.camera import Cameras, Intrinsics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +35,13 @@ class SceneInfo:
     fingerprint: str, a hash of the training data (cameras and a subsample
       of the pixels); '' when unknown (runs saved before it existed).
     path: str, the dataset file or folder ('' for the built-in scene).
+    ndc: bool, rays are cast in normalised device coordinates (forward-facing
+      captures); near and far are then 0 and 1.
+    trajectory: str, the default video path of render.py: 'orbit', 'spiral'
+      or 'smooth' (see ``render_lib.camera_path``).
+    focus_depth: float, the depth a spiral path looks at (0 = none).
+    camera_poses: the training cameras' camera-to-world matrices, as nested
+      lists [n][4][4] (spiral and smooth paths follow them).
   """
   name: str
   near: float
@@ -46,6 +53,10 @@ class SceneInfo:
   camera_elevation_deg: float = 30.0
   fingerprint: str = ''
   path: str = ''
+  ndc: bool = False
+  trajectory: str = 'orbit'
+  focus_depth: float = 0.0
+  camera_poses: tuple = ()
 
   @property
   def background(self) -> float:
@@ -56,6 +67,8 @@ class SceneInfo:
     d = dataclasses.asdict(self)
     d['intrinsics'] = self.intrinsics.to_dict()
     d['aabb'] = [list(map(float, corner)) for corner in self.aabb]
+    d['camera_poses'] = [[list(row) for row in pose]
+                         for pose in self.camera_poses]
     return d
 
   @classmethod
@@ -64,6 +77,7 @@ class SceneInfo:
     d = dict(d)
     d['intrinsics'] = Intrinsics(**d['intrinsics'])
     d['aabb'] = as_aabb(d.get('aabb', DEFAULT_AABB))
+    d['camera_poses'] = as_pose_list(d.get('camera_poses', ()))
     known = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -82,6 +96,14 @@ def as_aabb(value) -> tuple:
   return tuple(tuple(float(v) for v in corner) for corner in box)
 
 
+def as_pose_list(poses) -> tuple:
+  """Camera-to-world matrices f[n, 4, 4] as nested tuples of floats (hashable,
+  JSON-ready); () for none."""
+  poses = np.asarray(poses, np.float64).reshape(-1, 4, 4)
+  return tuple(tuple(tuple(round(float(v), 7) for v in row) for row in pose)
+               for pose in poses)
+
+
 def camera_orbit_stats(poses: np.ndarray) -> tuple:
   """(median radius, median elevation in degrees) of camera centres.
 
@@ -95,26 +117,43 @@ def camera_orbit_stats(poses: np.ndarray) -> tuple:
   return float(np.median(radii)), float(np.median(elevations))
 
 
-def fingerprint(images: np.ndarray, poses: Sequence[np.ndarray],
-                intrinsics: Intrinsics) -> str:
+def fingerprint(images, poses: Sequence[np.ndarray], cameras) -> str:
   """A short hash identifying a training set (to refuse resuming on another).
 
-  Hashes every pose, the camera and every 4th pixel of every 4th row of the
+  Hashes every pose, the cameras and every 4th pixel of every 4th row of the
   training images: cheap for large captures, and any realistic change of
-  data changes it.
+  data changes it. A split of same-size views through one pinhole camera
+  hashes as it did before per-view cameras existed, so older runs resume.
 
   Args:
-    images: f32[n, h, w, 3] or uint8, the training images.
+    images: f32[n, h, w, 3] or uint8, or a list of [h_i, w_i, 3], the
+      training images.
     poses: f32 arrays of camera-to-world matrices (e.g. of every split).
-    intrinsics: the training camera.
+    cameras: the training ``Cameras``, or one ``Intrinsics`` for all views.
   """
   sha = hashlib.sha1()
-  sha.update(repr(sorted(intrinsics.to_dict().items())).encode())
-  sha.update(repr(np.asarray(images).shape).encode())
+  if isinstance(cameras, Cameras):
+    shared = cameras.intrinsics(0)
+    simple = (not cameras.ndc and not np.any(cameras.distortion)
+              and isinstance(images, np.ndarray) and all(
+                  cameras.intrinsics(i) == shared for i in range(len(cameras))))
+    if simple:
+      cameras = shared
+    else:
+      for field in ('fx', 'fy', 'cx', 'cy', 'width', 'height', 'distortion'):
+        sha.update(np.ascontiguousarray(getattr(cameras, field),
+                                        np.float64).tobytes())
+      sha.update(f'ndc={cameras.ndc}'.encode())
+  if isinstance(cameras, Intrinsics):
+    sha.update(repr(sorted(cameras.to_dict().items())).encode())
+  arrays = images if isinstance(images, list) else [np.asarray(images)]
+  for array in arrays:
+    sha.update(repr(np.asarray(array).shape).encode())
   for p in poses:
     sha.update(np.ascontiguousarray(p, np.float32).tobytes())
-  sub = np.asarray(images)[:, ::4, ::4]
-  if sub.dtype != np.uint8:  # float images: hash them as 8-bit values
-    sub = np.clip(np.round(sub * 255.0), 0, 255).astype(np.uint8)
-  sha.update(np.ascontiguousarray(sub).tobytes())
+  for array in arrays:
+    sub = np.asarray(array)[..., ::4, ::4, :]
+    if sub.dtype != np.uint8:  # float images: hash them as 8-bit values
+      sub = np.clip(np.round(sub * 255.0), 0, 255).astype(np.uint8)
+    sha.update(np.ascontiguousarray(sub).tobytes())
   return sha.hexdigest()[:16]

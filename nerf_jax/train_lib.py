@@ -60,21 +60,63 @@ class TrainState:
 class TrainData:
   """The training pixels kept on device; rays are made inside the step.
 
+  Images of any sizes share one flat pixel table: view after view, each row
+  by row, so a uniform draw over the table is a uniform draw over all
+  training pixels, and its view, row and column follow from the index.
+
   Attributes:
-    images: u8[n', h, w, 3] (or f32 in [0, 1]), training images; in training
-      their views are split over the devices (``distributed.shard_views``,
-      n' >= n pads with never-sampled views).
-    cameras: ``camera.Cameras`` of the n views (n sets the views sampled).
+    pixels: u8[p', 3] (or f32 in [0, 1]), the pixel table; in training its
+      rows are split over the devices (``distributed.shard_rows``; p' >= p
+      pads with never-sampled rows).
+    starts: i32[n], the table row of each view's first pixel.
+    cameras: ``camera.Cameras`` of the n views.
+    num_pixels: int (static), p, the training pixels.
   """
-  images: jnp.ndarray
+  pixels: jnp.ndarray
+  starts: jnp.ndarray
   cameras: camera.Cameras
+  num_pixels: int = flax.struct.field(pytree_node=False)
 
   @classmethod
   def create(cls, images, poses, intrinsics) -> 'TrainData':
-    """From images, poses f32[n, 3|4, 4] and a shared ``Intrinsics``."""
-    return cls(images=jnp.asarray(images),
-               cameras=jax.tree_util.tree_map(
-                   jnp.asarray, camera.Cameras.create(poses, intrinsics)))
+    """From images (f[n, h, w, 3], or a list of differently sized ones),
+    poses f32[n, 3|4, 4] and an ``Intrinsics`` (shared) or a list of n."""
+    return cls.from_cameras(images, camera.Cameras.create(
+        np.asarray(poses), intrinsics))
+
+  @classmethod
+  def from_cameras(cls, images, cameras: camera.Cameras) -> 'TrainData':
+    if not isinstance(images, list):
+      images = np.asarray(images)
+    table, starts = pixel_table(images)
+    return cls(pixels=jnp.asarray(table), starts=jnp.asarray(starts),
+               cameras=jax.tree_util.tree_map(jnp.asarray, cameras),
+               num_pixels=int(table.shape[0]))
+
+
+# Pixel indices are int32 on device.
+_MAX_PIXELS = 2 ** 31 - 1
+
+
+def pixel_table(images) -> tuple:
+  """Images [n, h, w, 3] (or a list of [h_i, w_i, 3]) as one table.
+
+  Returns:
+    (pixels [p, 3] of the images' dtype, starts i32[n]: each view's first
+    row). DatasetError when p does not fit int32 indices.
+  """
+  sizes = [int(np.prod(np.shape(image)[:2])) for image in images]
+  total = int(np.sum(sizes))
+  if total > _MAX_PIXELS:
+    raise datasets.DatasetError(
+        f'the training images have {total:,} pixels, more than the '
+        f'{_MAX_PIXELS:,} one table can index; downsample them '
+        '(data.downsample)')
+  starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int32)
+  if isinstance(images, np.ndarray):
+    return images.reshape(-1, images.shape[-1]), starts
+  return np.concatenate([np.reshape(im, (-1, np.shape(im)[-1]))
+                         for im in images]), starts
 
 
 def validate_config(config: ml_collections.ConfigDict,
@@ -125,8 +167,12 @@ def validate_config(config: ml_collections.ConfigDict,
                       "'log_linear' or 'exponential'")
   if t.lr_init <= 0 or t.lr_final <= 0:
     raise ConfigError('train.lr_init and train.lr_final must be positive')
-  if not config.data.near < config.data.far:
-    raise ConfigError('data.near must be smaller than data.far')
+  d = config.data
+  from_data = d.kind in ('llff', 'transforms') and d.near == d.far == 0
+  if not (d.near < d.far or from_data):
+    raise ConfigError('data.near must be smaller than data.far'
+                      + (' (or both 0: from the data)'
+                         if d.kind in ('llff', 'transforms') else ''))
 
 
 def create_train_state(key: jax.Array, model: models.Model,
@@ -141,23 +187,22 @@ def sample_batch(key: jax.Array, data: TrainData, batch_rays: int,
                  near: float, far: float, mesh: Optional[Mesh] = None) -> tuple:
   """Random rays drawn uniformly from all training pixels (with replacement).
 
-  View, row and column are drawn separately (all images share one size), so
-  no flat pixel index can overflow int32 on large captures. The draw depends
-  on the key only, not on the devices: with a mesh (images split by view,
-  see ``distributed.gather_pixels``) the batch is the same one, split over
-  the devices.
+  One flat index per ray picks a pixel of the table; its view is found by a
+  binary search over the views' first rows, then row and column by its
+  offset in that view. The draw depends on the key only, not on the
+  devices: with a mesh (the table's rows split over the devices, see
+  ``distributed.gather_rows``) the batch is the same one, split over them.
 
   Returns:
     (rays: Rays of batch shape [batch_rays], rgb: f32[batch_rays, 3] in
     [0, 1]).
   """
-  n = len(data.cameras)
-  _, h, w, _ = data.images.shape
-  k_view, k_row, k_col = jax.random.split(key, 3)
-  view = jax.random.randint(k_view, (batch_rays,), 0, n)
-  rows = jax.random.randint(k_row, (batch_rays,), 0, h)
-  cols = jax.random.randint(k_col, (batch_rays,), 0, w)
-  rgb = distributed.gather_pixels(data.images, view, rows, cols, mesh)
+  index = jax.random.randint(key, (batch_rays,), 0, data.num_pixels)
+  view = jnp.searchsorted(data.starts, index, side='right') - 1
+  offset = index - data.starts[view]
+  width = data.cameras.width[view]
+  rows, cols = offset // width, offset % width
+  rgb = distributed.gather_rows(data.pixels, index, mesh)
   if mesh is not None:
     view, rows, cols = jax.lax.with_sharding_constraint(
         (view, rows, cols), distributed.batch_sharded(mesh))
@@ -307,16 +352,22 @@ def evaluate(render_fn: Callable, variables, scene: datasets.Scene,
 # The training loop.
 
 
-def _to_uint8(images: np.ndarray) -> np.ndarray:
-  """f32 images in [0, 1] as u8 (4x less device memory than float32)."""
+def _to_uint8(images):
+  """f32 images in [0, 1] as u8 (4x less device memory than float32); a
+  list of images stays a list."""
+  if isinstance(images, list):
+    return [_to_uint8(image) for image in images]
   return np.clip(np.round(np.asarray(images) * 255.0), 0, 255).astype(np.uint8)
 
 
 def put_data(split: datasets.Split, mesh: Mesh) -> TrainData:
-  """The training split on the mesh: views split over the devices."""
-  cameras = camera.Cameras.create(split.poses, split.intrinsics)
-  return TrainData(images=distributed.shard_views(_to_uint8(split.images), mesh),
-                   cameras=distributed.replicate(cameras, mesh))
+  """The training split on the mesh: the pixel table's rows split over the
+  devices, the cameras replicated."""
+  table, starts = pixel_table(_to_uint8(split.images))
+  return TrainData(pixels=distributed.shard_rows(table, mesh),
+                   starts=distributed.replicate(starts, mesh),
+                   cameras=distributed.replicate(split.cameras, mesh),
+                   num_pixels=int(table.shape[0]))
 
 
 def prepare_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -569,7 +569,7 @@ def test_load_scene_with_config_dict():
 
 def test_load_scene_errors():
   with pytest.raises(datasets.DatasetError, match='unknown data.kind'):
-    datasets.load_scene(_data_cfg(kind='llff'))
+    datasets.load_scene(_data_cfg(kind='colmap'))
   with pytest.raises(datasets.DatasetError, match='has no files'):
     datasets.load_scene(_data_cfg(path='/some/file'))
   with pytest.raises(datasets.DatasetError, match='not found'):

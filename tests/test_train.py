@@ -85,6 +85,40 @@ def test_sample_batch_draws_rays_matching_their_pixels():
   np.testing.assert_allclose(rays.far, 6.0)
 
 
+def test_sample_batch_draws_uniformly_from_views_of_different_sizes():
+  # Three cameras of different sizes and intrinsics in one pixel table;
+  # each pixel stores its own (view, row, col).
+  sizes = [(5, 7), (9, 4), (3, 12)]
+  images, intrinsics = [], []
+  for v, (h, w) in enumerate(sizes):
+    row, col = np.meshgrid(np.arange(h), np.arange(w), indexing='ij')
+    images.append(np.stack([np.full_like(row, v), row, col], -1).astype(
+        np.float32))
+    intrinsics.append(camera.Intrinsics(fx=5.0 + v, fy=6.0 - v, cx=w / 2 + v,
+                                        cy=h / 2 - 0.3, width=w, height=h))
+  poses = np.stack([camera.pose_spherical(a, -30.0, 4.0) for a in (0, 90, 200)])
+  data = train_lib.TrainData.create(images, poses, intrinsics)
+  assert data.num_pixels == sum(h * w for h, w in sizes)
+  np.testing.assert_array_equal(data.starts, [0, 35, 71])
+  rays, target = jax.jit(lambda k: train_lib.sample_batch(
+      k, data, 6000, 2.0, 6.0))(jax.random.PRNGKey(0))
+  idx = np.asarray(target).astype(int)
+  for k in range(0, 6000, 97):
+    v, r, c = idx[k]
+    full = camera.generate_rays(intrinsics[v], poses[v], 2.0, 6.0)
+    np.testing.assert_allclose(rays.origins[k], full.origins[r, c], atol=1e-5)
+    np.testing.assert_allclose(rays.directions[k], full.directions[r, c],
+                               atol=1e-5)
+  # Uniform over pixels: each view's share is its share of the pixels
+  # (binomial standard deviation below 0.7%), and every pixel is reachable.
+  share = np.bincount(idx[:, 0], minlength=3) / 6000
+  np.testing.assert_allclose(share, np.array([35, 36, 36]) / 107, atol=0.025)
+  for v, (h, w) in enumerate(sizes):
+    mine = idx[idx[:, 0] == v]
+    assert mine[:, 1].max() == h - 1 and mine[:, 2].max() == w - 1
+    assert len({(r, c) for _, r, c in mine}) == h * w
+
+
 def _setup(config):
   scene = datasets.load_scene(config.data)
   model = models.make_model(config.model, scene.info())
@@ -305,7 +339,10 @@ def test_micro_batched_step_equals_the_single_batch_step(num_fine):
   for a, b, p in zip(jax.tree_util.tree_leaves(one.params),
                      jax.tree_util.tree_leaves(four.params),
                      jax.tree_util.tree_leaves(state.params)):
-    np.testing.assert_allclose(b - p, a - p, rtol=1e-4, atol=1e-7)
+    # Float sums in another order; the fine pass's inverse-CDF samples can
+    # move a little with them: within 0.1% of the leaf's largest update.
+    scale = float(jnp.max(jnp.abs(a - p)))
+    np.testing.assert_allclose(b - p, a - p, rtol=1e-4, atol=1e-3 * scale)
     moved += float(jnp.sum(jnp.abs(a - p)))
   assert moved > 0.0
 

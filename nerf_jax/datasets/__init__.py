@@ -4,6 +4,9 @@
   'procedural': the built-in scene (no files; ``path`` must be '').
   'tiny_npz': the classic tiny NeRF npz (``path`` '' downloads it).
   'blender': a Blender synthetic scene folder (``path`` required).
+  'llff': an LLFF capture (poses_bounds.npy + images_N/; ``path`` required).
+  'transforms': a transforms.json capture (instant-ngp, nerfstudio,
+    prepare.py; ``path`` the json or its folder).
 """
 
 from __future__ import annotations
@@ -13,13 +16,16 @@ from typing import Any, Sequence
 
 from nerf_jax.datasets.base import DatasetError, Scene, Split
 from nerf_jax.datasets.blender import load_blender
+from nerf_jax.datasets.llff import load_llff
 from nerf_jax.datasets.procedural import make_scene
 from nerf_jax.datasets.tiny_npz import load_tiny_npz
+from nerf_jax.datasets.transforms_json import load_transforms
 
-KINDS = ('procedural', 'tiny_npz', 'blender')
+KINDS = ('procedural', 'tiny_npz', 'blender', 'llff', 'transforms')
 
 __all__ = ['DatasetError', 'KINDS', 'Scene', 'Split', 'load_blender',
-           'load_scene', 'load_tiny_npz', 'make_scene']
+           'load_llff', 'load_scene', 'load_tiny_npz', 'load_transforms',
+           'make_scene']
 
 
 def _load_procedural(cfg: Any, splits: Sequence[str]) -> Scene:
@@ -59,8 +65,37 @@ def _load_blender(cfg: Any, splits: Sequence[str]) -> Scene:
       splits=tuple(splits) if splits else ('train', 'val', 'test'))
 
 
+def _load_llff(cfg: Any, splits: Sequence[str]) -> Scene:
+  del splits  # one folder holds every view
+  _no_white(cfg, 'an LLFF capture')
+  return load_llff(
+      str(getattr(cfg, 'path', '')), downsample=int(cfg.downsample),
+      ndc=bool(getattr(cfg, 'ndc', True)),
+      holdout=int(getattr(cfg, 'holdout', 8)),
+      near=float(cfg.near), far=float(cfg.far))
+
+
+def _load_transforms(cfg: Any, splits: Sequence[str]) -> Scene:
+  del splits  # one json holds every view
+  if not getattr(cfg, 'path', ''):
+    raise DatasetError('data.kind=\'transforms\' needs data.path (a '
+                       'transforms.json or its folder)')
+  return load_transforms(
+      str(cfg.path), downsample=int(cfg.downsample),
+      holdout=int(getattr(cfg, 'holdout', 8)), near=float(cfg.near),
+      far=float(cfg.far), aabb_scale=float(getattr(cfg, 'aabb_scale', 0.0)),
+      white_background=bool(cfg.white_background))
+
+
+def _no_white(cfg: Any, what: str) -> None:
+  if getattr(cfg, 'white_background', False):
+    raise DatasetError(f'data.white_background=True, but {what} has no alpha '
+                       'channel: its photos keep their own background')
+
+
 _LOADERS = {'procedural': _load_procedural, 'tiny_npz': _load_tiny,
-            'blender': _load_blender}
+            'blender': _load_blender, 'llff': _load_llff,
+            'transforms': _load_transforms}
 
 
 def load_scene(data_cfg: Any, splits: Sequence[str] = ()) -> Scene:

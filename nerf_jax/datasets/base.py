@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
 from nerf_jax import scene as scene_lib
-from nerf_jax.camera import Intrinsics
+from nerf_jax.camera import Cameras, Intrinsics
 
 
 class DatasetError(Exception):
@@ -17,27 +17,121 @@ class DatasetError(Exception):
 
 @dataclasses.dataclass
 class Split:
-  """The views of one split.
+  """The views of one split, each with its own camera.
 
   Attributes:
-    images: f32[n, height, width, 3], linear RGB in [0, 1], already composited
-      onto the scene's background colour.
-    poses: f32[n, 4, 4], camera-to-world matrices (OpenGL convention).
-    intrinsics: the camera shared by all views of the split.
+    images: f32[n, height, width, 3] when all views share one size, else a
+      list of n f32[height_i, width_i, 3]; linear RGB in [0, 1], already
+      composited onto the scene's background colour.
+    cameras: ``camera.Cameras`` of the n views (NumPy): pose, intrinsics,
+      size, distortion, NDC.
     indices: int[n], the view numbers in the source data.
     depths: optional f32[n, height, width], ground-truth t along the rays
       (camera-axis depth), ``inf`` where the ray hits nothing.
     alphas: optional f32[n, height, width], ground-truth coverage in [0, 1].
+    names: optional list of n image file names.
   """
-  images: np.ndarray
-  poses: np.ndarray
-  intrinsics: Intrinsics
+  images: Union[np.ndarray, list]
+  cameras: Cameras
   indices: np.ndarray
   depths: Optional[np.ndarray] = None
   alphas: Optional[np.ndarray] = None
+  names: Optional[list] = None
 
   def __len__(self) -> int:
-    return int(self.images.shape[0])
+    return len(self.cameras)
+
+  @property
+  def poses(self) -> np.ndarray:
+    """f32[n, 4, 4], camera-to-world matrices (OpenGL convention)."""
+    return np.asarray(self.cameras.poses)
+
+  @property
+  def intrinsics(self) -> Intrinsics:
+    """The first view's pinhole camera (every view's, for synthetic data)."""
+    return self.cameras.intrinsics(0)
+
+  @property
+  def same_size(self) -> bool:
+    return isinstance(self.images, np.ndarray)
+
+
+def pinhole_split(images, poses, intrinsics: Intrinsics, indices,
+                  where: str, depths=None, alphas=None) -> Split:
+  """A split of same-size images seen by one pinhole camera (synthetic
+  data); checks the arrays and raises ``DatasetError`` with one clear line."""
+  images = np.asarray(images)
+  poses = np.asarray(poses)
+  if images.ndim != 4 or images.shape[-1] != 3:
+    raise DatasetError(
+        f'{where}: images must have shape (n, height, width, 3), got '
+        f'{images.shape}')
+  if poses.ndim != 3 or poses.shape[1:] not in ((4, 4), (3, 4)):
+    raise DatasetError(
+        f'{where}: poses must have shape (n, 4, 4) or (n, 3, 4), got '
+        f'{poses.shape}')
+  if poses.shape[0] != images.shape[0]:
+    raise DatasetError(
+        f'{where}: {images.shape[0]} images but {poses.shape[0]} poses')
+  if images.shape[0] == 0:
+    raise DatasetError(f'{where}: no views')
+  _check_poses(poses, where)
+  h, w = images.shape[1:3]
+  if (intrinsics.height, intrinsics.width) != (h, w):
+    raise DatasetError(f'{where}: intrinsics are {intrinsics.width}x'
+                       f'{intrinsics.height} but images are {w}x{h}')
+  split = Split(images=images.astype(np.float32),
+                cameras=Cameras.create(poses, intrinsics),
+                indices=np.asarray(indices, np.int64), depths=depths,
+                alphas=alphas)
+  return validate_split(split, where)
+
+
+def _check_poses(poses: np.ndarray, where: str) -> None:
+  if not np.all(np.isfinite(poses)):
+    bad = np.unique(np.nonzero(~np.isfinite(poses))[0])
+    raise DatasetError(
+        f'{where}: pose(s) {bad[:5].tolist()} contain NaN or inf values')
+
+
+def validate_split(split: Split, where: str) -> Split:
+  """Checks images against their cameras; raises ``DatasetError`` with one
+  clear line. Same-size images become one f32 array."""
+  cams = split.cameras
+  n = len(cams)
+  if n == 0:
+    raise DatasetError(f'{where}: no views')
+  images = split.images
+  if isinstance(images, np.ndarray):
+    if images.ndim != 4 or images.shape[-1] != 3:
+      raise DatasetError(f'{where}: images must have shape (n, height, '
+                         f'width, 3), got {images.shape}')
+  if len(images) != n:
+    raise DatasetError(f'{where}: {len(images)} images but {n} cameras')
+  _check_poses(np.asarray(cams.poses), where)
+  focal = np.stack([cams.fx, cams.fy])
+  if not (np.all(np.isfinite(focal)) and np.all(focal > 0)):
+    raise DatasetError(f'{where}: focal lengths must be positive, got '
+                       f'fx={cams.fx[:3]}, fy={cams.fy[:3]}')
+  for i, image in enumerate(images):
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[-1] != 3:
+      raise DatasetError(f'{where}: image {i} must have shape (height, '
+                         f'width, 3), got {image.shape}')
+    size = (int(cams.height[i]), int(cams.width[i]))
+    if image.shape[:2] != size:
+      raise DatasetError(
+          f'{where}: view {i}: camera is {size[1]}x{size[0]} but the image '
+          f'is {image.shape[1]}x{image.shape[0]}')
+    if not np.all(np.isfinite(image)):
+      raise DatasetError(f'{where}: images contain NaN or inf values')
+  if len({np.asarray(image).shape for image in images}) == 1:
+    split.images = np.asarray(np.stack(images) if isinstance(images, list)
+                              else images, np.float32)
+  else:
+    split.images = [np.asarray(image, np.float32) for image in images]
+  split.indices = np.asarray(split.indices, np.int64)
+  return split
 
 
 @dataclasses.dataclass
@@ -47,10 +141,14 @@ class Scene:
   Attributes:
     name: str, a short name for logs.
     splits: dict from split name ('train', 'val', 'test') to ``Split``.
-    near, far: float, the sampled interval along t.
+    near, far: float, the sampled interval along t ([0, 1] with NDC).
     white_background: bool, whether images were composited onto white.
     aabb: ((x, y, z), (x, y, z)), min and max corner of the box holding the
       scene's content (the fast model's grids span it).
+    trajectory: str, the default video path: 'orbit' (around the origin, z
+      up), 'spiral' (forward-facing, around the average camera) or 'smooth'
+      (through the training cameras).
+    focus_depth: float, the depth a spiral path looks at (0 = none).
   """
   name: str
   splits: dict
@@ -58,6 +156,8 @@ class Scene:
   far: float
   white_background: bool = False
   aabb: tuple = scene_lib.DEFAULT_AABB
+  trajectory: str = 'orbit'
+  focus_depth: float = 0.0
 
   def split(self, name: str) -> Split:
     if name not in self.splits:
@@ -77,47 +177,7 @@ class Scene:
         aabb=scene_lib.as_aabb(self.aabb),
         intrinsics=train.intrinsics, camera_radius=radius,
         camera_elevation_deg=elevation,
-        fingerprint=scene_lib.fingerprint(train.images, poses,
-                                          train.intrinsics),
-        path=path)
-
-
-def validate_split(split: Split, where: str) -> Split:
-  """Checks shapes and values; raises ``DatasetError`` with one clear line."""
-  images = np.asarray(split.images)
-  poses = np.asarray(split.poses)
-  if images.ndim != 4 or images.shape[-1] != 3:
-    raise DatasetError(
-        f'{where}: images must have shape (n, height, width, 3), got '
-        f'{images.shape}')
-  if poses.ndim != 3 or poses.shape[1:] not in ((4, 4), (3, 4)):
-    raise DatasetError(
-        f'{where}: poses must have shape (n, 4, 4) or (n, 3, 4), got '
-        f'{poses.shape}')
-  if poses.shape[0] != images.shape[0]:
-    raise DatasetError(
-        f'{where}: {images.shape[0]} images but {poses.shape[0]} poses')
-  if images.shape[0] == 0:
-    raise DatasetError(f'{where}: no views')
-  if not np.all(np.isfinite(poses)):
-    bad = np.unique(np.nonzero(~np.isfinite(poses))[0])
-    raise DatasetError(
-        f'{where}: pose(s) {bad[:5].tolist()} contain NaN or inf values')
-  if not np.all(np.isfinite(images)):
-    raise DatasetError(f'{where}: images contain NaN or inf values')
-  h, w = images.shape[1:3]
-  k = split.intrinsics
-  if (k.height, k.width) != (h, w):
-    raise DatasetError(
-        f'{where}: intrinsics are {k.width}x{k.height} but images are {w}x{h}')
-  if not (np.isfinite(k.fx) and np.isfinite(k.fy) and k.fx > 0 and k.fy > 0):
-    raise DatasetError(f'{where}: focal length must be positive, got '
-                       f'fx={k.fx}, fy={k.fy}')
-  if poses.shape[1] == 3:
-    bottom = np.broadcast_to(np.array([0, 0, 0, 1], np.float32),
-                             (poses.shape[0], 1, 4))
-    poses = np.concatenate([poses, bottom], axis=1)
-  split.images = images.astype(np.float32)
-  split.poses = poses.astype(np.float32)
-  split.indices = np.asarray(split.indices, np.int64)
-  return split
+        fingerprint=scene_lib.fingerprint(train.images, poses, train.cameras),
+        path=path, ndc=bool(train.cameras.ndc), trajectory=self.trajectory,
+        focus_depth=float(self.focus_depth),
+        camera_poses=scene_lib.as_pose_list(train.poses))

@@ -20,40 +20,10 @@ import numpy as np
 
 from nerf_jax.camera import Intrinsics
 from nerf_jax.scene import DEFAULT_AABB
-from nerf_jax.datasets.base import DatasetError, Scene, Split, validate_split
+from nerf_jax.datasets.images import read_image
+from nerf_jax.datasets.base import DatasetError, Scene, Split, pinhole_split
 
 _MAX_READERS = 8  # threads decoding PNGs (zlib releases the GIL)
-
-
-def read_image(path: str) -> np.ndarray:
-  """Reads an image as float RGBA.
-
-  Args:
-    path: str, a PNG (uint8 or uint16; grey, grey+alpha, RGB or RGBA).
-
-  Returns:
-    f32[h, w, 4], values in [0, 1]; alpha is 1 where the file has none.
-  """
-  if not os.path.isfile(path):
-    raise DatasetError(f'{path}: image file not found')
-  try:
-    image = np.asarray(iio.imread(path))
-  except Exception as e:  # imageio raises many types for a broken file.
-    message = f'{type(e).__name__}: {e}'.replace('\n', ' ')
-    raise DatasetError(f'{path}: cannot read image ({message})') from None
-  if np.issubdtype(image.dtype, np.integer):
-    image = image.astype(np.float32) / np.iinfo(image.dtype).max
-  image = image.astype(np.float32)
-  if image.ndim == 2:
-    image = image[..., None]
-  if image.ndim != 3 or image.shape[-1] not in (1, 2, 3, 4):
-    raise DatasetError(f'{path}: unsupported image shape {image.shape}')
-  if image.shape[-1] in (1, 2):  # grey (+ alpha) -> RGB (+ alpha)
-    image = np.concatenate([np.repeat(image[..., :1], 3, -1), image[..., 1:]],
-                           axis=-1)
-  if image.shape[-1] == 3:
-    image = np.concatenate([image, np.ones_like(image[..., :1])], axis=-1)
-  return image
 
 
 def composite(rgba: np.ndarray, downsample: int,
@@ -128,10 +98,9 @@ def _load_split(root: str, name: str, downsample: int, white_background: bool,
   if min(height, width) < 1:
     raise DatasetError(f'{json_path}: downsample={downsample} leaves no pixels')
   focal = 0.5 * width / np.tan(0.5 * angle)
-  split = Split(images=np.stack(images), poses=poses,
-                intrinsics=Intrinsics.from_focal(focal, width, height),
-                indices=np.arange(len(images)))
-  return validate_split(split, json_path)
+  return pinhole_split(np.stack(images), poses,
+                       Intrinsics.from_focal(focal, width, height),
+                       np.arange(len(images)), json_path)
 
 
 def load_blender(path: str, *, downsample: int = 1,

@@ -24,7 +24,7 @@ from typing import Sequence, Tuple, Union
 import numpy as np
 
 from nerf_jax import camera
-from nerf_jax.datasets.base import DatasetError, Scene, Split, validate_split
+from nerf_jax.datasets.base import DatasetError, Scene, Split, pinhole_split
 
 CAMERA_RADIUS = 4.0  # distance of every camera from the origin
 CAMERA_ANGLE_X = 0.6911112070083618  # horizontal field of view (rad), as lego
@@ -270,9 +270,8 @@ def spiral_poses(num: int, phase_deg: float, elevation_range: Sequence[float]
 def _make_split(poses: np.ndarray, intrinsics: camera.Intrinsics,
                 white_background: bool, where: str) -> Split:
   rgb, depth, alpha = render_views(poses, intrinsics, white_background)
-  split = Split(images=rgb, poses=poses, intrinsics=intrinsics,
-                indices=np.arange(len(poses)), depths=depth, alphas=alpha)
-  return validate_split(split, where)
+  return pinhole_split(rgb, poses, intrinsics, np.arange(len(poses)), where,
+                       depths=depth, alphas=alpha)
 
 
 def make_scene(width: int = 64, height: int = 64, num_train: int = 100,

@@ -23,7 +23,7 @@ import tqdm
 
 from nerf_jax.camera import Intrinsics
 from nerf_jax.scene import DEFAULT_AABB
-from nerf_jax.datasets.base import DatasetError, Scene, Split, validate_split
+from nerf_jax.datasets.base import DatasetError, Scene, Split, pinhole_split
 
 TINY_NPZ_URLS = (
     'http://cseweb.ucsd.edu/~viscomp/projects/LF/papers/ECCV20/nerf/'
@@ -235,9 +235,7 @@ def load_tiny_npz(path: str = '', *, val_indices: Sequence[int] = (),
   n, height, width = images.shape[:3]
   intrinsics = Intrinsics.from_focal(focal, width, height)
   # Check the whole file once, so errors name the file's own view numbers.
-  everything = validate_split(
-      Split(images=images, poses=poses, intrinsics=intrinsics,
-            indices=np.arange(n)), path)
+  everything = pinhole_split(images, poses, intrinsics, np.arange(n), path)
   train, val = split_indices(n, val_indices, val_fraction, path)
   parts = {'train': train, 'val': val,
            'test': _test_indices(test_indices, n, path)}
@@ -245,9 +243,9 @@ def load_tiny_npz(path: str = '', *, val_indices: Sequence[int] = (),
   for name, idx in parts.items():
     if name != 'train' and not idx.size:
       continue
-    split = Split(images=everything.images[idx], poses=everything.poses[idx],
-                  intrinsics=intrinsics, indices=idx)
-    splits[name] = validate_split(split, f'{path} ({name} split)')
+    splits[name] = pinhole_split(everything.images[idx],
+                                 everything.poses[idx], intrinsics, idx,
+                                 f'{path} ({name} split)')
   splits['all'] = everything
   return Scene(name='tiny_npz', splits=splits, near=float(near),
                far=float(far), white_background=False,

@@ -1,0 +1,238 @@
+"""Real captures in the ``transforms.json`` form of instant-ngp and nerfstudio.
+
+The json holds the camera globally or per frame: ``fl_x fl_y cx cy w h`` in
+pixels (``camera_angle_x`` / ``camera_angle_y`` as a fallback for the focal
+lengths), OpenCV distortion ``k1 k2 p1 p2``, and ``frames``, each with a
+``file_path`` (relative to the json) and a 4x4 camera-to-world
+``transform_matrix`` in OpenGL axes (x right, y up, looking down -z), the
+convention of both tools and of nerf_jax. instant-ngp's ``aabb_scale`` sets
+the scene box: its unit cube spans [-1.5, 1.5] around the origin (instant-ngp
+maps positions by x * 0.33 + 0.5), so the box is 1.5 * aabb_scale wide on
+each side.
+
+Normalisation: the world is turned so that the cameras' mean up direction is
++z (orbit videos circle the capture). Files from instant-ngp's tools are
+already centred on what the cameras look at and scaled to its units, so
+they keep their origin and scale; files without ``aabb_scale`` (nerfstudio)
+are centred on the point nearest all optical axes and scaled so that the
+cameras' mean distance from it is 4, instant-ngp's convention, and their box
+holds the cameras.
+
+The default video is an orbit when the cameras surround the centre, else a
+smooth path through them (in file-name order, usually the capture's).
+
+Frames whose image file is missing are skipped with one warning line (the
+published fox capture lists 67 frames and ships 50 images).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+
+from nerf_jax import camera
+from nerf_jax import poses as poses_lib
+from nerf_jax.datasets.base import DatasetError, Scene, Split, validate_split
+from nerf_jax.datasets.images import read_images
+
+# instant-ngp's unit cube is [0, 1] after x * 0.33 + 0.5: [-1.5, 1.5] here.
+_NGP_UNIT_HALF_WIDTH = 1.5
+# colmap2nerf (and so instant-ngp data) puts the cameras about this far from
+# the centre; files without aabb_scale are scaled to match.
+_CAMERA_DISTANCE = 4.0
+_DISTORTION_KEYS = ('k1', 'k2', 'p1', 'p2')
+_UNSUPPORTED_MODELS = ('OPENCV_FISHEYE', 'FISHEYE', 'EQUIRECTANGULAR')
+
+
+def _json_path(path: str) -> str:
+  if os.path.isdir(path):
+    path = os.path.join(path, 'transforms.json')
+  if not os.path.isfile(path):
+    raise DatasetError(f'{path}: no such file (pass --config.data.path= a '
+                       'folder with transforms.json, or the json itself)')
+  return path
+
+
+def _camera(frame: dict, meta: dict, image_size: tuple, where: str) -> tuple:
+  """(Intrinsics at the image's actual size, distortion f32[4])."""
+  get = lambda key: frame.get(key, meta.get(key))
+  model = str(get('camera_model') or 'OPENCV').upper()
+  if model in _UNSUPPORTED_MODELS:
+    raise DatasetError(f'{where}: camera_model {model} is not supported '
+                       '(pinhole cameras with k1 k2 p1 p2 distortion are)')
+  for key in ('k3', 'k4'):
+    if float(get(key) or 0.0) != 0.0:
+      raise DatasetError(f'{where}: {key} distortion is not supported '
+                         '(k1 k2 p1 p2 are)')
+  height, width = image_size
+  w = float(get('w') or width)
+  h = float(get('h') or height)
+  fx, fy = get('fl_x'), get('fl_y')
+  if fx is None:
+    angle_x = get('camera_angle_x')
+    if angle_x is None:
+      raise DatasetError(f'{where}: no focal length (fl_x or camera_angle_x)')
+    fx = 0.5 * w / np.tan(0.5 * float(angle_x))
+  if fy is None:
+    angle_y = get('camera_angle_y')
+    fy = fx if angle_y is None else 0.5 * h / np.tan(0.5 * float(angle_y))
+  cx = float(get('cx') if get('cx') is not None else w / 2.0)
+  cy = float(get('cy') if get('cy') is not None else h / 2.0)
+  fx, fy = float(fx), float(fy)
+  if not (np.isfinite([fx, fy, cx, cy]).all() and fx > 0 and fy > 0):
+    raise DatasetError(f'{where}: bad intrinsics fl_x={fx} fl_y={fy} '
+                       f'cx={cx} cy={cy}')
+  # The images read may be smaller than the camera the json describes
+  # (data.downsample, or a downscaled copy): scale to what is used.
+  sx, sy = width / w, height / h
+  if abs(sx / sy - 1.0) > 0.02:
+    raise DatasetError(f'{where}: image is {width}x{height} but the json '
+                       f'says w={w:g}, h={h:g} (another aspect ratio)')
+  intrinsics = camera.Intrinsics(fx=fx * sx, fy=fy * sy, cx=cx * sx,
+                                 cy=cy * sy, width=width, height=height)
+  distortion = np.array([float(get(k) or 0.0) for k in _DISTORTION_KEYS],
+                        np.float32)
+  if not np.all(np.isfinite(distortion)):
+    raise DatasetError(f'{where}: distortion coefficients must be finite')
+  return intrinsics, distortion
+
+
+def _read_meta(json_path: str) -> dict:
+  try:
+    with open(json_path) as f:
+      meta = json.load(f)
+  except OSError as e:
+    raise DatasetError(f'{json_path}: cannot read ({e})') from None
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise DatasetError(f'{json_path}: malformed json ({e})') from None
+  if not isinstance(meta, dict) or not isinstance(meta.get('frames'), list):
+    raise DatasetError(f'{json_path}: no "frames" list')
+  if not meta['frames']:
+    raise DatasetError(f'{json_path}: no frames')
+  return meta
+
+
+def load_transforms(path: str, *, downsample: int = 1, holdout: int = 8,
+                    near: float = 0.0, far: float = 0.0,
+                    aabb_scale: float = 0.0,
+                    white_background: bool = False) -> Scene:
+  """Loads a transforms.json capture.
+
+  Args:
+    path: str, the json file or the folder holding transforms.json.
+    downsample: int >= 1, area downsampling of the images (intrinsics follow).
+    holdout: int, every holdout-th frame (in file-name order) is held out as
+      'val' and 'test'; 0 trains on all.
+    near, far: float, the sampled interval along t; 0 derives it from the
+      box and the cameras.
+    aabb_scale: float, overrides the json's aabb_scale (0 = the json's).
+    white_background: bool, images with alpha are composited onto white.
+
+  Returns:
+    ``Scene`` (views may differ in size and camera).
+  """
+  if int(downsample) != downsample or downsample < 1:
+    raise DatasetError(f'{path}: downsample must be a positive integer, got '
+                       f'{downsample}')
+  json_path = _json_path(path)
+  root = os.path.dirname(os.path.abspath(json_path))
+  meta = _read_meta(json_path)
+  frames, missing = [], []
+  for i, frame in enumerate(meta['frames']):
+    if not isinstance(frame, dict) or 'file_path' not in frame or (
+        'transform_matrix' not in frame):
+      raise DatasetError(f'{json_path}: frame {i} lacks file_path or '
+                         'transform_matrix')
+    file = os.path.normpath(os.path.join(root, str(frame['file_path'])))
+    if not os.path.splitext(file)[1] and os.path.isfile(file + '.png'):
+      file += '.png'
+    (frames if os.path.isfile(file) else missing).append((file, frame))
+  if not frames:
+    raise DatasetError(f'{json_path}: none of its {len(missing)} images '
+                       f'exist (first: {missing[0][0]})')
+  if missing:
+    print(f'warning: {json_path} lists {len(meta["frames"])} frames but '
+          f'{len(missing)} of their images are missing (first: '
+          f'{os.path.relpath(missing[0][0], root)}); using the '
+          f'{len(frames)} that exist', file=sys.stderr, flush=True)
+  frames.sort(key=lambda item: item[0])
+  files = [file for file, _ in frames]
+  try:
+    poses = np.array([frame['transform_matrix'] for _, frame in frames],
+                     np.float64)
+  except (TypeError, ValueError) as e:
+    raise DatasetError(f'{json_path}: malformed transform_matrix ({e})') from None
+  if poses.ndim != 3 or poses.shape[1:] not in ((4, 4), (3, 4)):
+    raise DatasetError(f'{json_path}: transform_matrix must be 4x4, got '
+                       f'{poses.shape[1:]}')
+  if not np.all(np.isfinite(poses)):
+    bad = np.unique(np.nonzero(~np.isfinite(poses))[0])
+    raise DatasetError(f'{json_path}: transform_matrix of '
+                       f'{[os.path.basename(files[i]) for i in bad[:3]]} '
+                       'contains NaN or inf')
+  poses = poses_lib.to_4x4(poses)
+
+  images = read_images(files, int(downsample),
+                       background=1.0 if white_background else 0.0)
+  cams = [_camera(frame, meta, image.shape[:2], f'{json_path} ({file})')
+          for (file, frame), image in zip(frames, images)]
+
+  scale_json = meta.get('aabb_scale', None)
+  box_scale = float(aabb_scale or scale_json or 0.0)
+  if scale_json is not None:
+    center, scale = np.zeros(3), 1.0  # instant-ngp's frame: keep it
+  else:
+    try:
+      center = poses_lib.focus_point(poses)
+    except ValueError:
+      center = poses[:, :3, 3].mean(0)
+    distance = np.linalg.norm(poses[:, :3, 3] - center, axis=-1).mean()
+    scale = _CAMERA_DISTANCE / max(float(distance), 1e-9)
+  poses, _ = poses_lib.orient_and_center(poses, center, scale=scale)
+  centres = poses[:, :3, 3].astype(np.float64)
+  if box_scale > 0:
+    half = _NGP_UNIT_HALF_WIDTH * box_scale
+  else:
+    half = float(np.abs(centres).max()) * 1.1
+  aabb = ((-half,) * 3, (half,) * 3)
+  # t runs from close to the camera to the far side of the box.
+  corners = np.array(np.meshgrid(*[[-half, half]] * 3)).reshape(3, -1).T
+  reach = np.linalg.norm(centres[:, None] - corners[None], axis=-1).max()
+  scene_near = near or 0.05 * float(np.linalg.norm(centres, axis=-1).min()
+                                    or half)
+  scene_far = far or float(reach)
+
+  cameras = camera.Cameras.create(
+      poses, [k for k, _ in cams], distortion=np.stack([d for _, d in cams]))
+  n = len(files)
+  held = np.arange(n)[::holdout] if holdout > 0 else np.zeros(0, int)
+  if len(held) == n:
+    raise DatasetError(f'{json_path}: holdout={holdout} leaves no training '
+                       'views')
+  train = np.setdiff1d(np.arange(n), held)
+
+  def split(idx):
+    return validate_split(Split(images=[images[i] for i in idx],
+                                cameras=cameras.take(idx), indices=idx,
+                                names=[files[i] for i in idx]), json_path)
+
+  splits = {'train': split(train)}
+  if len(held):
+    splits['val'] = splits['test'] = split(held)
+  name = os.path.basename(root)
+  return Scene(name=name, splits=splits, near=scene_near, far=scene_far,
+               white_background=bool(white_background), aabb=aabb,
+               trajectory=_trajectory(poses))
+
+
+def _trajectory(poses: np.ndarray) -> str:
+  """'orbit' when the cameras surround the centre (their azimuths leave no
+  gap wider than 90 degrees), else 'smooth': an orbit would show what no
+  camera saw."""
+  azimuth = np.sort(np.degrees(np.arctan2(poses[:, 1, 3], poses[:, 0, 3])))
+  gaps = np.diff(np.concatenate([azimuth, azimuth[:1] + 360.0]))
+  return 'orbit' if gaps.max() <= 90.0 else 'smooth'
+

@@ -1,0 +1,191 @@
+"""Camera-pose math: normalising real captures, and camera paths through them.
+
+Captures come in whatever frame their structure-from-motion chose. The loaders
+move them into frames where nerf_jax's defaults work:
+
+  * forward-facing (LLFF): the average camera at the origin looking down -z
+    (``average_pose`` / ``recenter``), as the NeRF paper does before NDC;
+  * object-centric (360 degrees): the point the cameras look at at the
+    origin and the cameras' mean up direction along +z (``focus_point`` /
+    ``orient_and_center``), so that orbit videos circle the object.
+
+Video paths for such captures: ``spiral_poses`` (forward-facing, the NeRF
+paper's) and ``smooth_path`` (through the training cameras in order).
+
+All functions are NumPy (float64 inside) and return float32 poses; poses are
+camera-to-world [n, 4, 4] in OpenGL axes (x right, y up, looking down -z).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def normalize(v: np.ndarray) -> np.ndarray:
+  return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def to_4x4(poses: np.ndarray) -> np.ndarray:
+  """f[n, 3|4, 4] -> f64[n, 4, 4] (the bottom row [0, 0, 0, 1] added)."""
+  poses = np.asarray(poses, np.float64)
+  if poses.shape[1] == 3:
+    bottom = np.broadcast_to([0.0, 0.0, 0.0, 1.0], (len(poses), 1, 4))
+    poses = np.concatenate([poses, bottom], axis=1)
+  return poses
+
+
+def view_matrix(back: np.ndarray, up: np.ndarray,
+                position: np.ndarray) -> np.ndarray:
+  """The camera-to-world matrix f64[4, 4] of a camera at ``position`` whose
+  +z axis (it looks down -z) is ``back`` and whose y axis is as close to
+  ``up`` as it can be."""
+  z = normalize(np.asarray(back, np.float64))
+  x = normalize(np.cross(np.asarray(up, np.float64), z))
+  y = np.cross(z, x)
+  m = np.eye(4)
+  m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = x, y, z, position
+  return m
+
+
+def average_pose(poses: np.ndarray) -> np.ndarray:
+  """The mean camera, f64[4, 4]: mean centre, mean viewing axis, mean up."""
+  poses = np.asarray(poses, np.float64)
+  return view_matrix(poses[:, :3, 2].sum(0), poses[:, :3, 1].sum(0),
+                     poses[:, :3, 3].mean(0))
+
+
+def recenter(poses: np.ndarray) -> tuple:
+  """Moves the average camera to the origin, looking down -z.
+
+  Returns:
+    (poses f32[n, 4, 4], the world transform f64[4, 4] that was applied on the
+    left). Relative poses are unchanged (a rigid transform).
+  """
+  poses = np.asarray(poses, np.float64)
+  transform = np.linalg.inv(average_pose(poses))
+  return (transform @ poses).astype(np.float32), transform
+
+
+def focus_point(poses: np.ndarray) -> np.ndarray:
+  """The point nearest to every camera's optical axis (least squares), f64[3].
+
+  For an object-centric capture, the point the cameras look at. Raises
+  ValueError when the axes are (nearly) parallel, as in forward-facing
+  captures, where no such point is defined.
+  """
+  poses = np.asarray(poses, np.float64)
+  d = normalize(-poses[:, :3, 2])
+  o = poses[:, :3, 3]
+  projector = np.eye(3)[None] - d[:, :, None] * d[:, None, :]
+  a = projector.sum(0)
+  b = (projector @ o[:, :, None]).sum(0)[:, 0]
+  if np.linalg.cond(a) > 1e6:
+    raise ValueError('the optical axes are nearly parallel: no focus point')
+  return np.linalg.solve(a, b)
+
+
+def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+  """The rotation f64[3, 3] taking the direction ``a`` to ``b`` (shortest
+  arc; the half-turn about x or y when they are opposite)."""
+  a, b = normalize(np.asarray(a, np.float64)), normalize(
+      np.asarray(b, np.float64))
+  v, c = np.cross(a, b), float(np.dot(a, b))
+  if c < -1.0 + 1e-9:
+    axis = np.cross(a, [1.0, 0.0, 0.0])
+    if np.linalg.norm(axis) < 1e-6:
+      axis = np.cross(a, [0.0, 1.0, 0.0])
+    axis = normalize(axis)
+    return 2.0 * np.outer(axis, axis) - np.eye(3)
+  vx = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
+  return np.eye(3) + vx + vx @ vx / (1.0 + c)
+
+
+def orient_and_center(poses: np.ndarray, center: np.ndarray,
+                      up: np.ndarray | None = None,
+                      scale: float = 1.0) -> tuple:
+  """Moves ``center`` to the origin, turns ``up`` (default: the cameras'
+  mean up vector) to +z and scales by ``scale``.
+
+  Returns:
+    (poses f32[n, 4, 4], the similarity f64[4, 4] applied on the left; its
+    rotation-scale block is ``scale * R``). Camera axes stay unit length.
+  """
+  poses = np.asarray(poses, np.float64)
+  if up is None:
+    up = poses[:, :3, 1].sum(0)
+  rotation = rotation_between(up, [0.0, 0.0, 1.0])
+  transform = np.eye(4)
+  transform[:3, :3] = scale * rotation
+  transform[:3, 3] = -scale * rotation @ np.asarray(center, np.float64)
+  out = transform @ poses
+  out[:, :3, :3] /= scale  # rotations stay rotations
+  return out.astype(np.float32), transform
+
+
+def spiral_poses(poses: np.ndarray, focus_depth: float, num_frames: int,
+                 rotations: float = 2.0, zrate: float = 0.5,
+                 percentile: float = 90.0) -> np.ndarray:
+  """The NeRF paper's spiral for forward-facing captures.
+
+  The camera circles (``rotations`` times, moving in and out along its axis
+  ``zrate`` times as fast) around the average training camera, with radii
+  that cover the training cameras' spread (the ``percentile`` of their
+  offsets, in the average camera's frame), always looking at the point
+  ``focus_depth`` in front of the average camera.
+
+  Args:
+    poses: f32[n, 4, 4], the training cameras (recentred: the average one
+      near the origin looking down -z).
+    focus_depth: float > 0, the depth looked at.
+    num_frames: int, poses to return.
+
+  Returns:
+    f32[num_frames, 4, 4].
+  """
+  poses = np.asarray(poses, np.float64)
+  average = average_pose(poses)
+  offsets = (np.linalg.inv(average) @ poses)[:, :3, 3]
+  radii = np.percentile(np.abs(offsets), percentile, axis=0)
+  up = average[:3, 1]
+  target = average[:3, :] @ np.array([0.0, 0.0, -focus_depth, 1.0])
+  out = []
+  for theta in np.linspace(0.0, 2 * np.pi * rotations, num_frames,
+                           endpoint=False):
+    local = np.array([np.cos(theta), -np.sin(theta), -np.sin(theta * zrate),
+                      1.0])
+    local[:3] *= radii
+    centre = average[:3, :] @ local
+    out.append(view_matrix(centre - target, up, centre))
+  return np.stack(out).astype(np.float32)
+
+
+def smooth_path(poses: np.ndarray, num_frames: int) -> np.ndarray:
+  """A smooth camera path through the training cameras, in their order.
+
+  Positions, viewing axes and up vectors follow a uniform cubic B-spline
+  whose control points are the cameras (the curve starts at the first
+  camera and ends at the last, and smooths the jitter between); the axes are
+  re-orthonormalised into camera-to-world matrices.
+
+  Args:
+    poses: f32[n, 4, 4], the cameras, in capture order (n >= 1).
+    num_frames: int, poses to return.
+
+  Returns:
+    f32[num_frames, 4, 4].
+  """
+  poses = np.asarray(poses, np.float64)
+  keys = np.concatenate([poses[:, :3, 3], poses[:, :3, 2], poses[:, :3, 1]],
+                        axis=-1)  # [n, 9]: centre, back axis, up axis
+  # Triple the end points so the clamped curve passes through them.
+  keys = np.concatenate([keys[:1], keys[:1], keys, keys[-1:], keys[-1:]])
+  segments = len(keys) - 3
+  s = np.linspace(0.0, segments, num_frames, endpoint=True)
+  s = np.minimum(s, segments - 1e-9)
+  i = np.floor(s).astype(int)
+  u = (s - i)[:, None]
+  basis = [(1 - u) ** 3 / 6, (3 * u ** 3 - 6 * u ** 2 + 4) / 6,
+           (-3 * u ** 3 + 3 * u ** 2 + 3 * u + 1) / 6, u ** 3 / 6]
+  curve = sum(b * keys[i + k] for k, b in enumerate(basis))
+  return np.stack([view_matrix(c[3:6], c[6:9], c[:3])
+                   for c in curve]).astype(np.float32)

@@ -45,7 +45,8 @@ _CHUNK = flags.DEFINE_integer(
     'eval.chunk.')
 _EVAL = flags.DEFINE_string(
     'eval', None, 'Evaluate on a dataset instead: a tiny .npz (all views), a '
-    "Blender folder (--split) or 'config' (the training data, --split).")
+    'Blender folder (--split), an LLFF folder or transforms.json capture '
+    "(its held-out views) or 'config' (the training data, --split).")
 _SPLIT = flags.DEFINE_string('split', None,
                              "Split for --eval (default 'test'; 'val' for "
                              "--eval=config).")

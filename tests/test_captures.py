@@ -103,6 +103,20 @@ def test_llff_loader_scales_intrinsics_recentres_and_holds_out(tmp_path):
   np.testing.assert_allclose(train.images[0], first / 255.0, atol=1e-6)
 
 
+def test_eval_split_of_a_capture_is_read_as_training_read_it(tmp_path):
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  _write_llff(tmp_path / 's', n=9, folders=(('images_4', 4),))
+  cfg = ml_collections.ConfigDict(dict(
+      kind='llff', path=str(tmp_path / 's'), downsample=4, ndc=True,
+      holdout=4, near=0.0, far=0.0, white_background=False))
+  split = datasets.load_eval_split(str(tmp_path / 's'), 'test', cfg)
+  want = datasets.load_scene(cfg).split('test')
+  np.testing.assert_array_equal(split.indices, [0, 4, 8])
+  np.testing.assert_array_equal(split.poses, want.poses)
+  np.testing.assert_array_equal(split.images, want.images)
+  assert split.cameras.ndc
+
+
 def test_llff_downsamples_from_a_finer_folder(tmp_path):
   _write_llff(tmp_path / 's', n=3, full=(48, 64), folders=(('images_2', 2),))
   scene = datasets.load_llff(str(tmp_path / 's'), downsample=4, holdout=0)

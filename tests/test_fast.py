@@ -139,8 +139,8 @@ def test_gradients_reach_the_hash_tables_and_mlps():
   model, params, state, scene = _model()
   rays = _rays(scene)
   target = jnp.full((rays.origins.shape[0], 3), 0.5)
-  grads = jax.grad(lambda p: model.loss(p, state, rays, target,
-                                        jax.random.PRNGKey(0), 0)[0])(params)
+  grads = jax.jit(jax.grad(lambda p: model.loss(
+      p, state, rays, target, jax.random.PRNGKey(0), 0)[0]))(params)
   for name, g in jax.tree_util.tree_leaves_with_path(grads):
     assert np.all(np.isfinite(g)), name
   assert float(jnp.abs(grads['hash_tables']).max()) > 0

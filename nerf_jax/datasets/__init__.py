@@ -137,6 +137,16 @@ def load_eval_split(path: str, split: str, data_cfg: Any = None,
   """
   if path == 'config':
     return load_scene(data_cfg, splits=(split,)).split(split)
+  capture = _capture_kind(path)
+  if capture:
+    # Read as training read its data (downsampling, NDC, holdout, box).
+    cfg = dict(vars(data_cfg)) if data_cfg is not None else {}
+    if hasattr(data_cfg, 'to_dict'):
+      cfg = data_cfg.to_dict()
+    if cfg.get('kind') != capture:
+      cfg = dict(downsample=1, near=0.0, far=0.0)
+    cfg.update(kind=capture, path=path, white_background=white_background)
+    return load_scene(_Config(cfg), splits=(split,)).split(split)
   if os.path.isdir(path):
     return load_blender(path, splits=(split,),
                         white_background=white_background).split(split)
@@ -147,3 +157,21 @@ def load_eval_split(path: str, split: str, data_cfg: Any = None,
           'model was trained on a white background')
     return load_tiny_npz(path).split('all')
   raise DatasetError(f'{path}: no such file or folder')
+
+
+def _capture_kind(path: str) -> str:
+  """'llff' or 'transforms' for a real capture's folder or json, else ''."""
+  if path.endswith('.json') and os.path.isfile(path):
+    return 'transforms'
+  if os.path.isfile(os.path.join(path, 'poses_bounds.npy')):
+    return 'llff'
+  if os.path.isfile(os.path.join(path, 'transforms.json')):
+    return 'transforms'
+  return ''
+
+
+class _Config:
+  """Attribute access to a dict, as loaders read configs."""
+
+  def __init__(self, values: dict):
+    self.__dict__.update(values)

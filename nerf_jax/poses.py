@@ -12,8 +12,7 @@ move them into frames where nerf_jax's defaults work:
 Video paths for such captures: ``spiral_poses`` (forward-facing, the NeRF
 paper's) and ``smooth_path`` (through the training cameras in order).
 
-All functions are NumPy (float64 inside) and return float32 poses; poses are
-camera-to-world [n, 4, 4] in OpenGL axes (x right, y up, looking down -z).
+All functions are NumPy (float64 inside); poses are camera-to-world [n, 4, 4] in OpenGL axes (x right, y up, looking down -z).
 """
 
 from __future__ import annotations
@@ -70,8 +69,9 @@ def focus_point(poses: np.ndarray) -> np.ndarray:
   """The point nearest to every camera's optical axis (least squares), f64[3].
 
   For an object-centric capture, the point the cameras look at. Raises
-  ValueError when the axes are (nearly) parallel, as in forward-facing
-  captures, where no such point is defined.
+  ValueError when the axes are (nearly) parallel or the point lies behind
+  the cameras on average, as in forward-facing captures, where no such
+  point is defined.
   """
   poses = np.asarray(poses, np.float64)
   d = normalize(-poses[:, :3, 2])
@@ -79,9 +79,13 @@ def focus_point(poses: np.ndarray) -> np.ndarray:
   projector = np.eye(3)[None] - d[:, :, None] * d[:, None, :]
   a = projector.sum(0)
   b = (projector @ o[:, :, None]).sum(0)[:, 0]
-  if np.linalg.cond(a) > 1e6:
+  eigenvalues = np.linalg.eigvalsh(a)
+  if eigenvalues[0] < 1e-3 * eigenvalues[-1]:
     raise ValueError('the optical axes are nearly parallel: no focus point')
-  return np.linalg.solve(a, b)
+  point = np.linalg.solve(a, b)
+  if np.mean(np.sum((point - o) * d, axis=-1)) <= 0:
+    raise ValueError('the optical axes meet behind the cameras')
+  return point
 
 
 def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -107,19 +111,20 @@ def orient_and_center(poses: np.ndarray, center: np.ndarray,
   mean up vector) to +z and scales by ``scale``.
 
   Returns:
-    (poses f32[n, 4, 4], the similarity f64[4, 4] applied on the left; its
+    (poses f64[n, 4, 4], the similarity f64[4, 4] applied on the left; its
     rotation-scale block is ``scale * R``). Camera axes stay unit length.
   """
   poses = np.asarray(poses, np.float64)
   if up is None:
     up = poses[:, :3, 1].sum(0)
-  rotation = rotation_between(up, [0.0, 0.0, 1.0])
+  rotation = (rotation_between(up, [0.0, 0.0, 1.0])
+              if np.linalg.norm(up) > 1e-6 else np.eye(3))
   transform = np.eye(4)
   transform[:3, :3] = scale * rotation
   transform[:3, 3] = -scale * rotation @ np.asarray(center, np.float64)
   out = transform @ poses
   out[:, :3, :3] /= scale  # rotations stay rotations
-  return out.astype(np.float32), transform
+  return out, transform
 
 
 def spiral_poses(poses: np.ndarray, focus_depth: float, num_frames: int,

@@ -73,6 +73,11 @@ def test_focus_point_is_where_the_cameras_look():
   parallel[:, 0, 3] = np.arange(4)
   with pytest.raises(ValueError, match='parallel'):
     poses.focus_point(parallel)
+  # Cameras looking outwards from a ring: their axes meet behind them.
+  outward = np.stack([camera.look_at(target + (e - target), target + 2 * (
+      e - target), up=(0, 0, 1)) for e in eyes])
+  with pytest.raises(ValueError, match='behind'):
+    poses.focus_point(outward)
 
 
 @pytest.mark.parametrize('a', [(0, 0, 1), (1, 2, 3), (0, 0, -1), (0.1, -1, 0)])

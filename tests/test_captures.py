@@ -18,16 +18,12 @@ from nerf_jax import camera  # pylint: disable=g-import-not-at-top
 from nerf_jax import datasets
 from nerf_jax import poses as poses_lib
 from nerf_jax.datasets import llff
-from nerf_jax.datasets import transforms_json
+
+from checks import one_line  # tests/checks.py
 
 SHARED_DATA = ROOT.parent / 'shared' / 'data'
 FERN = SHARED_DATA / 'nerf_llff_data' / 'fern'
 FOX = SHARED_DATA / 'fox'
-
-
-def _one_line(excinfo):
-  message = str(excinfo.value)
-  assert '\n' not in message and message, message
 
 
 # ---------------------------------------------------------------------------
@@ -129,7 +125,7 @@ def test_llff_downsamples_from_a_finer_folder(tmp_path):
                              atol=1e-6)
   with pytest.raises(datasets.DatasetError, match='images_2') as e:
     datasets.load_llff(str(tmp_path / 's'), downsample=3)
-  _one_line(e)
+  one_line(e)
 
 
 def test_llff_360_switch_orbits_instead_of_ndc(tmp_path):
@@ -158,36 +154,36 @@ def test_llff_360_switch_orbits_instead_of_ndc(tmp_path):
   np.testing.assert_allclose(ups, [0, 0, 1], atol=1e-5)
 
 
-def test_llff_bad_files_give_one_line(tmp_path):
+def test_llff_bad_files_giveone_line(tmp_path):
   with pytest.raises(datasets.DatasetError, match='not found') as e:
     datasets.load_llff(str(tmp_path / 'absent'))
-  _one_line(e)
+  one_line(e)
   (tmp_path / 'empty').mkdir()
   with pytest.raises(datasets.DatasetError, match='poses_bounds') as e:
     datasets.load_llff(str(tmp_path / 'empty'))
-  _one_line(e)
+  one_line(e)
   _write_llff(tmp_path / 'bad', n=3, folders=(('images_4', 4),))
   np.save(tmp_path / 'bad' / 'poses_bounds.npy', np.zeros((3, 15)))
   with pytest.raises(datasets.DatasetError, match=r'\(n, 17\)') as e:
     datasets.load_llff(str(tmp_path / 'bad'), downsample=4)
-  _one_line(e)
+  one_line(e)
   _write_llff(tmp_path / 'nan', n=3, folders=(('images_4', 4),))
   rows = np.load(tmp_path / 'nan' / 'poses_bounds.npy')
   rows[1, 3] = np.nan
   np.save(tmp_path / 'nan' / 'poses_bounds.npy', rows)
   with pytest.raises(datasets.DatasetError, match=r'\[1\].*NaN') as e:
     datasets.load_llff(str(tmp_path / 'nan'), downsample=4)
-  _one_line(e)
+  one_line(e)
   _write_llff(tmp_path / 'count', n=3, folders=(('images_4', 4),))
   (tmp_path / 'count' / 'images_4' / 'img002.png').unlink()
   with pytest.raises(datasets.DatasetError, match='2 images but') as e:
     datasets.load_llff(str(tmp_path / 'count'), downsample=4)
-  _one_line(e)
+  one_line(e)
   _write_llff(tmp_path / 'corrupt', n=3, folders=(('images_4', 4),))
   (tmp_path / 'corrupt' / 'images_4' / 'img001.png').write_bytes(b'junk')
   with pytest.raises(datasets.DatasetError, match='img001.png') as e:
     datasets.load_llff(str(tmp_path / 'corrupt'), downsample=4)
-  _one_line(e)
+  one_line(e)
 
 
 @pytest.mark.skipif(not FERN.is_dir(), reason=f'{FERN} is absent')
@@ -323,36 +319,36 @@ def test_transforms_missing_images_warn_once_with_the_count(tmp_path, capfd):
   assert 'images/1.png' in err[0]
 
 
-def test_transforms_bad_files_give_one_line(tmp_path):
+def test_transforms_bad_files_giveone_line(tmp_path):
   with pytest.raises(datasets.DatasetError, match='no such file') as e:
     datasets.load_transforms(str(tmp_path / 'absent'))
-  _one_line(e)
+  one_line(e)
   bad = tmp_path / 'bad'
   bad.mkdir()
   (bad / 'transforms.json').write_text('{"frames": [')
   with pytest.raises(datasets.DatasetError, match='malformed') as e:
     datasets.load_transforms(str(bad))
-  _one_line(e)
+  one_line(e)
   frames = [dict(file_path='images/0.png', transform_matrix=np.eye(4).tolist())]
   _write_capture(tmp_path / 'nofocal', frames, {}, [(4, 4)])
   with pytest.raises(datasets.DatasetError, match='focal') as e:
     datasets.load_transforms(str(tmp_path / 'nofocal'), holdout=0)
-  _one_line(e)
+  one_line(e)
   frames = [dict(file_path='images/0.png', transform_matrix=[[np.nan] * 4] * 4)]
   _write_capture(tmp_path / 'nan', frames, dict(fl_x=4.0), [(4, 4)])
   with pytest.raises(datasets.DatasetError, match='NaN') as e:
     datasets.load_transforms(str(tmp_path / 'nan'), holdout=0)
-  _one_line(e)
+  one_line(e)
   frames = [dict(file_path='images/0.png', transform_matrix=np.eye(4).tolist())]
   _write_capture(tmp_path / 'none', frames, dict(fl_x=4.0), [(0, 0)])
   with pytest.raises(datasets.DatasetError, match='none of its 1 images') as e:
     datasets.load_transforms(str(tmp_path / 'none'))
-  _one_line(e)
+  one_line(e)
   _write_capture(tmp_path / 'fish', frames, dict(
       fl_x=4.0, camera_model='OPENCV_FISHEYE'), [(4, 4)])
   with pytest.raises(datasets.DatasetError, match='FISHEYE') as e:
     datasets.load_transforms(str(tmp_path / 'fish'), holdout=0)
-  _one_line(e)
+  one_line(e)
 
 
 @pytest.mark.skipif(not FOX.is_dir(), reason=f'{FOX} is absent')

@@ -10,6 +10,8 @@ import sys
 
 import numpy as np
 
+from checks import error_line  # tests/checks.py
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SMALL = [
     '--config.data.width=12', '--config.data.height=12',
@@ -26,16 +28,6 @@ def run(args, cwd):
   return subprocess.run([sys.executable, str(ROOT / 'train.py'), *args],
                         cwd=cwd, env=env, capture_output=True, text=True,
                         timeout=300, stdin=subprocess.DEVNULL)
-
-
-def error_line(proc):
-  """The one line a failing command prints, asserting there is no traceback."""
-  assert proc.returncode != 0, proc.stdout + proc.stderr
-  assert 'Traceback' not in proc.stderr, proc.stderr
-  lines = [l for l in proc.stderr.splitlines() if l.strip()]
-  assert len(lines) == 1, proc.stderr
-  assert lines[0].startswith('error: ')
-  return lines[0]
 
 
 def test_train_by_config_name_writes_default_workdir_and_resumes(tmp_path):

@@ -27,13 +27,9 @@ from nerf_jax.datasets import blender
 from nerf_jax.datasets import procedural
 from nerf_jax.datasets import tiny_npz
 
+from checks import one_line  # tests/checks.py
+
 SHARED_DATA = pathlib.Path(__file__).parents[1].parent / 'shared' / 'data'
-
-
-def _one_line_error(excinfo) -> str:
-  message = str(excinfo.value)
-  assert '\n' not in message, message
-  return message
 
 
 # ----------------------------------------------------------------- procedural
@@ -279,33 +275,33 @@ def test_tiny_val_indices_and_fraction(tmp_path):
 def test_tiny_errors_are_one_line(tmp_path):
   with pytest.raises(datasets.DatasetError, match='not found') as e:
     tiny_npz.load_tiny_npz(str(tmp_path / 'absent.npz'))
-  _one_line_error(e)
+  one_line(e)
   (tmp_path / 'corrupt.npz').write_bytes(b'this is not a zip file\n' * 10)
   with pytest.raises(datasets.DatasetError, match='corrupt.npz') as e:
     tiny_npz.load_tiny_npz(str(tmp_path / 'corrupt.npz'))
-  _one_line_error(e)
+  one_line(e)
   _write_npz(tmp_path / 'whole.npz', 3, 4)
   data = (tmp_path / 'whole.npz').read_bytes()
   (tmp_path / 'cut.npz').write_bytes(data[:len(data) // 2])
   with pytest.raises(datasets.DatasetError, match='cut.npz') as e:
     tiny_npz.load_tiny_npz(str(tmp_path / 'cut.npz'))
-  _one_line_error(e)
+  one_line(e)
   np.savez(tmp_path / 'nofocal.npz', images=np.zeros((3, 4, 4, 3)),
            poses=np.zeros((3, 4, 4)))
   with pytest.raises(datasets.DatasetError, match='focal') as e:
     tiny_npz.load_tiny_npz(str(tmp_path / 'nofocal.npz'))
-  _one_line_error(e)
+  one_line(e)
   np.savez(tmp_path / 'nan.npz', images=np.zeros((3, 4, 4, 3)),
            poses=np.stack([np.eye(4), np.full((4, 4), np.nan), np.eye(4)]),
            focal=5.0)
   with pytest.raises(datasets.DatasetError, match=r'\[1\].*NaN') as e:
     tiny_npz.load_tiny_npz(str(tmp_path / 'nan.npz'), val_indices=(0,))
-  _one_line_error(e)
+  one_line(e)
   np.savez(tmp_path / 'shape.npz', images=np.zeros((3, 4, 4)),
            poses=np.zeros((3, 4, 4)), focal=5.0)
   with pytest.raises(datasets.DatasetError, match='images') as e:
     tiny_npz.load_tiny_npz(str(tmp_path / 'shape.npz'))
-  _one_line_error(e)
+  one_line(e)
 
 
 @pytest.fixture
@@ -372,7 +368,7 @@ def test_tiny_download_checksum_mismatch(tmp_path, served_npz, monkeypatch):
   cache = tmp_path / 'cache'
   with pytest.raises(datasets.DatasetError, match='checksum') as e:
     tiny_npz.load_tiny_npz(cache_dir=str(cache), url=url)
-  _one_line_error(e)
+  one_line(e)
   assert os.listdir(cache) == []
 
 
@@ -380,7 +376,7 @@ def test_tiny_download_offline_error(tmp_path):
   with pytest.raises(datasets.DatasetError) as e:
     tiny_npz.load_tiny_npz(cache_dir=str(tmp_path / 'cache'),
                            url='http://127.0.0.1:9/tiny_nerf_data.npz')
-  message = _one_line_error(e)
+  message = one_line(e)
   assert 'demo.py' in message and '--config.data.path=' in message
   assert os.listdir(tmp_path / 'cache') == []
 
@@ -496,21 +492,21 @@ def test_blender_errors_name_the_file(tmp_path):
   _make_blender(root, counts=(('val', 1),))
   with pytest.raises(datasets.DatasetError, match='transforms_train.json') as e:
     blender.load_blender(str(root))
-  _one_line_error(e)
+  one_line(e)
   root = tmp_path / 'missing_png'
   _make_blender(root)
   os.remove(root / 'train' / 'r_1.png')
   with pytest.raises(datasets.DatasetError, match='r_1.png') as e:
     blender.load_blender(str(root))
-  _one_line_error(e)
+  one_line(e)
   (root / 'train' / 'r_1.png').write_bytes(b'not a png')
   with pytest.raises(datasets.DatasetError, match='r_1.png') as e:
     blender.load_blender(str(root))
-  _one_line_error(e)
+  one_line(e)
   (root / 'transforms_val.json').write_text('{"camera_angle_x": 0.7, "fra')
   with pytest.raises(datasets.DatasetError, match='transforms_val.json') as e:
     blender.load_blender(str(root), splits=('val',))
-  _one_line_error(e)
+  one_line(e)
   (root / 'transforms_val.json').write_text('{"frames": []}')
   with pytest.raises(datasets.DatasetError, match='camera_angle_x'):
     blender.load_blender(str(root), splits=('val',))

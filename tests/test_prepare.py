@@ -15,6 +15,8 @@ import subprocess
 import sys
 
 import numpy as np
+
+from checks import error_line  # tests/checks.py
 import pytest
 from PIL import Image, ImageFilter
 
@@ -28,16 +30,6 @@ def run_prepare(args, cwd):
   return subprocess.run([sys.executable, str(ROOT / 'prepare.py'), *args],
                         cwd=cwd, capture_output=True, text=True, timeout=120,
                         stdin=subprocess.DEVNULL)
-
-
-def error_line(proc):
-  """The one line a failing command prints, asserting there is no traceback."""
-  assert proc.returncode != 0, proc.stdout + proc.stderr
-  assert 'Traceback' not in proc.stderr, proc.stderr
-  lines = [l for l in proc.stderr.splitlines() if l.strip()]
-  assert len(lines) == 1, proc.stderr
-  assert lines[0].startswith('error: ')
-  return lines[0]
 
 
 def snapshot(folder):

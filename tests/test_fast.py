@@ -3,6 +3,8 @@ the occupancy grid in the train state, compile-once, and it learns."""
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -78,12 +80,12 @@ def test_packed_paths_equal_the_dense_path_when_all_is_occupied(key):
   model, params, state, scene = _model()
   rays = _rays(scene)
   key = None if key is None else jax.random.PRNGKey(key)
-  ref = _dense_reference(model, params, rays, key)
+  ref = jax.jit(functools.partial(_dense_reference, model))(params, rays, key)
   if key is None:
     model.cfg.min_transmittance = 0.0  # no termination: exactly the same sum
-    out = model._render_eval(params, state, rays)  # pylint: disable=protected-access
+    out = jax.jit(model._render_eval)(params, state, rays)  # pylint: disable=protected-access
   else:
-    out, ray_ok, _ = model._render_train(params, state, rays, key)  # pylint: disable=protected-access
+    out, ray_ok, _ = jax.jit(model._render_train)(params, state, rays, key)  # pylint: disable=protected-access
     assert bool(jnp.all(ray_ok))
   hit = ref['acc'] > 1e-3
   assert hit.mean() > 0.3  # the check covers rays that see something

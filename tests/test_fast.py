@@ -99,8 +99,8 @@ def test_packed_paths_equal_the_dense_path_when_all_is_occupied(key):
 def test_budget_overflow_drops_whole_rays_from_the_loss():
   model, params, state, scene = _model(fast_config(model__fast__budget_per_ray=4))
   rays = _rays(scene)
-  _, ray_ok, count = model._render_train(params, state, rays,  # pylint: disable=protected-access
-                                         jax.random.PRNGKey(0))
+  _, ray_ok, count = jax.jit(model._render_train)(  # pylint: disable=protected-access
+      params, state, rays, jax.random.PRNGKey(0))
   assert int(count) > 4 * rays.origins.shape[0]
   assert 0 < float(jnp.mean(ray_ok)) < 1
   # The kept rays are a prefix: packing is ray-major.

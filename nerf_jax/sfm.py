@@ -232,6 +232,11 @@ def _drop_blurry(frames: list, image_dir: str, blur_keep: float) -> tuple:
   return kept, dropped
 
 
+def _unreadable_video(path: str, error: Exception) -> 'SfmError':
+  first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+  return SfmError(f'{path}: not a readable video ({first})')
+
+
 def probe_video(path: str) -> dict:
   """imageio-ffmpeg's metadata of a video (size, fps, duration)."""
   import imageio_ffmpeg  # pylint: disable=g-import-not-at-top
@@ -239,9 +244,7 @@ def probe_video(path: str) -> dict:
   try:
     return next(gen)
   except (OSError, RuntimeError, StopIteration) as e:
-    raise SfmError(f'{path}: not a readable video '
-                   f'({str(e).strip().splitlines()[0] if str(e) else e!r})'
-                   ) from None
+    raise _unreadable_video(path, e) from None
   finally:
     gen.close()
 
@@ -258,9 +261,7 @@ def iter_video_frames(path: str, fps: float = 0.0) -> Iterable:
     for raw in gen:
       yield np.frombuffer(raw, np.uint8).reshape(height, width, 3)
   except (OSError, RuntimeError, StopIteration) as e:
-    raise SfmError(f'{path}: not a readable video '
-                   f'({str(e).strip().splitlines()[0] if str(e) else e!r})'
-                   ) from None
+    raise _unreadable_video(path, e) from None
   finally:
     gen.close()
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 from typing import Any, Sequence
 
+import ml_collections
+
 from nerf_jax.datasets.base import DatasetError, Scene, Split
 from nerf_jax.datasets.blender import load_blender
 from nerf_jax.datasets.llff import load_llff
@@ -140,13 +142,12 @@ def load_eval_split(path: str, split: str, data_cfg: Any = None,
   capture = _capture_kind(path)
   if capture:
     # Read as training read its data (downsampling, NDC, holdout, box).
-    cfg = dict(vars(data_cfg)) if data_cfg is not None else {}
-    if hasattr(data_cfg, 'to_dict'):
-      cfg = data_cfg.to_dict()
-    if cfg.get('kind') != capture:
-      cfg = dict(downsample=1, near=0.0, far=0.0)
-    cfg.update(kind=capture, path=path, white_background=white_background)
-    return load_scene(_Config(cfg), splits=(split,)).split(split)
+    cfg = ml_collections.ConfigDict(
+        dict(data_cfg) if getattr(data_cfg, 'kind', None) == capture else
+        dict(downsample=1, near=0.0, far=0.0))
+    cfg.update(dict(kind=capture, path=path,
+                    white_background=white_background))
+    return load_scene(cfg, splits=(split,)).split(split)
   if os.path.isdir(path):
     return load_blender(path, splits=(split,),
                         white_background=white_background).split(split)
@@ -169,9 +170,3 @@ def _capture_kind(path: str) -> str:
     return 'transforms'
   return ''
 
-
-class _Config:
-  """Attribute access to a dict, as loaders read configs."""
-
-  def __init__(self, values: dict):
-    self.__dict__.update(values)

@@ -10,43 +10,16 @@ background: ``rgb * a + bg * (1 - a)``.
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
 import os
 from typing import Sequence
 
-import imageio.v3 as iio
 import numpy as np
 
 from nerf_jax.camera import Intrinsics
 from nerf_jax.scene import DEFAULT_AABB
-from nerf_jax.datasets.images import read_image
+from nerf_jax.datasets.images import read_images
 from nerf_jax.datasets.base import DatasetError, Scene, Split, pinhole_split
-
-_MAX_READERS = 8  # threads decoding PNGs (zlib releases the GIL)
-
-
-def composite(rgba: np.ndarray, downsample: int,
-              white_background: bool) -> np.ndarray:
-  """Block-averages premultiplied RGBA, then composites onto the background.
-
-  Args:
-    rgba: f32[h, w, 4], straight (not premultiplied) colour and alpha.
-    downsample: int >= 1, the block size; h and w are cropped to multiples.
-    white_background: bool, composite onto white instead of black.
-
-  Returns:
-    f32[h // downsample, w // downsample, 3].
-  """
-  premultiplied = np.concatenate([rgba[..., :3] * rgba[..., 3:], rgba[..., 3:]],
-                                 axis=-1)
-  f = int(downsample)
-  h, w = rgba.shape[0] // f, rgba.shape[1] // f
-  blocks = premultiplied[:h * f, :w * f].reshape(h, f, w, f, 4)
-  mean = blocks.mean(axis=(1, 3))
-  background = 1.0 if white_background else 0.0
-  return mean[..., :3] + background * (1.0 - mean[..., 3:])
-
 
 def _image_path(root: str, file_path: str) -> str:
   path = os.path.normpath(os.path.join(root, file_path))
@@ -86,11 +59,8 @@ def _load_split(root: str, name: str, downsample: int, white_background: bool,
   json_path = os.path.join(root, f'transforms_{name}.json')
   angle, files, poses = _read_transforms(json_path, max_views)
   paths = [_image_path(root, f) for f in files]
-  workers = max(1, min(_MAX_READERS, len(paths), os.cpu_count() or 1))
-  with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-    images = list(pool.map(
-        lambda p: composite(read_image(p), downsample, white_background),
-        paths))
+  images = read_images(paths, downsample,
+                       background=1.0 if white_background else 0.0)
   shapes = {image.shape for image in images}
   if len(shapes) != 1:
     raise DatasetError(f'{json_path}: images differ in size: {sorted(shapes)}')

@@ -27,7 +27,8 @@ from nerf_jax import cli
 _OUT = flags.DEFINE_string('out', None, 'Scene folder to write.')
 _MAX_SIZE = flags.DEFINE_integer(
     'max_size', 1600, 'Longest image side, in pixels, that photos and frames '
-    'are downscaled to before SfM and writing (0: keep the original size).')
+    'are downscaled to before SfM and writing: 32 to 16384 (0: keep the '
+    'original size).')
 _MAX_FRAMES = flags.DEFINE_integer(
     'max_frames', 150, 'Video: about how many frames to keep (the sharpest '
     'of each run of consecutive frames).')
@@ -64,8 +65,27 @@ _THREADS = flags.DEFINE_integer('threads', -1, 'CPU threads (-1: all).')
 _SEED = flags.DEFINE_integer(
     'seed', 0, 'Random seed of COLMAP (mapping retries with seed+1, seed+2 '
     'when the model disagrees with the pairwise matches).')
-_VERBOSE = flags.DEFINE_bool('verbose', False, "Show COLMAP's own log.")
+_VERBOSE = flags.DEFINE_bool(
+    'verbose', False, "Show COLMAP's own log (and, on an error, the Python "
+    'traceback).')
 flags.mark_flag_as_required('out')
+
+
+# Allowed flag values: (flag, test, what the test asks). NaN fails every
+# test. (nerf_jax.sfm checks the same for callers of the library.)
+_RANGES = (
+    (_MAX_SIZE, lambda v: v == 0 or 32 <= v <= 16384,
+     'must be 0 (keep) or in [32, 16384] pixels'),
+    (_MAX_FRAMES, lambda v: 1 <= v <= 100000, 'must be in [1, 100000]'),
+    (_FPS, lambda v: 0 <= v <= 1000, 'must be 0 (all frames) or in (0, 1000]'),
+    (_BLUR_KEEP, lambda v: 0 <= v < 1, 'must be in [0, 1)'),
+    (_FOCAL_FACTOR, lambda v: 0.1 <= v <= 10, 'must be in [0.1, 10]'),
+    (_AABB_SCALE, lambda v: v in (0, 1, 2, 4, 8, 16, 32, 64, 128),
+     'must be 0 (auto) or a power of 2 from 1 to 128'),
+    (_THREADS, lambda v: v == -1 or 1 <= v <= 4096,
+     'must be -1 (all) or in [1, 4096]'),
+    (_SEED, lambda v: 0 <= v <= 2**30, f'must be in [0, {2**30}]'),
+)
 
 
 def main(argv):
@@ -74,6 +94,12 @@ def main(argv):
              'python prepare.py PHOTOS_OR_VIDEO --out SCENE'
              + (f' (got {len(argv) - 1}: {" ".join(argv[1:])})'
                 if len(argv) > 2 else ''), code=2)
+  for holder, test, requirement in _RANGES:
+    if not test(holder.value):
+      cli.fail(f'--{holder.name} {requirement}, got {holder.value}',
+               code=2)
+  if not _OUT.value.strip():
+    cli.fail('--out must name a folder', code=2)
   cli.start(argv[:1])
   from nerf_jax import sfm  # pylint: disable=g-import-not-at-top
   result = cli.run_guarded(_run, (sfm.SfmError, OSError))(argv[1])

@@ -8,6 +8,7 @@ dataset and scores it (PSNR, SSIM) into ``metrics.json``.
 """
 
 import json
+import math
 import os
 import warnings
 
@@ -18,27 +19,32 @@ from nerf_jax import cli
 _CKPT = flags.DEFINE_string('ckpt', None, 'Training directory (workdir).')
 _OUT = flags.DEFINE_string('out', None, 'Output folder (default <ckpt>/render).')
 _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default latest).')
-_FRAMES = flags.DEFINE_integer('frames', 120, 'Frames of the video.')
+_FRAMES = flags.DEFINE_integer('frames', 120,
+                                'Frames of the video, 1 to 100000.')
 _TRAJECTORY = flags.DEFINE_enum(
     'trajectory', 'auto', ['auto', 'orbit', 'spiral', 'smooth'],
     'Camera path: orbit (360 degrees around the scene centre), spiral '
     '(forward-facing captures), smooth (through the training cameras), or '
     'auto (the scene\'s own: spiral for LLFF, orbit otherwise).')
 _ELEVATION = flags.DEFINE_float(
-    'elevation', None, 'Orbit elevation in degrees above the horizon '
-    '(default: fits the training cameras; 30 for the tiny lego).')
+    'elevation', None, 'Orbit elevation in degrees above the horizon, -90 '
+    'to 90 (default: fits the training cameras; 30 for the tiny lego).')
 _RADIUS = flags.DEFINE_float(
-    'radius', None, 'Orbit radius (default: fits the training cameras).')
-_SCALE = flags.DEFINE_float('scale', 1.0, 'Resolution relative to training.')
+    'radius', None, 'Orbit radius, positive (default: fits the training '
+    'cameras).')
+_SCALE = flags.DEFINE_float(
+    'scale', 1.0, 'Resolution relative to training (positive; frames of at '
+    'most 8192 pixels a side).')
 _PATH = flags.DEFINE_string(
     'path', None, 'Camera path instead of the orbit: .npy or .json list of '
-    'camera-to-world matrices (JSON may add "intrinsics").')
+    'camera-to-world matrices (JSON may add "intrinsics"; the format and '
+    'its ranges: render_lib.load_camera_path).')
 _FORMAT = flags.DEFINE_enum('format', 'mp4', ['mp4', 'gif', 'png'],
                             'Video format (png: a folder of frames).')
 _LAYOUT = flags.DEFINE_enum(
     'layout', 'separate', ['separate', 'side', 'rgb'],
     'separate: rgb and depth videos; side: one video, rgb | depth; rgb only.')
-_FPS = flags.DEFINE_float('fps', 30.0, 'Frames per second.')
+_FPS = flags.DEFINE_float('fps', 30.0, 'Frames per second, (0, 1000].')
 _QUALITY = flags.DEFINE_float('quality', 8.0, 'MP4 quality, 0 (low) to 10.')
 _CHUNK = flags.DEFINE_integer(
     'chunk', None, 'Rays per jit call (memory); default: the run\'s '
@@ -55,8 +61,25 @@ flags.mark_flag_as_required('ckpt')
 cli.define_distributed_flags()
 
 
+# Allowed flag values: (flag, test of a set value, what the test asks).
+_RANGES = (
+    (_FRAMES, lambda v: 1 <= v <= 100000, 'must be in [1, 100000]'),
+    (_STEP, lambda v: v >= 0, 'must be 0 or more'),
+    (_ELEVATION, lambda v: -90 <= v <= 90, 'must be in [-90, 90] degrees'),
+    (_RADIUS, lambda v: 0 < v <= 1e6, 'must be in (0, 1e6]'),
+    (_SCALE, lambda v: 0 < v < math.inf, 'must be positive'),
+    (_FPS, lambda v: 0 < v <= 1000, 'must be in (0, 1000]'),
+    (_QUALITY, lambda v: 0 <= v <= 10, 'must be in [0, 10]'),
+    (_CHUNK, lambda v: v >= 1, 'must be at least 1'),
+)
+
+
 def main(argv):
   cli.start(argv)
+  # Refuse bad flags in one line before any heavy import or work.
+  problem = _flag_problem()
+  if problem:
+    cli.fail(problem, code=2)
   # The MP4 writer starts ffmpeg with fork+exec, which is safe; JAX's generic
   # warning about forking a multithreaded process does not apply.
   warnings.filterwarnings('ignore', message=r'os\.fork\(\) was called')
@@ -66,22 +89,67 @@ def main(argv):
   guarded()
 
 
+def _flag_problem() -> str:
+  """The first flag out of its range (``_RANGES``, --out), or ''."""
+  for holder, test, requirement in _RANGES:
+    # NaN fails every test.
+    if holder.value is not None and not test(holder.value):
+      return f'--{holder.name} {requirement}, got {holder.value}'
+  if _OUT.value:
+    return _out_problem(_OUT.value, '--out')
+  return ''
+
+
+def _out_problem(path: str, what: str) -> str:
+  """'' or why ``path`` cannot be the output folder (it is a file, or the
+  folder could not be created), checked without creating anything."""
+  if os.path.exists(path) and not os.path.isdir(path):
+    return f'{what} {path} is a file, not a folder'
+  existing = os.path.abspath(path)
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    return f'{what} {path}: {existing} is a file, not a folder'
+  if not os.access(existing, os.W_OK | os.X_OK):
+    return f'{what} {path}: cannot write in {existing}'
+  return ''
+
+
 def _run():
   from nerf_jax import distributed, render_lib, train_lib  # pylint: disable=g-import-not-at-top
+  # The cheap inputs first, so their errors come before the checkpoint loads.
+  path = render_lib.load_camera_path(_PATH.value) if (
+      _PATH.value and not _EVAL.value) else None
+  if _EVAL.value and _EVAL.value != 'config' and not os.path.exists(
+      _EVAL.value):
+    raise ValueError(f'--eval {_EVAL.value}: no such file or folder')
   ckpt = _CKPT.value
   config, info, model, variables, step = train_lib.load_trained(
       ckpt, _STEP.value)
-  render_fn = render_lib.make_render_fn(model)
   out_dir = _OUT.value or os.path.join(ckpt, 'render')
+  problem = _out_problem(out_dir, '--out' if _OUT.value else 'output folder')
+  if problem:
+    raise ValueError(problem)
+  chunk = _chunk(config)
+  render_fn = render_lib.make_render_fn(model)
+  if _EVAL.value:
+    _evaluate(config, info, render_fn, variables, out_dir, step, chunk)
+    return
+  stem, poses, intrinsics = _plan_video(info, path)
+  ext = {'mp4': '.mp4', 'gif': '.gif', 'png': ''}[_FORMAT.value]
+  names = {'side': ['side'], 'rgb': ['rgb'], 'separate': ['rgb', 'depth']}
+  files = {name: os.path.join(out_dir, f'{stem}_{name}{ext}')
+           for name in names[_LAYOUT.value]}
+  for file in files.values():
+    problem = render_lib.output_problem(file)
+    if problem:
+      raise ValueError(problem)
   if distributed.is_primary():  # every process renders; process 0 writes
     os.makedirs(out_dir, exist_ok=True)
-  if _EVAL.value:
-    _evaluate(config, info, render_fn, variables, out_dir, step)
-  else:
-    _video(info, render_fn, variables, out_dir, step, _chunk(config))
+  _video(info, render_fn, variables, poses, intrinsics, files, step, chunk)
 
 
-def _evaluate(config, info, render_fn, variables, out_dir, step):
+def _evaluate(config, info, render_fn, variables, out_dir, step, chunk):
   from nerf_jax import datasets, distributed, render_lib  # pylint: disable=g-import-not-at-top
   path = _EVAL.value
   split_name = _SPLIT.value or ('val' if path == 'config' else 'test')
@@ -91,18 +159,27 @@ def _evaluate(config, info, render_fn, variables, out_dir, step):
   name = 'config' if path == 'config' else os.path.basename(
       os.path.normpath(path)).replace('.npz', '')
   image_dir = os.path.join(out_dir, f'eval_{name}_{split_name}')
-  primary = distributed.is_primary()
-  if primary:
-    os.makedirs(image_dir, exist_ok=True)
-  result = render_lib.evaluate_split(render_fn, variables, split, info.near,
-                                     info.far, _chunk(config),
-                                     image_dir=image_dir if primary else None)
-  if not primary:
+  evaluate = lambda folder: render_lib.evaluate_split(
+      render_fn, variables, split, info.near, info.far, chunk,
+      image_dir=folder)
+  if not distributed.is_primary():
+    evaluate(None)
     return
-  report = dict(psnr=result['psnr'], ssim=result['ssim'], step=step,
-                dataset=path, split=split_name, views=result['views'])
-  with open(os.path.join(image_dir, 'metrics.json'), 'w') as f:
-    json.dump(report, f, indent=2)
+  problem = render_lib.output_problem(image_dir, folder=True)
+  if problem:
+    raise ValueError(problem)
+  os.makedirs(out_dir, exist_ok=True)
+
+  def write(folder):  # a complete new folder replaces an earlier one
+    os.makedirs(folder)
+    result = evaluate(folder)
+    report = dict(psnr=result['psnr'], ssim=result['ssim'], step=step,
+                  dataset=path, split=split_name, views=result['views'])
+    with open(os.path.join(folder, 'metrics.json'), 'w') as f:
+      json.dump(report, f, indent=2)
+    return result
+
+  result = render_lib.write_replacing(image_dir, write)
   print(f'{"view":>6} {"PSNR":>8} {"SSIM":>7}')
   for v in result['views']:
     print(f'{v["index"]:>6} {v["psnr"]:>8.2f} {v["ssim"]:>7.4f}')
@@ -113,18 +190,19 @@ def _evaluate(config, info, render_fn, variables, out_dir, step):
 def _chunk(config) -> int:
   chunk = _CHUNK.value or int(config.eval.chunk)
   if chunk < 1:
-    raise ValueError(f'--chunk must be positive, got {chunk}')
+    raise ValueError(f'the run\'s eval.chunk must be positive, got {chunk}; '
+                     'pass --chunk')
   return chunk
 
 
-def _video(info, render_fn, variables, out_dir, step, chunk):
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from nerf_jax import camera, distributed, render_lib, viz  # pylint: disable=g-import-not-at-top
+def _plan_video(info, path) -> tuple:
+  """(stem, poses f32[n, 4, 4], intrinsics) of the video: the --path file's
+  or the --trajectory's, at --scale; ValueError for frames too large."""
+  from nerf_jax import render_lib  # pylint: disable=g-import-not-at-top
   intrinsics = info.intrinsics
-  if _PATH.value:
-    poses, path_intrinsics = render_lib.load_camera_path(_PATH.value)
-    if path_intrinsics:
-      intrinsics = camera.Intrinsics(**path_intrinsics)
+  if path is not None:
+    poses, path_intrinsics = path
+    intrinsics = path_intrinsics or intrinsics
     stem = os.path.splitext(os.path.basename(_PATH.value))[0]
   else:
     stem, poses = render_lib.camera_path(info, _TRAJECTORY.value,
@@ -132,30 +210,35 @@ def _video(info, render_fn, variables, out_dir, step, chunk):
                                          _RADIUS.value)
   if _SCALE.value != 1.0:
     intrinsics = intrinsics.scaled(_SCALE.value)
+  problem = render_lib.render_size_problem(intrinsics)
+  if problem:
+    raise ValueError(f'{problem}; lower --scale' if _SCALE.value != 1.0
+                     else problem)
+  return stem, poses, intrinsics
+
+
+def _video(info, render_fn, variables, poses, intrinsics, files, step, chunk):
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from nerf_jax import distributed, render_lib, viz  # pylint: disable=g-import-not-at-top
   frames = render_lib.render_sequence(
       render_fn, variables, poses, intrinsics, info.near, info.far,
       chunk, progress=_PROGRESS.value and distributed.is_primary(),
       ndc=info.ndc)
   if not distributed.is_primary():
     return
-  background = info.background
   rgb = frames['rgb']
-  depth = render_lib.depth_to_rgb(frames['depth'], frames['acc'], background)
-  ext = {'mp4': '.mp4', 'gif': '.gif', 'png': ''}[_FORMAT.value]
+  depth = render_lib.depth_to_rgb(frames['depth'], frames['acc'],
+                                  info.background)
   outputs = []
-  write = lambda name, x: outputs.append(render_lib.write_video(
-      os.path.join(out_dir, name + ext), viz.to_uint8(x),
-      _FPS.value, _QUALITY.value))
-  if _LAYOUT.value == 'side':
-    write(f'{stem}_side', np.concatenate([rgb, depth], axis=2))
-  else:
-    write(f'{stem}_rgb', rgb)
-    if _LAYOUT.value == 'separate':
-      write(f'{stem}_depth', depth)
+  for name, file in files.items():
+    video = (np.concatenate([rgb, depth], axis=2) if name == 'side' else
+             dict(rgb=rgb, depth=depth)[name])
+    outputs.append(render_lib.write_video(file, viz.to_uint8(video),
+                                          _FPS.value, _QUALITY.value))
   print(f'rendered {len(poses)} frames at {intrinsics.width}x'
         f'{intrinsics.height} from step {step}:')
-  for path in outputs:
-    print(f'  {path}')
+  for file in outputs:
+    print(f'  {file}')
 
 
 if __name__ == '__main__':

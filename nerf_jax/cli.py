@@ -67,6 +67,15 @@ def start(argv: list) -> None:
   if len(argv) > 1:
     fail(f'unexpected arguments: {" ".join(argv[1:])}')
   logging.set_verbosity(logging.WARNING)
+  if not _verbose():
+    # Libraries that log the error they then raise (orbax, tensorstore via
+    # asyncio) would print it twice, with tracebacks: the raised error's one
+    # line is enough.
+    import logging as py_logging  # pylint: disable=g-import-not-at-top
+    for logger in (py_logging.getLogger('absl'),
+                   py_logging.getLogger('asyncio')):
+      logger.addFilter(_quiet_library_errors)
+  _drop_late_callbacks()
   f = flags.FLAGS
   if 'distributed' not in f:
     return
@@ -84,12 +93,18 @@ def parse_flags(argv: list) -> list:
   Use as ``app.run(main, flags_parser=cli.parse_flags)``.
   """
   from absl import flags  # pylint: disable=g-import-not-at-top
+  define_verbose_flag()
   config_file = _config_file(argv)
-  if config_file is not None and not os.path.isfile(config_file):
+  if (config_file is not None and not os.path.isfile(config_file)
+      and not os.path.isdir(config_file)):
     names = sorted(os.path.splitext(f)[0] for f in os.listdir(CONFIGS_DIR)
                    if f.endswith('.py') and f not in ('__init__.py', 'base.py'))
     fail(f'config file {config_file!r} not found (built-in configs: '
          f'{", ".join(names)})', code=2)
+  if config_file is not None:
+    problem = _config_file_problem(config_file)
+    if problem:
+      fail(problem, code=2)
   try:
     return flags.FLAGS(argv)
   except Exception as e:  # pylint: disable=broad-except
@@ -97,6 +112,56 @@ def parse_flags(argv: list) -> list:
     if unknown:
       fail(unknown, code=2)
     fail(str(e).strip().splitlines()[0], code=2)
+
+
+def _load_config_module(path: str):
+  """Runs a config file as a module (raises what running it raises)."""
+  import importlib.machinery  # pylint: disable=g-import-not-at-top
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  loader = importlib.machinery.SourceFileLoader('_nerf_jax_config', path)
+  spec = importlib.util.spec_from_loader('_nerf_jax_config', loader)
+  module = importlib.util.module_from_spec(spec)
+  loader.exec_module(module)
+  return module
+
+
+def _config_file_problem(path: str) -> str:
+  """Why ``path`` cannot be a config file ('' if it can): not Python, not
+  valid Python, failing when run, or without ``get_config()``."""
+  where = f'config file {path}'
+  if os.path.isdir(path):
+    return f'{where} is a folder, not a .py file defining get_config()'
+  try:
+    with open(path, 'rb') as f:
+      source = f.read()
+  except OSError as e:
+    return f'{where} cannot be read: {e.strerror}'
+  try:
+    compile(source, path, 'exec')
+  except (SyntaxError, ValueError) as e:
+    kind = ('not Python (it holds binary data)' if b'\0' in source else
+            'not valid Python')
+    line = f', line {e.lineno}' if getattr(e, 'lineno', None) else ''
+    return f'{where} is {kind}: {getattr(e, "msg", str(e))}{line}'
+  try:
+    module = _load_config_module(path)
+  except Exception as e:  # pylint: disable=broad-except
+    return f'{where} failed when run: {type(e).__name__}: {e}'.splitlines()[0]
+  if not callable(getattr(module, 'get_config', None)):
+    if not path.endswith('.py'):
+      return (f'{where} is not a Python config (a .py file defining '
+              'get_config(), as configs/tiny.py does)')
+    return (f'{where} defines no get_config() (a config file returns its '
+            'ConfigDict from get_config(), as configs/tiny.py does)')
+  try:
+    config = module.get_config()
+  except Exception as e:  # pylint: disable=broad-except
+    return (f'{where}: get_config() failed: {type(e).__name__}: '
+            f'{e}').splitlines()[0]
+  if not hasattr(config, 'keys'):
+    return (f'{where}: get_config() returned a {type(config).__name__}, not '
+            'an ml_collections.ConfigDict')
+  return ''
 
 
 def _config_file(argv: list):
@@ -112,12 +177,8 @@ def _first_unknown_override(argv: list, config_file) -> str:
   """Describes the first ``--config.a.b=`` override naming no config field."""
   if not config_file:
     return ''
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  spec = importlib.util.spec_from_file_location('_cfg', config_file)
-  module = importlib.util.module_from_spec(spec)
   try:
-    spec.loader.exec_module(module)
-    config = module.get_config()
+    config = _load_config_module(config_file).get_config()
   except Exception:  # pylint: disable=broad-except
     return ''
   for arg in argv:
@@ -141,15 +202,85 @@ def fail(message: str, code: int = 1):
   sys.exit(code)
 
 
-def run_guarded(fn: Callable, errors: tuple) -> Callable:
-  """Wraps ``fn`` so that the expected error types print one line and exit 1."""
+def _quiet_library_errors(record) -> bool:
+  """logging filter: drops the error records of orbax and asyncio."""
+  path = record.pathname.replace('\\', '/')
+  return not (record.name == 'asyncio' or '/orbax/' in path)
+
+
+def _drop_late_callbacks() -> None:
+  """Lets a closed asyncio event loop ignore callbacks instead of raising.
+
+  When an orbax checkpoint write fails (a full disk), orbax's event loop
+  closes while tensorstore still has writes in flight; each one completing
+  later schedules its callback on the closed loop, and tensorstore prints
+  the resulting "Event loop is closed" traceback. Those callbacks have
+  nothing left to do; the failure itself is reported as one line.
+  """
+  import asyncio  # pylint: disable=g-import-not-at-top
+  loop_class = asyncio.BaseEventLoop
+  if getattr(loop_class.call_soon_threadsafe, '_nerf_jax', False):
+    return
+  original = loop_class.call_soon_threadsafe
+
+  def call_soon_threadsafe(self, callback, *args, **kwargs):
+    if self.is_closed():
+      return None
+    return original(self, callback, *args, **kwargs)
+
+  call_soon_threadsafe._nerf_jax = True  # pylint: disable=protected-access
+  loop_class.call_soon_threadsafe = call_soon_threadsafe
+
+
+def define_verbose_flag() -> None:
+  """``--verbose``: show the traceback behind an error line."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  if 'verbose' not in flags.FLAGS:
+    flags.DEFINE_bool('verbose', False, 'On an error, show the Python '
+                      'traceback as well as the one-line message.')
+
+
+def _verbose() -> bool:
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  return 'verbose' in flags.FLAGS and bool(flags.FLAGS.verbose)
+
+
+def run_guarded(fn: Callable, errors: tuple = (),
+                memory_hint: str = '') -> Callable:
+  """Wraps ``fn`` so that an error prints one line and exits non-zero.
+
+  ``errors.UserError`` (with its ``exit_code``), the types in ``errors``,
+  out of memory (with ``memory_hint``: the settings to lower), a full disk
+  and unwritable paths each print their line. Anything else is a bug: one
+  line naming it and asking for ``--verbose``. With ``--verbose`` the
+  traceback is printed too.
+  """
+  from nerf_jax import errors as errors_lib  # pylint: disable=g-import-not-at-top
 
   def wrapped(*args, **kwargs):
     try:
       return fn(*args, **kwargs)
-    except errors as e:
-      fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
     except KeyboardInterrupt:
-      fail('interrupted; the latest checkpoint is kept', code=130)
+      if _verbose():
+        raise
+      fail('interrupted', code=130)
+    except Exception as e:  # pylint: disable=broad-except
+      if _verbose():
+        import traceback  # pylint: disable=g-import-not-at-top
+        traceback.print_exc()
+      line = errors_lib.describe(e, memory_hint)
+      code = getattr(e, 'exit_code', 1)
+      if line is None and isinstance(e, errors):
+        line = errors_lib.first_line(e)
+      if line is None:
+        line = (f'unexpected {type(e).__name__}: {errors_lib.first_line(e)} '
+                '(run again with --verbose for the traceback, and please '
+                'report it)')
+      print(f'error: {line}', file=sys.stderr, flush=True)
+      sys.stdout.flush()
+      # Exit now: background threads of a failed write (orbax, tensorstore)
+      # would otherwise print their own tracebacks while Python shuts down.
+      # Files are closed and the workdir lock released by the OS.
+      os._exit(code)  # pylint: disable=protected-access
 
   return wrapped

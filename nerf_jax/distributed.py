@@ -23,10 +23,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from nerf_jax import errors
+
 AXIS = 'data'
 
 
-class DistributedError(Exception):
+class DistributedError(errors.UserError):
   """The distributed runtime could not start as asked (one-line message)."""
 
 
@@ -169,3 +171,15 @@ def agree(value: float) -> float:
     return value
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   return float(multihost_utils.broadcast_one_to_all(np.float32(value)))
+
+
+def any_process(flag: bool) -> bool:
+  """Whether ``flag`` is true in any process (a collective: all must call).
+
+  A stop signal may reach one process only; all must stop together.
+  """
+  if jax.process_count() == 1:
+    return bool(flag)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  flags = multihost_utils.process_allgather(np.int32(bool(flag)))
+  return bool(np.any(flags))

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
+import tempfile
 from typing import Callable
 
 import imageio.v3 as iio
@@ -214,16 +216,38 @@ def camera_path(info, trajectory: str, num_frames: int,
   return kind, poses.spiral_poses(train, focus, num_frames)
 
 
-def load_camera_path(path: str) -> tuple:
-  """Reads a user camera path: .npy f32[n, 3|4, 4] or JSON.
+# The largest frame side render.py makes: a frame's rays are cast at once
+# (44 bytes each), so 8192 x 8192 already takes about 3 GB of memory.
+MAX_RENDER_SIDE = 8192
+_PATH_KEYS = ('poses', 'intrinsics')
+_INTRINSICS_KEYS = ('fx', 'fy', 'cx', 'cy', 'width', 'height')
 
-  JSON is either a list of 4x4 (or 3x4) camera-to-world matrices, or an object
-  ``{"poses": [...], "intrinsics": {"fx", "fy", "cx", "cy", "width",
-  "height"}}`` (intrinsics optional).
+
+def load_camera_path(path: str) -> tuple:
+  """Reads a user camera path: .npy f[n, 3|4, 4] or JSON.
+
+  JSON is either a list of camera-to-world matrices (4x4 or 3x4, OpenGL axes:
+  x right, y up, looking down -z), or an object with the key "poses" (that
+  list) and optionally "intrinsics", an object with exactly the keys fx, fy,
+  cx, cy (numbers, pixels) and width, height (whole numbers of pixels)::
+
+    {"poses": [[[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 4]], ...],
+     "intrinsics": {"fx": 120, "fy": 120, "cx": 80, "cy": 60,
+                    "width": 160, "height": 120}}
+
+  Ranges: at least one pose; every pose rigid, within 1e6 units of the
+  origin (``camera.pose_problem``); width and height in [1,
+  ``MAX_RENDER_SIDE``]; fx and fy from 0.01 to 1000 times the larger side
+  and cx, cy at most one image size off the image
+  (``camera.intrinsics_problem``).
 
   Returns:
-    (poses f32[n, 4, 4], intrinsics dict or None). ValueError on bad input.
+    (poses f32[n, 4, 4], ``camera.Intrinsics`` or None). ValueError with one
+    line naming the file and the key for anything else.
   """
+  where = f'camera path {path}'
+  if os.path.isdir(path):
+    raise ValueError(f'{where} is a folder, not a .npy or .json file')
   intrinsics = None
   try:
     if path.endswith('.npy'):
@@ -231,21 +255,95 @@ def load_camera_path(path: str) -> tuple:
     else:
       with open(path) as f:
         doc = json.load(f)
-      if isinstance(doc, dict):
-        intrinsics = doc.get('intrinsics')
-        doc = doc.get('poses')
+  except (OSError, ValueError, EOFError) as e:
+    message = f'{e}'.strip().replace('\n', ' ') or type(e).__name__
+    raise ValueError(f'cannot read {where}: {message}') from e
+  if not path.endswith('.npy'):
+    if isinstance(doc, dict):
+      _check_keys(doc, _PATH_KEYS, ('poses',), where)
+      if doc.get('intrinsics') is not None:
+        intrinsics = _path_intrinsics(doc['intrinsics'], where)
+      doc = doc['poses']
+      where += ': "poses"'
+    if not _all_numbers(doc):
+      raise ValueError(f'{where}: expected a list of 4x4 or 3x4 matrices of '
+                       'numbers')
+    try:
       poses = np.asarray(doc, np.float64)
-  except (OSError, ValueError, TypeError) as e:
-    raise ValueError(f'cannot read camera path {path}: {e}') from e
-  if poses.ndim != 3 or poses.shape[1:] not in ((4, 4), (3, 4)) or not len(poses):
-    raise ValueError(f'camera path {path}: expected (n, 4, 4) or (n, 3, 4) '
-                     f'matrices, got shape {poses.shape}')
-  if not np.all(np.isfinite(poses)):
-    raise ValueError(f'camera path {path}: poses contain NaN or inf')
+    except ValueError as e:  # rows of different lengths
+      raise ValueError(f'{where}: expected a list of 4x4 or 3x4 matrices '
+                       '(rows differ in length)') from e
+  elif not isinstance(poses, np.ndarray):  # an .npz archive
+    raise ValueError(f'{where}: expected one array, got an .npz archive')
+  elif poses.dtype.kind not in 'fiu':
+    raise ValueError(f'{where}: expected real numbers, got {poses.dtype}')
+  if poses.ndim >= 1 and not len(poses):
+    raise ValueError(f'{where}: no poses (the path is empty)')
+  if poses.ndim != 3 or poses.shape[1:] not in ((4, 4), (3, 4)):
+    raise ValueError(f'{where}: expected (n, 4, 4) or (n, 3, 4) matrices, '
+                     f'got shape {poses.shape}')
+  problem = camera.pose_problem(poses)
+  if problem:
+    raise ValueError(f'{where}: {problem}')
   if poses.shape[1] == 3:
     bottom = np.tile(np.array([[[0, 0, 0, 1]]], np.float64), (len(poses), 1, 1))
     poses = np.concatenate([poses, bottom], axis=1)
   return poses.astype(np.float32), intrinsics
+
+
+def _is_number(x) -> bool:
+  """A json number (not a bool, not an integer too large for a float)."""
+  if isinstance(x, bool):
+    return False
+  return isinstance(x, float) or (isinstance(x, int) and abs(x) < 1e300)
+
+
+def _all_numbers(x) -> bool:
+  """Whether a json value is a (nested) list of numbers only."""
+  if isinstance(x, list):
+    return all(_all_numbers(item) for item in x)
+  return _is_number(x)
+
+
+def _check_keys(doc: dict, known: tuple, required: tuple, where: str) -> None:
+  unknown = sorted(str(k) for k in doc if k not in known)
+  if unknown:
+    raise ValueError(f'{where}: unknown key(s) {unknown} (known: '
+                     f'{", ".join(known)})')
+  missing = [k for k in required if k not in doc]
+  if missing:
+    raise ValueError(f'{where}: missing key(s) {missing}')
+
+
+def _path_intrinsics(doc, where: str) -> camera.Intrinsics:
+  """A camera path's "intrinsics" object as ``camera.Intrinsics``."""
+  where += ': "intrinsics"'
+  if not isinstance(doc, dict):
+    raise ValueError(f'{where} must be an object with the keys '
+                     f'{", ".join(_INTRINSICS_KEYS)}')
+  _check_keys(doc, _INTRINSICS_KEYS, _INTRINSICS_KEYS, where)
+  for key in _INTRINSICS_KEYS:
+    if not _is_number(doc[key]):
+      raise ValueError(f'{where}: {key} must be a number, got {doc[key]!r}')
+  for key in ('width', 'height'):
+    value = doc[key]
+    if not float(value).is_integer() or not 1 <= value <= MAX_RENDER_SIDE:
+      raise ValueError(f'{where}: {key}={value} must be a whole number of '
+                       f'pixels in [1, {MAX_RENDER_SIDE}]')
+  problem = camera.intrinsics_problem(*(doc[k] for k in _INTRINSICS_KEYS))
+  if problem:
+    raise ValueError(f'{where}: {problem}')
+  return camera.Intrinsics(
+      fx=float(doc['fx']), fy=float(doc['fy']), cx=float(doc['cx']),
+      cy=float(doc['cy']), width=int(doc['width']), height=int(doc['height']))
+
+
+def render_size_problem(intrinsics: camera.Intrinsics) -> str:
+  """'' or why frames of this camera are too large to render."""
+  if max(intrinsics.width, intrinsics.height) > MAX_RENDER_SIDE:
+    return (f'frames of {intrinsics.width}x{intrinsics.height} pixels are too '
+            f'large (at most {MAX_RENDER_SIDE} a side)')
+  return ''
 
 
 # ---------------------------------------------------------------------------
@@ -258,6 +356,71 @@ def _even(frames: np.ndarray) -> np.ndarray:
   return np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode='edge')
 
 
+_VIDEO_EXTENSIONS = ('.mp4', '.gif')
+
+
+def output_problem(path: str, folder: bool | None = None) -> str:
+  """'' or why ``path`` cannot be written: a video over a folder, or a
+  folder (``write_video``'s PNG frames: a path not ending in .mp4 or .gif;
+  or ``folder=True``) over a file."""
+  if folder is None:
+    folder = os.path.splitext(path)[1] not in _VIDEO_EXTENSIONS
+  if folder and os.path.isfile(path):
+    return f'{path} is a file, but the output is a folder of that name'
+  if not folder and os.path.isdir(path):
+    return f'{path} is a folder, not a video file'
+  return ''
+
+
+class _EncoderUnavailable(Exception):
+  """The MP4 encoder failed (not the file system)."""
+
+
+def _write_mp4(path: str, frames: np.ndarray, fps: float,
+               quality: float) -> None:
+  try:
+    import imageio.v2 as iio2  # pylint: disable=g-import-not-at-top
+    with iio2.get_writer(path, format='FFMPEG', mode='I', fps=fps,
+                         codec='libx264', quality=quality,
+                         pixelformat='yuv420p', macro_block_size=1) as w:
+      for frame in _even(frames):
+        w.append_data(frame)
+  except Exception as e:  # pylint: disable=broad-except
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+    raise _EncoderUnavailable(first) from e
+
+
+def _write_pngs(folder: str, frames: np.ndarray) -> None:
+  os.makedirs(folder)
+  for i, frame in enumerate(frames):
+    iio.imwrite(os.path.join(folder, f'{i:04d}.png'), frame)
+
+
+def write_replacing(path: str, write: Callable[[str], object]):
+  """Calls ``write(tmp)`` for a temporary name beside ``path``, then moves
+  what it wrote (a file or a folder) to ``path``: whatever was at ``path``
+  is replaced only by a complete new output, and is kept (with no
+  temporary left) if writing fails. Returns what ``write`` returns."""
+  parent = os.path.dirname(os.path.abspath(path))
+  tmp_dir = tempfile.mkdtemp(prefix=f'.{os.path.basename(path)}.', dir=parent)
+  try:
+    tmp = os.path.join(tmp_dir, 'new' + os.path.splitext(path)[1])
+    result = write(tmp)
+    old = None
+    if os.path.isdir(path):  # an earlier folder of PNG frames
+      old = os.path.join(tmp_dir, 'old')
+      os.rename(path, old)
+    try:
+      os.replace(tmp, path)
+    except OSError:
+      if old:
+        os.rename(old, path)
+      raise
+    return result
+  finally:
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
 def write_video(path: str, frames: np.ndarray, fps: float,
                 quality: float = 8.0) -> str:
   """Writes uint8[n, h, w, 3] frames; returns the path actually written.
@@ -265,32 +428,36 @@ def write_video(path: str, frames: np.ndarray, fps: float,
   ``.mp4`` uses H.264 through imageio-ffmpeg; if that encoder is unavailable
   a one-line warning is printed and a GIF is written next to it instead.
   ``.gif`` writes a looping GIF; a path without an extension a folder of PNGs.
+  The output is written under a temporary name and renamed at the end, so an
+  earlier output at ``path`` survives a failed write. ValueError for a
+  ``path`` of the wrong kind (``output_problem``), fps <= 0 or quality
+  outside [0, 10].
   """
+  if not (np.isfinite(fps) and fps > 0):
+    raise ValueError(f'fps must be positive, got {fps}')
+  if not 0 <= quality <= 10:
+    raise ValueError(f'quality must be in [0, 10], got {quality}')
+  problem = output_problem(path)
+  if problem:
+    raise ValueError(problem)
   base, ext = os.path.splitext(path)
   if ext == '.mp4':
     try:
-      import imageio.v2 as iio2  # pylint: disable=g-import-not-at-top
-      tmp = base + '.tmp.mp4'
-      with iio2.get_writer(tmp, format='FFMPEG', mode='I', fps=fps,
-                           codec='libx264', quality=quality,
-                           pixelformat='yuv420p', macro_block_size=1) as w:
-        for frame in _even(frames):
-          w.append_data(frame)
-      os.replace(tmp, path)
+      write_replacing(path, lambda tmp: _write_mp4(tmp, frames, fps,
+                                                    quality))
       return path
-    except Exception as e:  # pylint: disable=broad-except
-      first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-      print(f'warning: MP4 encoder unavailable ({first}); writing a GIF '
+    except _EncoderUnavailable as e:
+      print(f'warning: MP4 encoder unavailable ({e}); writing a GIF '
             'instead', file=sys.stderr)
       path, ext = base + '.gif', '.gif'
+      problem = output_problem(path)
+      if problem:
+        raise ValueError(problem) from None
   if ext == '.gif':
-    tmp = base + '.tmp.gif'
-    iio.imwrite(tmp, frames, duration=1000.0 / fps, loop=0)
-    os.replace(tmp, path)
-    return path
-  os.makedirs(path, exist_ok=True)
-  for i, frame in enumerate(frames):
-    iio.imwrite(os.path.join(path, f'{i:04d}.png'), frame)
+    write_replacing(path, lambda tmp: iio.imwrite(
+        tmp, frames, duration=1000.0 / fps, loop=0))
+  else:
+    write_replacing(path, lambda tmp: _write_pngs(tmp, frames))
   return path
 
 

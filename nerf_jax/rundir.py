@@ -4,8 +4,11 @@
 <workdir>/
   config.json      the resolved config (merged onto today's defaults on read)
   scene.json       the SceneInfo: near/far, background, box, camera, data hash
-  metrics.jsonl    one JSON record per line
+  metrics.jsonl    one JSON record per line (strict JSON: NaN is null)
+  environment.json seed, software versions and devices of each session
   checkpoints/     orbax checkpoints, one folder per step
+  checkpoints.damaged/  damaged checkpoints set aside on resuming
+  .lock            held (flock) while a training runs here
 ```
 
 train.py (through train_lib) and render.py both go through this module, so
@@ -16,30 +19,51 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
-from typing import Any, Optional
+import socket
+import sys
+import time
+from typing import Callable, Optional
 
+import jax
+import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 
+from nerf_jax import errors, faults
 from nerf_jax import scene as scene_lib
 
 CONFIG_FILE = 'config.json'
 SCENE_FILE = 'scene.json'
 METRICS_FILE = 'metrics.jsonl'
 CHECKPOINT_DIR = 'checkpoints'
+DAMAGED_DIR = 'checkpoints.damaged'
+ENVIRONMENT_FILE = 'environment.json'
+LOCK_FILE = '.lock'
 _BASE_CONFIG = os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), 'configs', 'base.py')
 
 
-class CheckpointError(Exception):
+class CheckpointError(errors.UserError):
   """A run directory that cannot be used as asked (one-line message)."""
 
 
 def _write_atomic(path: str, text: str) -> None:
-  with open(path + '.tmp', 'w') as f:
-    f.write(text)
-  os.replace(path + '.tmp', path)
+  """Writes a whole new file or nothing: a crash (or a full disk) leaves
+  the old one in place."""
+  tmp = path + '.tmp'
+  try:
+    with open(tmp, 'w') as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
 
 
 # ---------------------------------------------------------------------------
@@ -144,9 +168,15 @@ def _scene_from(raw: dict, workdir: str) -> scene_lib.SceneInfo:
 
 
 def check_resumable(config: ml_collections.ConfigDict,
-                    info: scene_lib.SceneInfo, workdir: str) -> None:
+                    info: scene_lib.SceneInfo, workdir: str,
+                    legacy_fingerprint: Optional[Callable[[], str]] = None
+                    ) -> None:
   """Refuses a workdir whose run has another model or was trained on other
-  data (one line naming what differs); a fresh workdir passes."""
+  data (one line naming what differs); a fresh workdir passes.
+
+  ``legacy_fingerprint`` gives this data's fingerprint as runs saved before
+  'v2:' fingerprints computed it (``Scene.legacy_fingerprint``).
+  """
   if not os.path.exists(os.path.join(workdir, CONFIG_FILE)):
     return
   saved = load_config(workdir)
@@ -161,7 +191,7 @@ def check_resumable(config: ml_collections.ConfigDict,
     raise CheckpointError(
         f'{workdir} holds a run with a different model ({names} differ); use '
         'another --workdir or delete that one')
-  what = _data_differences(saved, config, info, workdir)
+  what = _data_differences(saved, config, info, workdir, legacy_fingerprint)
   if what:
     raise CheckpointError(
         f'{workdir} holds a run trained on different data ({what}); use '
@@ -175,7 +205,7 @@ _FREE_ON_RESUME = frozenset({'compute_dtype'})
 
 
 def _data_differences(saved_config, config, info: scene_lib.SceneInfo,
-                      workdir: str) -> str:
+                      workdir: str, legacy_fingerprint=None) -> str:
   """What differs between the saved run's data and this one's ('' if same)."""
   if not os.path.exists(os.path.join(workdir, SCENE_FILE)):
     return ''
@@ -187,7 +217,10 @@ def _data_differences(saved_config, config, info: scene_lib.SceneInfo,
       ('background', old.white_background, info.white_background),
       ('scene box', old.aabb if has_box else info.aabb, info.aabb)) if a != b]
   if old.fingerprint:
-    if old.fingerprint != info.fingerprint:
+    new = info.fingerprint
+    if not old.fingerprint.startswith('v2:') and legacy_fingerprint:
+      new = legacy_fingerprint()
+    if old.fingerprint != new:
       diffs.append('images or cameras')
   else:  # saved before fingerprints: compare what the config says instead
     a, b = _flat(saved_config.data.to_dict()), _flat(config.data.to_dict())
@@ -214,45 +247,162 @@ def _flat(d: dict, prefix: str = '') -> dict:
 # Checkpoints.
 
 
-def checkpoint_manager(workdir: str, keep: int = 3) -> ocp.CheckpointManager:
+def checkpoint_manager(workdir: str,
+                       keep: Optional[int] = 3) -> ocp.CheckpointManager:
+  """The run's checkpoints; ``keep`` most recent are kept when saving
+  (None: all, for readers that never save)."""
   options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
   return ocp.CheckpointManager(
       os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR), options=options)
 
 
-def restore(manager: ocp.CheckpointManager, target: Any,
-            step: Optional[int] = None) -> Any:
-  """Restores a checkpoint into the structure (and shardings) of ``target``."""
-  step = manager.latest_step() if step is None else step
+# The folder of a step's checkpoint that holds the saved TrainState.
+_ITEM = 'default'
+
+
+def complete_steps(workdir: str) -> list:
+  """The steps of the committed checkpoints, oldest first (orbax writes a
+  checkpoint under a temporary name and renames it to its step when it is
+  complete)."""
   try:
-    return manager.restore(step, args=ocp.args.StandardRestore(target))
-  except Exception as e:  # orbax raises many types for a mismatched tree.
-    raise CheckpointError(
-        f'checkpoint {step} in {manager.directory} does not fit this model '
-        f'({type(e).__name__}: {str(e).splitlines()[0][:200]})') from e
+    names = os.listdir(os.path.join(workdir, CHECKPOINT_DIR))
+  except OSError:
+    return []
+  return sorted(int(n) for n in names if n.isdigit())
 
 
-def restore_entries(manager: ocp.CheckpointManager, target: dict,
-                    step: Optional[int] = None) -> dict:
-  """Restores only the top-level entries named in ``target`` (e.g. 'step'
-  and 'params', not the optimizer state) of a saved ``TrainState``.
+def _key_name(key) -> str:
+  for attr in ('key', 'name', 'idx'):
+    if hasattr(key, attr):
+      return str(getattr(key, attr))
+  return str(key)
 
-  ``target`` maps each entry to a tree of ``jax.ShapeDtypeStruct`` whose
-  shardings say where the arrays go on the devices present now, so a
-  checkpoint written on any number of devices (or hosts) loads on any
-  other: the sharding recorded at save time is not used.
+
+def _layout(tree) -> dict:
+  """{'a/b/0': (shape, dtype name)} of a tree of arrays or array metadata;
+  paths by name, so a dataclass field, a dict key and a namedtuple field of
+  the same name match."""
+  leaves = jax.tree_util.tree_leaves_with_path(
+      tree, is_leaf=lambda x: hasattr(x, 'shape') and hasattr(x, 'dtype'))
+  return {'/'.join(_key_name(k) for k in path):
+          (tuple(leaf.shape), str(np.dtype(leaf.dtype)))
+          for path, leaf in leaves if hasattr(leaf, 'shape')}
+
+
+def _fit(manager: ocp.CheckpointManager, step: int, target: dict,
+         optional: frozenset) -> tuple:
+  """How checkpoint ``step`` relates to ``target`` by its metadata.
+
+  Returns:
+    ('fits', entries present) | ('mismatch', what differs) |
+    ('damaged', why).
   """
-  step = manager.latest_step() if step is None else step
-  args = ocp.args.PyTreeRestore(
-      item=target,
-      restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-      partial_restore=True)
   try:
-    return manager.restore(step, args=args)
-  except Exception as e:  # orbax raises many types for a mismatched tree.
-    raise CheckpointError(
-        f'checkpoint {step} in {manager.directory} does not fit this model '
-        f'({type(e).__name__}: {str(e).splitlines()[0][:200]})') from e
+    from etils import epath  # pylint: disable=g-import-not-at-top
+    item = epath.Path(str(manager.directory)) / str(step) / _ITEM
+    saved = ocp.StandardCheckpointHandler().metadata(item)
+    saved = {k: saved[k] for k in saved.keys()}
+  except Exception as e:  # pylint: disable=broad-except
+    return 'damaged', f'unreadable: {errors.first_line(e, 120)}'
+  missing = [k for k in target if k not in saved and k not in optional]
+  if missing:
+    return 'mismatch', f'it has no {", ".join(missing)}'
+  present = [k for k in target if k in saved]
+  for name in present:
+    want, have = _layout(target[name]), _layout(saved[name])
+    if want != have:
+      diff = sorted(set(want.items()) ^ set(have.items()))
+      path, (shape, dtype) = diff[0]
+      where = f'{name}/{path}'.rstrip('/')
+      expected = want.get(path)
+      return 'mismatch', (
+          f'{where}: saved {have.get(path, "nothing")}, this model '
+          f'{expected if expected else "has nothing there"}'
+          if (path in want or path in have) else f'{where} differs')
+  return 'fits', present
+
+
+def _all_finite(tree) -> bool:
+  leaves = [x for x in jax.tree_util.tree_leaves(tree)
+            if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return all(bool(jnp.all(jnp.isfinite(x))) for x in leaves)
+
+
+def restore_newest(manager: ocp.CheckpointManager, target: dict,
+                   step: Optional[int] = None,
+                   optional: frozenset = frozenset()) -> tuple:
+  """The newest intact checkpoint's entries named in ``target``.
+
+  ``target`` maps top-level entries of a saved ``TrainState`` (e.g. 'step',
+  'params') to trees of ``jax.ShapeDtypeStruct`` whose shardings say where
+  the arrays go on the devices present now, so a checkpoint written on any
+  number of devices (or hosts) loads on any other. Entries named in
+  ``optional`` may be absent from older checkpoints; they are left out of
+  the result.
+
+  A checkpoint whose files are unreadable, truncated or hold non-finite
+  values is damaged: the one before it is tried (unless ``step`` asks for
+  one). A checkpoint of another model (its arrays' names or shapes differ)
+  is refused at once.
+
+  Returns:
+    (restored dict, its step, [(damaged step, why), ...] newest first).
+    CheckpointError (one line) when none can be used.
+  """
+  directory = manager.directory
+  steps = ([step] if step is not None else
+           sorted(manager.all_steps(), reverse=True))
+  if not steps:
+    raise CheckpointError(f'{directory} has no checkpoints')
+  damaged = []
+  for s in steps:
+    verdict, detail = _fit(manager, s, target, optional)
+    if verdict == 'mismatch':
+      raise CheckpointError(f'checkpoint {s} in {directory} does not fit '
+                            f'this model ({detail})')
+    if verdict == 'fits':
+      item = {k: target[k] for k in detail}
+      args = ocp.args.PyTreeRestore(
+          item=item,
+          restore_args=ocp.checkpoint_utils.construct_restore_args(item),
+          partial_restore=True)
+      try:
+        restored = manager.restore(s, args=args)
+      except Exception as e:  # pylint: disable=broad-except
+        detail = f'unreadable: {errors.first_line(e, 120)}'
+      else:
+        if _all_finite(restored):
+          return restored, s, damaged
+        detail = 'it holds NaN or infinite values'
+    damaged.append((s, detail))
+  if len(damaged) == 1:
+    s, why = damaged[0]
+    raise CheckpointError(f'checkpoint {s} in {directory} is damaged ({why})')
+  raise CheckpointError(
+      f'all {len(damaged)} checkpoints in {directory} are damaged (newest, '
+      f'{damaged[0][0]}: {damaged[0][1]})')
+
+
+def describe_damaged(damaged: list, used: int, directory: str) -> str:
+  """The warning line about skipped damaged checkpoints."""
+  names = ', '.join(f'{s} ({why})' for s, why in damaged)
+  return (f'warning: damaged checkpoint{"s" if len(damaged) > 1 else ""} in '
+          f'{directory}: {names}; using checkpoint {used}')
+
+
+def set_aside(workdir: str, step: int) -> str:
+  """Moves a damaged checkpoint out of the way (to checkpoints.damaged/)
+  so that training can write that step again; nothing is deleted."""
+  source = os.path.join(workdir, CHECKPOINT_DIR, str(step))
+  target_dir = os.path.join(workdir, DAMAGED_DIR)
+  os.makedirs(target_dir, exist_ok=True)
+  target = os.path.join(target_dir, str(step))
+  n = 1
+  while os.path.exists(target):
+    n += 1
+    target = os.path.join(target_dir, f'{step}.{n}')
+  os.replace(source, target)
+  return target
 
 
 # ---------------------------------------------------------------------------
@@ -260,22 +410,38 @@ def restore_entries(manager: ocp.CheckpointManager, target: dict,
 
 
 def read_metrics(path: str) -> list:
-  """The records of a metrics.jsonl (a half-written last line is skipped)."""
+  """The records of a metrics.jsonl (a half-written line is skipped)."""
   if not os.path.exists(path):
     return []
   records = []
-  with open(path) as f:
+  with open(path, errors='replace') as f:
     for line in f:
       try:
-        records.append(json.loads(line))
+        record = json.loads(line)
       except ValueError:
         continue
+      if isinstance(record, dict):
+        records.append(record)
   return records
 
 
-class MetricsWriter:
-  """Appends records to ``<workdir>/metrics.jsonl``.
+def _strict(value):
+  """JSON has no NaN or infinity: non-finite numbers are written as null."""
+  if isinstance(value, float) and not math.isfinite(value):
+    return None
+  if isinstance(value, dict):
+    return {k: _strict(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_strict(v) for v in value]
+  return value
 
+
+class MetricsWriter:
+  """Appends records to ``<workdir>/metrics.jsonl``, one JSON object a line.
+
+  Records are strict JSON (non-finite numbers become null). Each line is
+  one ``write`` of an append-mode file, so a crash leaves at most one
+  half-written last line, which ``truncate`` removes on resuming.
   ``enabled=False`` (processes other than 0 of a multi-process run) writes
   nothing.
   """
@@ -285,16 +451,125 @@ class MetricsWriter:
     self.enabled = enabled
 
   def truncate(self, step: int) -> None:
-    """Drops records logged after ``step`` (a resumed run logs them again)."""
-    if not self.enabled:
+    """Drops records logged after ``step`` (a resumed run logs them again)
+    and any half-written line."""
+    if not self.enabled or not os.path.exists(self.path):
       return
+    with open(self.path, 'rb') as f:
+      raw = f.read()
     records = read_metrics(self.path)
     kept = [r for r in records if r.get('step', 0) <= step]
-    if len(kept) != len(records):
-      _write_atomic(self.path, ''.join(json.dumps(r) + '\n' for r in kept))
+    lines = raw.splitlines()
+    if (len(kept) != len(lines) or (raw and not raw.endswith(b'\n'))):
+      _write_atomic(self.path, ''.join(
+          json.dumps(_strict(r), allow_nan=False) + '\n' for r in kept))
 
   def write(self, record: dict) -> None:
     if not self.enabled:
       return
+    line = json.dumps(_strict(record), allow_nan=False) + '\n'
+    faults.maybe_fail('metrics', record.get('step'), path=self.path,
+                      partial=line[:len(line) // 2])
     with open(self.path, 'a') as f:
-      f.write(json.dumps(record) + '\n')
+      f.write(line)
+
+
+# ---------------------------------------------------------------------------
+# The lock: one training per workdir.
+
+
+class RunLocked(errors.UserError):
+  """Another training holds the workdir."""
+
+
+class WorkdirLock:
+  """An exclusive ``flock`` on ``<workdir>/.lock`` while a training runs.
+
+  The kernel releases it when the process ends, however it ends (SIGKILL
+  included), so a crash never leaves a stale lock. The file records who
+  holds it, for the message a second training prints. Where ``fcntl`` is
+  missing (Windows) the lock is a no-op.
+  """
+
+  def __init__(self, workdir: str):
+    self.path = os.path.join(workdir, LOCK_FILE)
+    self.file = None
+
+  def acquire(self) -> 'WorkdirLock':
+    try:
+      import fcntl  # pylint: disable=g-import-not-at-top
+    except ImportError:
+      return self
+    f = open(self.path, 'a+')
+    try:
+      fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+      f.seek(0)
+      holder = f.read().strip() or 'another process'
+      f.close()
+      raise RunLocked(
+          f'{os.path.dirname(self.path) or "."} is in use by another training '
+          f'({holder}); wait for it to finish, or use another --workdir')
+    f.seek(0)
+    f.truncate()
+    f.write(f'pid {os.getpid()} on {socket.gethostname()} since '
+            f'{time.strftime("%Y-%m-%d %H:%M:%S")}\n')
+    f.flush()
+    self.file = f
+    return self
+
+  @staticmethod
+  def holder(workdir: str) -> Optional[str]:
+    """Who trains in ``workdir`` now (None if no one)."""
+    path = os.path.join(workdir, LOCK_FILE)
+    try:
+      import fcntl  # pylint: disable=g-import-not-at-top
+      with open(path) as f:
+        try:
+          fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+          return f.read().strip() or 'another process'
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    except (ImportError, OSError):
+      pass
+    return None
+
+  def release(self) -> None:
+    if self.file is not None:
+      self.file.close()  # closing the descriptor releases the flock
+      self.file = None
+
+
+# ---------------------------------------------------------------------------
+# environment.json: what produced the run.
+
+
+def save_environment(workdir: str, seed: int) -> None:
+  """Records the seed, the software versions and the devices of this
+  session; a resumed run appends its own session."""
+  import platform  # pylint: disable=g-import-not-at-top
+  from importlib import metadata  # pylint: disable=g-import-not-at-top
+  versions = {}
+  for name in ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint',
+               'numpy', 'ml_collections'):
+    try:
+      versions[name] = metadata.version(name)
+    except metadata.PackageNotFoundError:
+      versions[name] = None
+  session = dict(
+      started=time.strftime('%Y-%m-%dT%H:%M:%S%z'), seed=int(seed),
+      versions=versions, python=platform.python_version(),
+      platform=platform.platform(), host=socket.gethostname(),
+      backend=jax.default_backend(), process_count=jax.process_count(),
+      devices=[f'{d.platform}:{d.id} {d.device_kind}' for d in jax.devices()],
+      command=' '.join(sys.argv))
+  path = os.path.join(workdir, ENVIRONMENT_FILE)
+  sessions = []
+  try:
+    with open(path) as f:
+      sessions = json.load(f).get('sessions', [])
+  except (OSError, ValueError, AttributeError):
+    pass
+  sessions.append(session)
+  _write_atomic(path, json.dumps({'seed': int(seed), 'sessions': sessions},
+                                 indent=2))

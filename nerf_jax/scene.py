@@ -32,8 +32,9 @@ class SceneInfo:
     camera_radius: float, median distance of the training cameras from the
       origin (orbit videos).
     camera_elevation_deg: float, their median elevation above the xy-plane.
-    fingerprint: str, a hash of the training data (cameras and a subsample
-      of the pixels); '' when unknown (runs saved before it existed).
+    fingerprint: str, a hash of the training data (cameras and every pixel,
+      'v2:...'; older runs hashed a subsample of the pixels); '' when unknown
+      (runs saved before it existed).
     path: str, the dataset file or folder ('' for the built-in scene).
     ndc: bool, rays are cast in normalised device coordinates (forward-facing
       captures); near and far are then 0 and 1.
@@ -117,13 +118,15 @@ def camera_orbit_stats(poses: np.ndarray) -> tuple:
   return float(np.median(radii)), float(np.median(elevations))
 
 
-def fingerprint(images, poses: Sequence[np.ndarray], cameras) -> str:
+def fingerprint(images, poses: Sequence[np.ndarray], cameras,
+                legacy: bool = False) -> str:
   """A short hash identifying a training set (to refuse resuming on another).
 
-  Hashes every pose, the cameras and every 4th pixel of every 4th row of the
-  training images: cheap for large captures, and any realistic change of
-  data changes it. A split of same-size views through one pinhole camera
-  hashes as it did before per-view cameras existed, so older runs resume.
+  Hashes every pose, the cameras and every pixel (as 8-bit values) of the
+  training images, prefixed 'v2:'. ``legacy=True`` gives the hash older
+  runs saved, of every 4th pixel of every 4th row and without the prefix,
+  to compare such a run's data. A split of same-size views through one
+  pinhole camera hashes as it did before per-view cameras existed.
 
   Args:
     images: f32[n, h, w, 3] or uint8, or a list of [h_i, w_i, 3], the
@@ -151,9 +154,10 @@ def fingerprint(images, poses: Sequence[np.ndarray], cameras) -> str:
     sha.update(repr(np.asarray(array).shape).encode())
   for p in poses:
     sha.update(np.ascontiguousarray(p, np.float32).tobytes())
+  stride = 4 if legacy else 1
   for array in arrays:
-    sub = np.asarray(array)[..., ::4, ::4, :]
+    sub = np.asarray(array)[..., ::stride, ::stride, :]
     if sub.dtype != np.uint8:  # float images: hash them as 8-bit values
       sub = np.clip(np.round(sub * 255.0), 0, 255).astype(np.uint8)
     sha.update(np.ascontiguousarray(sub).tobytes())
-  return sha.hexdigest()[:16]
+  return sha.hexdigest()[:16] if legacy else 'v2:' + sha.hexdigest()[:16]

@@ -45,6 +45,7 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
+from nerf_jax import errors
 from nerf_jax import poses as poses_lib
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
@@ -74,7 +75,7 @@ TARGET_RADIUS = 4.0  # mean camera distance to the origin, as colmap2nerf
 NGP_UNIT_HALF_WIDTH = 1.5
 
 
-class SfmError(Exception):
+class SfmError(errors.UserError):
   """A capture or option that cannot make a scene (one-line message)."""
 
 

@@ -7,8 +7,12 @@ directory only through ``rundir``.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import functools
 import os
+import signal
+import sys
+import threading
 import time
 from typing import Any, Callable, Optional
 
@@ -21,16 +25,16 @@ import optax
 import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from nerf_jax import (camera, datasets, distributed, metrics, models,
-                      render_lib, rundir, viz)
+from nerf_jax import (camera, datasets, distributed, errors, faults, metrics,
+                      models, render_lib, rundir, validation, viz)
 from nerf_jax.optim import make_schedule
 from nerf_jax.scene import SceneInfo
 
 CheckpointError = rundir.CheckpointError
 
 
-class ConfigError(Exception):
-  """An invalid configuration (one-line message)."""
+ConfigError = validation.ConfigError
+validate_config = validation.validate_config
 
 
 @flax.struct.dataclass
@@ -44,12 +48,17 @@ class TrainState:
     model_state: the model's non-trained state (``{}`` for the vanilla NeRF).
     elapsed_s: f32[], training wall-clock so far (evaluation excluded), as of
       the last checkpoint.
+    nonfinite: i32[], steps in a row (up to now) whose loss or gradients were
+      not finite; each such step is skipped (no update).
+    skipped: i32[], all steps skipped so far.
   """
   step: jnp.ndarray
   params: Any
   opt_state: Any
   model_state: Any
   elapsed_s: jnp.ndarray
+  nonfinite: jnp.ndarray
+  skipped: jnp.ndarray
 
   def variables(self) -> dict:
     """What rendering needs: {'params': ..., 'state': ...}."""
@@ -119,68 +128,26 @@ def pixel_table(images) -> tuple:
                          for im in images]), starts
 
 
-def validate_config(config: ml_collections.ConfigDict,
-                    num_devices: Optional[int] = None) -> None:
-  """Raises ConfigError for values that cannot work.
-
-  Args:
-    config: the run's config.
-    num_devices: the devices the batch is split over when training (all
-      devices of all processes by default); ``0`` skips the checks that depend
-      on the device count, as rendering a saved run on other devices does.
-  """
-  if num_devices is None:
-    num_devices = jax.device_count()
-  m, t = config.model, config.train
-  if m.kind not in models.KINDS:
-    raise ConfigError(f'model.kind={m.kind!r} is not one of '
-                      f'{", ".join(repr(k) for k in models.KINDS)}')
-  if m.preset and m.preset not in models.PRESETS:
-    raise ConfigError(f'model.preset={m.preset!r} is not one of '
-                      f'{", ".join(models.PRESETS)} (or \'\' for depth/width)')
-  if m.num_coarse < 2:
-    raise ConfigError('model.num_coarse must be at least 2')
-  if m.num_fine < 0:
-    raise ConfigError('model.num_fine must be >= 0')
-  try:
-    models.KINDS[m.kind].check_config(m)
-    models.compute_dtype(m)
-  except ValueError as e:
-    raise ConfigError(str(e)) from e
-  if t.batch_rays <= 0 or t.max_steps <= 0:
-    raise ConfigError('train.batch_rays and train.max_steps must be positive')
-  micro = t.get('micro_batches', 1)
-  if not isinstance(micro, int) or micro < 1:
-    raise ConfigError(f'train.micro_batches={micro!r} must be a positive int')
-  if num_devices and t.batch_rays % num_devices:
-    raise ConfigError(f'train.batch_rays={t.batch_rays} must be divisible by '
-                      f'the {num_devices} devices present')
-  if num_devices and t.batch_rays % (micro * num_devices):
-    raise ConfigError(f'train.batch_rays={t.batch_rays} must be divisible by '
-                      f'train.micro_batches={micro} x {num_devices} '
-                      f'device(s) = {micro * num_devices}')
-  elif t.batch_rays % micro:
-    raise ConfigError(f'train.batch_rays={t.batch_rays} must be divisible by '
-                      f'train.micro_batches={micro}')
-  if t.lr_schedule not in ('log_linear', 'exponential'):
-    raise ConfigError(f'train.lr_schedule={t.lr_schedule!r} must be '
-                      "'log_linear' or 'exponential'")
-  if t.lr_init <= 0 or t.lr_final <= 0:
-    raise ConfigError('train.lr_init and train.lr_final must be positive')
-  d = config.data
-  from_data = d.kind in ('llff', 'transforms') and d.near == d.far == 0
-  if not (d.near < d.far or from_data):
-    raise ConfigError('data.near must be smaller than data.far'
-                      + (' (or both 0: from the data)'
-                         if d.kind in ('llff', 'transforms') else ''))
-
-
 def create_train_state(key: jax.Array, model: models.Model,
                        tx: optax.GradientTransformation) -> TrainState:
   params, model_state = model.init(key)
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     opt_state=tx.init(params), model_state=model_state,
-                    elapsed_s=jnp.zeros((), jnp.float32))
+                    elapsed_s=jnp.zeros((), jnp.float32),
+                    nonfinite=jnp.zeros((), jnp.int32),
+                    skipped=jnp.zeros((), jnp.int32))
+
+
+# TrainState entries that checkpoints of older versions lack; they restore
+# to their initial values.
+_NEWER_ENTRIES = frozenset({'nonfinite', 'skipped'})
+
+
+def all_finite(tree: Any) -> jnp.ndarray:
+  """bool[]: every floating-point value of ``tree`` is finite."""
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)
+            if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
 def sample_batch(key: jax.Array, data: TrainData, batch_rays: int,
@@ -224,6 +191,11 @@ def make_train_step(model: models.Model, tx: optax.GradientTransformation,
   update the model may refresh its non-trained state (``update_state``).
   A model that ``couples_rays`` computes its loss and gradients on each
   device's share of the batch (``shard_map``), averaged over devices.
+
+  A step whose loss or gradients are not finite (NaN or infinity) changes
+  nothing but the step counter and ``state.nonfinite`` / ``state.skipped``:
+  the parameters, the optimizer state and the model state stay as they
+  were, and the next step draws another batch.
 
   With ``micro_batches`` k > 1 the same ``batch_rays`` rays are processed as
   k micro-batches of ``batch_rays / k`` rays in a ``lax.scan`` (see
@@ -272,6 +244,12 @@ def make_train_step(model: models.Model, tx: optax.GradientTransformation,
     params = optax.apply_updates(state.params, updates)
     model_state = model.update_state(params, state.model_state,
                                      state.step + 1, k_state)
+    finite = jnp.isfinite(loss) & all_finite(grads)
+    params, opt_state, model_state = jax.tree_util.tree_map(
+        lambda new, old: jnp.where(finite, new, old),
+        (params, opt_state, model_state),
+        (state.params, state.opt_state, state.model_state))
+    skip = 1 - finite.astype(jnp.int32)
     out = {'loss': loss}
     for name, value in aux.items():
       if name.startswith('mse'):
@@ -279,7 +257,11 @@ def make_train_step(model: models.Model, tx: optax.GradientTransformation,
       else:
         out[name] = value
     new_state = state.replace(step=state.step + 1, params=params,
-                              opt_state=opt_state, model_state=model_state)
+                              opt_state=opt_state, model_state=model_state,
+                              nonfinite=(state.nonfinite + 1) * skip,
+                              skipped=state.skipped + skip)
+    # A copy the host may read after the state is donated to the next step.
+    out['nonfinite'] = new_state.nonfinite + 0
     return new_state, out
 
   return train_step
@@ -382,28 +364,83 @@ def prepare_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        progress: bool = True) -> dict:
-  """Trains (resuming from the latest checkpoint in ``workdir``) and evaluates.
+  """Trains (resuming from the newest intact checkpoint in ``workdir``) and
+  evaluates.
+
+  While it runs the workdir is locked (a second training there is refused),
+  SIGINT and SIGTERM stop it with a checkpoint of the step reached
+  (``errors.Interrupted``), and anything that goes wrong leaves the files
+  that were there before as they were.
 
   Returns:
     The last evaluation record written to metrics.jsonl.
   """
   config = prepare_config(config)
-  scene = datasets.load_scene(config.data,
-                              splits=('train', config.eval.split))
-  scene.split(config.eval.split)  # fail now, not after training, if absent
-  info = scene.info(config.data.path)
-  os.makedirs(workdir, exist_ok=True)
-  rundir.check_resumable(config, info, workdir)
-  trainer = _Trainer(config, scene, info, workdir)
-  return trainer.run(progress)
+  with _StopSignals() as stop:
+    scene = datasets.load_scene(config.data,
+                                splits=('train', config.eval.split))
+    scene.split(config.eval.split)  # fail now, not after training, if absent
+    info = scene.info(config.data.path)
+    primary = distributed.is_primary()
+    lock = None
+    if primary:
+      os.makedirs(workdir, exist_ok=True)
+      lock = rundir.WorkdirLock(workdir).acquire()
+    try:
+      rundir.check_resumable(config, info, workdir,
+                             scene.legacy_fingerprint)
+      trainer = _Trainer(config, scene, info, workdir, stop)
+      return trainer.run(progress)
+    finally:
+      if lock is not None:
+        lock.release()
+
+
+class _StopSignals:
+  """Turns SIGINT and SIGTERM into a request to stop (``signum``) that the
+  training loop honours at the next step by saving a checkpoint; a second
+  signal interrupts at once (KeyboardInterrupt). Outside the main thread
+  (where Python cannot install handlers) nothing changes."""
+
+  SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+  def __init__(self):
+    self.signum = None
+    self._previous = {}
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.signum is not None:
+      raise KeyboardInterrupt
+    self.signum = signum
+
+  def __enter__(self) -> '_StopSignals':
+    if threading.current_thread() is threading.main_thread():
+      for sig in self.SIGNALS:
+        self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def __exit__(self, *exc) -> None:
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+  def requested(self) -> bool:
+    """Whether any process was asked to stop (a collective when several
+    processes train: all must call it at the same step)."""
+    return distributed.any_process(self.signum is not None)
+
+
+class Diverged(errors.UserError):
+  """Training stopped: its loss or parameters stopped being finite."""
 
 
 class _Trainer:
   """The training loop's state and its steps: setup, eval, loop, finish."""
 
   def __init__(self, config, scene: datasets.Scene, info: SceneInfo,
-               workdir: str):
+               workdir: str, stop: _StopSignals):
     self.config, self.scene, self.workdir = config, scene, workdir
+    self.stop = stop
     self.model = models.make_model(config.model, info)
     tx = self.model.optimizer(config.train)
     init_key, self.train_rng = jax.random.split(
@@ -417,35 +454,67 @@ class _Trainer:
     self.manager = rundir.checkpoint_manager(workdir, config.checkpoint.keep)
     # Every process computes; only the primary one writes files and prints.
     self.primary = distributed.is_primary()
-    if self.manager.latest_step() is not None:
-      self.state = restore_state(self.manager, self.state)
+    if self.manager.all_steps():
+      self.state, damaged = restore_state(self.manager, self.state)
       if self.primary:
+        if damaged:
+          print(rundir.describe_damaged(damaged, int(self.state.step),
+                                        self.manager.directory),
+                file=sys.stderr, flush=True)
+          for step, _ in damaged:
+            rundir.set_aside(workdir, step)
         print(f'resuming from the checkpoint at step {int(self.state.step)} '
               f'in {workdir}', flush=True)
+      if damaged:  # orbax cached the steps it saw at start
+        self.manager.close()
+        self.manager = rundir.checkpoint_manager(workdir,
+                                                 config.checkpoint.keep)
     self.logger = rundir.MetricsWriter(workdir, enabled=self.primary)
-    if self.primary:
-      rundir.save_config(config, workdir)
-      rundir.save_scene(info, workdir)
-      self.logger.truncate(int(self.state.step))
+    self.info, self.files_written = info, False
     self.data = put_data(scene.split('train'), mesh)
     self.step_fn = jax.jit(
         make_train_step(self.model, tx, config.train.batch_rays, scene.near,
-                        scene.far, mesh,
-                        config.train.get('micro_batches', 1)),
+                        scene.far, mesh, config.train.micro_batches),
         donate_argnums=(0,))
+    self.finite_fn = jax.jit(lambda state: all_finite(
+        (state.params, state.model_state)))
     self.render_fn = render_lib.make_render_fn(self.model)
     self.schedule = make_schedule(config.train)
     self.preview_dir = os.path.join(workdir, 'previews')
-    if self.primary:
-      os.makedirs(self.preview_dir, exist_ok=True)
     self.elapsed = float(self.state.elapsed_s)
+    self.start_step = int(self.state.step)
+    self.reported_skips = int(self.state.skipped)
+
+  def write_run_files(self) -> None:
+    """Writes config.json, scene.json and environment.json and trims
+    metrics.jsonl to the restored step: once the first step has run, so a
+    run that fails to start (out of memory, a bad setting) changes none of
+    the files of the run it would have resumed."""
+    if self.files_written:
+      return
+    self.files_written = True
+    if not self.primary:
+      return
+    rundir.save_config(self.config, self.workdir)
+    rundir.save_scene(self.info, self.workdir)
+    rundir.save_environment(self.workdir, self.config.train.seed)
+    self.logger.truncate(self.start_step)
+    os.makedirs(self.preview_dir, exist_ok=True)
 
   def evaluate(self) -> dict:
     """Scores the held-out split; writes the record, a preview and the plot."""
+    self.write_run_files()
     config, scene = self.config, self.scene
-    result = evaluate(self.render_fn, self.state.variables(), scene,
-                      config.eval.split, config.eval.max_views,
-                      config.eval.chunk)
+    try:
+      result = evaluate(self.render_fn, self.state.variables(), scene,
+                        config.eval.split, config.eval.max_views,
+                        config.eval.chunk)
+    except Exception as e:  # pylint: disable=broad-except
+      if errors.is_out_of_memory(e):
+        raise errors.UserError(
+            f'out of memory evaluating ({errors.first_line(e)}); lower '
+            f'eval.chunk (now {config.eval.chunk})') from e
+      raise
     step = int(self.state.step)
     record = dict(step=step, split=config.eval.split, psnr=result['psnr'],
                   ssim=result['ssim'], elapsed_s=round(self.elapsed, 3),
@@ -462,42 +531,117 @@ class _Trainer:
                       os.path.join(self.workdir, 'progress.png'))
     return record
 
+  def last_good(self) -> str:
+    steps = rundir.complete_steps(self.workdir)
+    return ('no checkpoint was saved yet' if not steps else
+            f'the last good checkpoint is step {steps[-1]} in '
+            f'{self.manager.directory}')
+
   def save(self, step: int, force: bool = False) -> None:
-    """Checkpoints the state, with the training clock as of now."""
+    """Checkpoints the state, with the training clock as of now; never a
+    state with non-finite values."""
+    self.write_run_files()
+    if not bool(self.finite_fn(self.state)):
+      raise Diverged(f'the parameters are not finite at step {step}, so they '
+                     f'were not saved; {self.last_good()}; lower '
+                     'train.lr_init or check the data')
     # Same sharding as before, so the jitted step never retraces.
     self.state = self.state.replace(elapsed_s=jax.device_put(
         np.float32(self.elapsed), self.state.elapsed_s.sharding))
-    self.manager.save(step, args=ocp.args.StandardSave(self.state),
-                      force=force)
+    try:
+      self.manager.save(step, args=ocp.args.PyTreeSave(self.state),
+                        force=force)
+      faults.maybe_fail('checkpoint', step)
+    except Exception as e:  # pylint: disable=broad-except
+      self.raise_save_error(e, step)
+
+  def finish_saves(self, step: int) -> None:
+    """Waits for the checkpoints being written in the background."""
+    try:
+      self.manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      self.raise_save_error(e, step)
+
+  def raise_save_error(self, e: Exception, step: int):
+    if errors.is_disk_full(e):
+      raise errors.UserError(
+          f'the disk is full: checkpoint {step} could not be written to '
+          f'{self.manager.directory} ({errors.first_line(e, 160)}); '
+          f'{self.last_good()}; free some space and run the same command to '
+          'resume') from e
+    raise e
 
   def log_train(self, step: int, metrics: dict, rays_per_s: float,
                 bar) -> None:
-    m = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    m = {k: float(v) for k, v in jax.device_get(metrics).items()
+         if k != 'nonfinite'}
+    skipped = int(self.state.skipped)
     # Models that train on part of the drawn rays report which fraction.
     rays_per_s *= m.get('rays_kept', 1.0)
-    bar.set_postfix(loss=f'{m["loss"]:.4f}', psnr=f'{m["psnr"]:.2f}',
-                    rays_s=f'{rays_per_s:,.0f}')
+    postfix = dict(loss=f'{m["loss"]:.4f}', psnr=f'{m["psnr"]:.2f}',
+                   rays_s=f'{rays_per_s:,.0f}')
+    if skipped:
+      postfix['skipped'] = skipped
+    bar.set_postfix(**postfix)
     self.logger.write(dict(step=step, split='train',
                            lr=float(self.schedule(step)),
                            rays_per_s=round(rays_per_s),
-                           elapsed_s=round(self.elapsed, 3), **m))
+                           elapsed_s=round(self.elapsed, 3),
+                           skipped_steps=skipped, **m))
+    if skipped > self.reported_skips and self.primary:
+      bar.write(f'warning: {skipped - self.reported_skips} step(s) up to '
+                f'step {step} had a non-finite loss or gradients and were '
+                f'skipped ({skipped} in all; see {rundir.METRICS_FILE})',
+                file=sys.stderr)
+    self.reported_skips = skipped
 
   def run(self, progress: bool) -> dict:
-    """Trains to max_steps (or the time budget), then evaluates and saves."""
+    """Trains to max_steps (or the time budget), then evaluates and saves.
+
+    Out of memory and a full disk become one line saying what to do (and
+    which checkpoint is the last good one).
+    """
+    cfg = self.config
+    try:
+      return self.train(progress)
+    except errors.UserError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      if errors.is_out_of_memory(e):
+        raise errors.UserError(
+            f'out of memory in the training step ({errors.first_line(e)}); '
+            f'lower train.batch_rays (now {cfg.train.batch_rays}) or raise '
+            f'train.micro_batches (now {cfg.train.micro_batches})') from e
+      if errors.is_disk_full(e):
+        raise errors.UserError(
+            f'the disk is full ({errors.first_line(e, 160)}); '
+            f'{self.last_good()}; free some space and run the same command '
+            'to resume') from e
+      raise
+
+  def train(self, progress: bool) -> dict:
     from tqdm import tqdm  # pylint: disable=g-import-not-at-top
     cfg = self.config
     start, max_steps = int(self.state.step), int(cfg.train.max_steps)
     bar = tqdm(total=max_steps, initial=start,
                disable=not (progress and self.primary),
                dynamic_ncols=True, mininterval=0.5, desc=cfg.name)
-    last_eval, record = self.loop(bar)
-    bar.close()
+    try:
+      last_eval, record = self.loop(bar)
+    finally:
+      # On an error the checkpoint manager is left open: closing it after
+      # a failed write makes its I/O threads print tracebacks, and the
+      # process is about to end anyway (a save in flight either completes
+      # or stays an uncommitted temporary folder).
+      bar.close()
     step = int(self.state.step)
+    if self.stop.requested():
+      self.interrupt(step)
     if last_eval != step:
       record = self.evaluate()
     if self.manager.latest_step() != step:
       self.save(step, force=True)
-    self.manager.wait_until_finished()
+    self.finish_saves(step)
     self.manager.close()
     if not self.primary:
       return record
@@ -506,18 +650,35 @@ class _Trainer:
     viz.save_gif(os.path.join(self.workdir, 'progress.gif'), frames)
     return record
 
+  def interrupt(self, step: int):
+    """Saves the step reached (unless a checkpoint has it) and stops."""
+    name = signal.Signals(self.stop.signum or signal.SIGINT).name
+    if step == 0:
+      what = 'no step was trained, nothing saved'
+    elif self.manager.latest_step() != step:
+      self.save(step, force=True)
+      what = f'checkpoint {step} saved in {self.manager.directory}'
+    else:
+      what = f'checkpoint {step} in {self.manager.directory} is the latest'
+    self.finish_saves(step)
+    self.manager.close()
+    raise errors.Interrupted(f'stopped by {name} at step {step}; {what}; run '
+                             'the same command to resume',
+                             self.stop.signum or signal.SIGINT)
+
   def loop(self, bar) -> tuple:
     """The optimisation loop; returns (step of the last eval, its record).
 
     The host never stalls the device queue for the clock: after dispatching
     step n it waits only for step n - ``_CLOCK_LAG`` to finish, then reads
-    the clock, so the time budget and timed evaluations cost no round trip.
-    Logging, evaluation and checkpoints synchronise fully, as they must.
+    the clock (and that step's count of non-finite steps in a row), so the
+    time budget and timed evaluations cost no round trip. Logging,
+    evaluation and checkpoints synchronise fully, as they must.
 
-    With several processes every decision that depends on the clock uses
-    process 0's reading (``distributed.agree``), taken every
-    ``_AGREE_EVERY`` steps, so all processes stop and evaluate at the same
-    step.
+    With several processes every decision that depends on the clock (or on
+    a stop signal) uses an agreed value (``distributed.agree``,
+    ``distributed.any_process``), taken every ``_AGREE_EVERY`` steps, so all
+    processes stop and evaluate at the same step.
     """
     cfg = self.config
     max_steps, budget = int(cfg.train.max_steps), float(cfg.train.max_seconds)
@@ -529,12 +690,20 @@ class _Trainer:
     rate_mark = (step, self.elapsed)
     in_flight = collections.deque()
     agree_every = 1 if jax.process_count() == 1 else _AGREE_EVERY
+    limit = int(cfg.train.max_nonfinite_steps)
     while step < max_steps and not (budget > 0 and self.elapsed >= budget):
-      self.state, metrics = self.step_fn(self.state, self.data, self.train_rng)
+      if step % agree_every == 0 and self.stop.requested():
+        break
+      self.state, metrics = self.step_fn(self.state, self.data,
+                                         self.train_rng)
+      if not self.files_written:
+        jax.block_until_ready(metrics)  # it ran: compiled, memory enough
+        self.write_run_files()
       step += 1
-      in_flight.append(metrics['loss'])
+      faults.maybe_fail('step', step)
+      in_flight.append((step, metrics['nonfinite']))
       if len(in_flight) > _CLOCK_LAG:
-        in_flight.popleft().block_until_ready()
+        self.check_finite(*in_flight.popleft(), limit)
       clock_now = step % agree_every == 0
       if clock_now:
         self.elapsed = distributed.agree(base + time.perf_counter() - t_mark)
@@ -547,7 +716,8 @@ class _Trainer:
       if not (log_now or eval_now or ckpt_now):
         continue
       jax.block_until_ready(self.state.step)
-      in_flight.clear()
+      while in_flight:
+        self.check_finite(*in_flight.popleft(), limit)
       self.elapsed = distributed.agree(base + time.perf_counter() - t_mark)
       bar.update(step - bar.n)
       if log_now:
@@ -561,8 +731,26 @@ class _Trainer:
         self.save(step)
       base, t_mark = self.elapsed, time.perf_counter()
     jax.block_until_ready(self.state.step)
+    while in_flight:
+      self.check_finite(*in_flight.popleft(), limit)
     bar.update(step - bar.n)
     return last_eval, record
+
+  def check_finite(self, step: int, nonfinite: jax.Array, limit: int) -> None:
+    """Stops training when ``limit`` steps in a row up to ``step`` were
+    skipped for a non-finite loss or gradients."""
+    count = int(nonfinite)
+    if count < limit:
+      return
+    skipped = int(self.state.skipped)
+    self.finish_saves(step)
+    self.logger.write(dict(step=step, split='train', skipped_steps=skipped,
+                           nonfinite_in_a_row=count, stopped='diverged'))
+    raise Diverged(
+        f'training stopped at step {step}: the loss or gradients were not '
+        f'finite for {count} steps in a row ({skipped} skipped in all); '
+        f'{self.last_good()}; lower train.lr_init (now '
+        f'{self.config.train.lr_init:g}) or check the data')
 
 
 # Steps the host lets run ahead of the clock reading (see _Trainer.loop).
@@ -575,33 +763,43 @@ _AGREE_EVERY = 8
 # Loading a trained run.
 
 
+def _abstract(tree: Any, sharding=None) -> Any:
+  """ShapeDtypeStructs of ``tree``'s arrays (with ``sharding``, or each
+  array's own)."""
+  return jax.tree_util.tree_map(
+      lambda x: jax.ShapeDtypeStruct(
+          x.shape, x.dtype, sharding=sharding or getattr(x, 'sharding', None)),
+      tree)
+
+
 def restore_state(manager: ocp.CheckpointManager, target: TrainState,
-                  step: Optional[int] = None) -> TrainState:
-  """Restores a checkpoint into ``target``'s structure and shardings.
+                  step: Optional[int] = None) -> tuple:
+  """Restores the newest intact checkpoint into ``target``'s structure and
+  shardings (see ``rundir.restore_newest``).
 
-  Checkpoints written before ``TrainState`` had ``model_state`` still load
-  for models without state.
+  Checkpoints written before ``TrainState`` had ``model_state`` (models
+  without state) or the non-finite counters still load.
+
+  Returns:
+    (state, [(damaged step, why), ...] of the newer checkpoints skipped).
   """
-  try:
-    return rundir.restore(manager, target, step)
-  except CheckpointError:
-    if jax.tree_util.tree_leaves(target.model_state):
-      raise
-  legacy = {'step': target.step, 'params': target.params,
-            'opt_state': target.opt_state, 'elapsed_s': target.elapsed_s}
-  try:
-    restored = rundir.restore(manager, legacy, step)
-  except CheckpointError:
-    return rundir.restore(manager, target, step)  # report the first error
-  # orbax returns plain containers; put the leaves back into our structure.
-  leaves = jax.tree_util.tree_leaves(restored)
-  legacy = jax.tree_util.tree_unflatten(
-      jax.tree_util.tree_structure(legacy), leaves)
-  return target.replace(**legacy)
+  names = [f.name for f in dataclasses.fields(TrainState)]
+  entries = {name: _abstract(getattr(target, name)) for name in names}
+  optional = set(_NEWER_ENTRIES)
+  if not jax.tree_util.tree_leaves(target.model_state):
+    optional.add('model_state')
+  restored, _, damaged = rundir.restore_newest(manager, entries, step,
+                                               frozenset(optional))
+  return target.replace(**restored), damaged
 
 
-def load_trained(workdir: str, step: Optional[int] = None) -> tuple:
+def load_trained(workdir: str, step: Optional[int] = None,
+                 warn: bool = True) -> tuple:
   """Loads a training directory for rendering.
+
+  Reads the newest intact checkpoint (a damaged newer one is named on
+  stderr and skipped, unless ``step`` asks for it); a run that is still
+  training can be read: checkpoints being written are not listed.
 
   Returns:
     (config, scene_info, model, variables, step) of the latest (or given)
@@ -616,19 +814,25 @@ def load_trained(workdir: str, step: Optional[int] = None) -> tuple:
     model = models.make_model(config.model, info)
   except (ConfigError, ValueError, AttributeError, KeyError) as e:
     raise CheckpointError(f'{workdir}/{rundir.CONFIG_FILE} is not a valid '
-                          f'config: {e}') from e
+                          f'config: {errors.first_line(e)}') from e
   ckpt_dir = os.path.join(workdir, rundir.CHECKPOINT_DIR)
+  holder = rundir.WorkdirLock.holder(workdir)
+  none = f'{workdir} has no checkpoints' + (
+      f' yet (a training is running there: {holder})' if holder else '')
   if not os.path.isdir(ckpt_dir):
-    raise CheckpointError(f'{workdir} has no checkpoints')
-  manager = rundir.checkpoint_manager(workdir)
+    raise CheckpointError(none)
+  manager = rundir.checkpoint_manager(workdir, keep=None)
   steps = manager.all_steps()
   if not steps:
-    raise CheckpointError(f'{workdir} has no checkpoints')
+    raise CheckpointError(none)
   if step is not None and step not in steps:
     raise CheckpointError(f'{workdir} has no checkpoint at step {step} '
                           f'(it has {sorted(steps)})')
-  variables, restored_step = restore_variables(manager, model, step)
+  variables, restored_step, damaged = restore_variables(manager, model, step)
   manager.close()
+  if damaged and warn and distributed.is_primary():
+    print(rundir.describe_damaged(damaged, restored_step, ckpt_dir),
+          file=sys.stderr, flush=True)
   return config, info, model, variables, restored_step
 
 
@@ -638,21 +842,17 @@ def restore_variables(manager: ocp.CheckpointManager, model: models.Model,
   replicated on the devices present (whatever devices wrote it).
 
   Returns:
-    ({'params': ..., 'state': ...}, step).
+    ({'params': ..., 'state': ...}, step, [(damaged step, why), ...]).
   """
   params, model_state = jax.eval_shape(model.init, jax.random.PRNGKey(0))
   replicated = distributed.replicated(distributed.make_mesh())
-
-  def abstract(tree):
-    return jax.tree_util.tree_map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
-        tree)
-
-  target = {'step': abstract(jax.ShapeDtypeStruct((), jnp.int32)),
-            'params': abstract(params)}
+  target = {'step': _abstract(jax.ShapeDtypeStruct((), jnp.int32), replicated),
+            'params': _abstract(params, replicated)}
+  optional = frozenset()
   if jax.tree_util.tree_leaves(model_state):
-    target['model_state'] = abstract(model_state)
-  restored = rundir.restore_entries(manager, target, step)
+    target['model_state'] = _abstract(model_state, replicated)
+  restored, _, damaged = rundir.restore_newest(manager, target, step,
+                                               optional)
   return ({'params': restored['params'],
            'state': restored.get('model_state', model_state)},
-          int(restored['step']))
+          int(restored['step']), damaged)

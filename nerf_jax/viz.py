@@ -40,17 +40,40 @@ def save_preview(path: str, prediction: np.ndarray, depth_rgb: np.ndarray,
   h = prediction.shape[0]
   gap = np.ones((h, 2, 3), np.float32)
   row = np.concatenate([prediction, gap, depth_rgb, gap, ground_truth], axis=1)
-  iio.imwrite(path, to_uint8(row))
+  _write_atomic(path, lambda tmp: iio.imwrite(tmp, to_uint8(row),
+                                                extension='.png'))
+
+
+def _write_atomic(path: str, write) -> None:
+  """``write(tmp)`` then rename onto ``path``: a crash or a full disk leaves
+  the previous file (or none), never a truncated one."""
+  tmp = path + '.tmp'
+  try:
+    write(tmp)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def _readable(path: str):
+  try:
+    return iio.imread(path)[..., :3]
+  except Exception:  # pylint: disable=broad-except
+    return None  # e.g. a frame of a run killed while writing it
 
 
 def save_gif(path: str, frame_paths: list, fps: float = 4.0) -> None:
   """Assembles PNG frames into a looping GIF (written atomically)."""
   if not frame_paths:
     return
-  frames = [iio.imread(p)[..., :3] for p in frame_paths]
-  tmp = path + '.tmp.gif'
-  iio.imwrite(tmp, np.stack(frames), duration=1000.0 / fps, loop=0)
-  os.replace(tmp, path)
+  frames = [f for f in map(_readable, frame_paths) if f is not None]
+  shapes = {f.shape for f in frames}
+  if not frames or len(shapes) > 1:
+    return
+  _write_atomic(path, lambda tmp: iio.imwrite(
+      tmp, np.stack(frames), duration=1000.0 / fps, loop=0, extension='.gif'))
 
 
 def plot_progress(metrics_path: str, out_path: str) -> None:
@@ -60,8 +83,12 @@ def plot_progress(metrics_path: str, out_path: str) -> None:
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   from nerf_jax.rundir import read_metrics  # pylint: disable=g-import-not-at-top
   records = read_metrics(metrics_path)
-  train = [r for r in records if r.get('split') == 'train']
-  held = [r for r in records if r.get('split') not in (None, 'train')]
+  def has(r, key):
+    return isinstance(r.get(key), (int, float)) and np.isfinite(r[key])
+  train = [r for r in records if r.get('split') == 'train' and has(r, 'loss')
+           and r['loss'] > 0]
+  held = [r for r in records if r.get('split') not in (None, 'train')
+          and has(r, 'psnr')]
   fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 3.6))
   if train:
     ax0.semilogy([r['step'] for r in train], [r['loss'] for r in train])
@@ -72,7 +99,8 @@ def plot_progress(metrics_path: str, out_path: str) -> None:
   for ax in (ax0, ax1):
     ax.grid(alpha=0.3)
   fig.tight_layout()
-  tmp = out_path + '.tmp.png'
-  fig.savefig(tmp, dpi=80)
-  plt.close(fig)
-  os.replace(tmp, out_path)
+  try:
+    _write_atomic(out_path, lambda tmp: fig.savefig(tmp, dpi=80,
+                                                    format='png'))
+  finally:
+    plt.close(fig)

@@ -205,8 +205,9 @@ def _params(workdir, config):
   tx = model.optimizer(config.train)
   target = train_lib.create_train_state(jax.random.PRNGKey(0), model, tx)
   manager = rundir.checkpoint_manager(workdir)
-  state = train_lib.restore_state(manager, target)
+  state, damaged = train_lib.restore_state(manager, target)
   manager.close()
+  assert not damaged
   return state
 
 

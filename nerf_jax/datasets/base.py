@@ -7,11 +7,13 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
+from nerf_jax import camera
+from nerf_jax import errors
 from nerf_jax import scene as scene_lib
 from nerf_jax.camera import Cameras, Intrinsics
 
 
-class DatasetError(Exception):
+class DatasetError(errors.UserError):
   """A dataset that is missing, unreadable or malformed (one-line message)."""
 
 
@@ -75,8 +77,11 @@ def pinhole_split(images, poses, intrinsics: Intrinsics, indices,
         f'{where}: {images.shape[0]} images but {poses.shape[0]} poses')
   if images.shape[0] == 0:
     raise DatasetError(f'{where}: no views')
+  _check_dtype(images, where)
   _check_poses(poses, where)
   h, w = images.shape[1:3]
+  if min(h, w) < 1:
+    raise DatasetError(f'{where}: images are {w}x{h} pixels (empty)')
   if (intrinsics.height, intrinsics.width) != (h, w):
     raise DatasetError(f'{where}: intrinsics are {intrinsics.width}x'
                        f'{intrinsics.height} but images are {w}x{h}')
@@ -88,10 +93,36 @@ def pinhole_split(images, poses, intrinsics: Intrinsics, indices,
 
 
 def _check_poses(poses: np.ndarray, where: str) -> None:
-  if not np.all(np.isfinite(poses)):
-    bad = np.unique(np.nonzero(~np.isfinite(poses))[0])
-    raise DatasetError(
-        f'{where}: pose(s) {bad[:5].tolist()} contain NaN or inf values')
+  problem = camera.pose_problem(poses)
+  if problem:
+    raise DatasetError(f'{where}: {problem}')
+
+
+def _check_dtype(images, where: str) -> None:
+  """Refuses images that are not real numbers (complex, bool, strings)."""
+  kinds = {np.asarray(image).dtype for image in images} if isinstance(
+      images, list) else {images.dtype}
+  for dtype in kinds:
+    if dtype.kind not in 'fiu':
+      raise DatasetError(f'{where}: images must be real numbers (floats in '
+                         f'[0, 1] or uint8), got {dtype}')
+
+
+# Images are linear RGB in [0, 1]; float error of a resampling may stray
+# this far outside.
+_PIXEL_SLACK = 1e-3
+
+
+def _check_pixels(image: np.ndarray, where: str) -> None:
+  if not np.all(np.isfinite(image)):
+    raise DatasetError(f'{where}: images contain NaN or inf values')
+  lo, hi = float(image.min()), float(image.max())
+  if hi > 1.0 + _PIXEL_SLACK:
+    raise DatasetError(f'{where}: images are floats up to {round(hi, 3)}; '
+                       'expected values in [0, 1] or uint8')
+  if lo < -_PIXEL_SLACK:
+    raise DatasetError(f'{where}: images have values down to '
+                       f'{round(lo, 3)}; expected values in [0, 1] or uint8')
 
 
 def validate_split(split: Split, where: str) -> Split:
@@ -109,10 +140,11 @@ def validate_split(split: Split, where: str) -> Split:
   if len(images) != n:
     raise DatasetError(f'{where}: {len(images)} images but {n} cameras')
   _check_poses(np.asarray(cams.poses), where)
-  focal = np.stack([cams.fx, cams.fy])
-  if not (np.all(np.isfinite(focal)) and np.all(focal > 0)):
-    raise DatasetError(f'{where}: focal lengths must be positive, got '
-                       f'fx={cams.fx[:3]}, fy={cams.fy[:3]}')
+  problem = camera.intrinsics_problem(cams.fx, cams.fy, cams.cx, cams.cy,
+                                      cams.width, cams.height)
+  if problem:
+    raise DatasetError(f'{where}: {problem}')
+  _check_dtype(images, where)
   for i, image in enumerate(images):
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[-1] != 3:
@@ -123,8 +155,7 @@ def validate_split(split: Split, where: str) -> Split:
       raise DatasetError(
           f'{where}: view {i}: camera is {size[1]}x{size[0]} but the image '
           f'is {image.shape[1]}x{image.shape[0]}')
-    if not np.all(np.isfinite(image)):
-      raise DatasetError(f'{where}: images contain NaN or inf values')
+    _check_pixels(image, where)
   if len({np.asarray(image).shape for image in images}) == 1:
     split.images = np.asarray(np.stack(images) if isinstance(images, list)
                               else images, np.float32)
@@ -165,6 +196,13 @@ class Scene:
           f'dataset {self.name!r} has no {name!r} split '
           f'(it has: {", ".join(sorted(self.splits))})')
     return self.splits[name]
+
+  def legacy_fingerprint(self) -> str:
+    """The fingerprint runs saved before 'v2:' fingerprints (to compare)."""
+    train = self.split('train')
+    poses = [self.splits[k].poses for k in sorted(self.splits)]
+    return scene_lib.fingerprint(train.images, poses, train.cameras,
+                                 legacy=True)
 
   def info(self, path: str = '') -> scene_lib.SceneInfo:
     """The facts a model keeps of this scene (saved as scene.json)."""

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from nerf_jax.camera import Intrinsics
+from nerf_jax.camera import Intrinsics, pose_problem
 from nerf_jax.scene import DEFAULT_AABB
 from nerf_jax.datasets.images import read_images
 from nerf_jax.datasets.base import DatasetError, Scene, Split, pinhole_split
@@ -50,6 +50,13 @@ def _read_transforms(json_path: str, max_views: int):
   if not (np.isfinite(angle) and 0 < angle < np.pi):
     raise DatasetError(f'{json_path}: camera_angle_x must be in (0, pi), got '
                        f'{angle}')
+  if poses.ndim != 3 or poses.shape[1:] not in ((4, 4), (3, 4)):
+    raise DatasetError(f'{json_path}: each transform_matrix must be 4x4, got '
+                       f'shape {poses.shape[1:]}')
+  # Check the cameras before reading any image.
+  problem = pose_problem(poses, what='transform_matrix of frame')
+  if problem:
+    raise DatasetError(f'{json_path}: {problem}')
   return angle, files, poses
 
 

@@ -24,6 +24,8 @@ def read_image(path: str) -> np.ndarray:
   Returns:
     f32[h, w, 4], values in [0, 1]; alpha is 1 where the file has none.
   """
+  if os.path.isdir(path):
+    raise DatasetError(f'{path}: a folder, not an image file')
   if not os.path.isfile(path):
     raise DatasetError(f'{path}: image file not found')
   try:

@@ -53,8 +53,11 @@ def _read_poses_bounds(path: str) -> np.ndarray:
     raise DatasetError(f'{path}: no poses_bounds.npy, not an LLFF scene')
   try:
     data = np.load(file, allow_pickle=False)
-  except (OSError, ValueError) as e:
-    raise DatasetError(f'{file}: cannot read ({e})') from None
+  except (OSError, ValueError, EOFError) as e:
+    message = f'{e}'.replace('\n', ' ') or type(e).__name__
+    raise DatasetError(f'{file}: cannot read ({message})') from None
+  if data.dtype.kind not in 'fiu':
+    raise DatasetError(f'{file}: expected real numbers, got {data.dtype}')
   if data.ndim != 2 or data.shape[1] != 17 or not len(data):
     raise DatasetError(f'{file}: expected an (n, 17) array, got shape '
                        f'{data.shape}')
@@ -62,9 +65,25 @@ def _read_poses_bounds(path: str) -> np.ndarray:
     bad = np.unique(np.nonzero(~np.isfinite(data))[0])
     raise DatasetError(f'{file}: row(s) {bad[:5].tolist()} contain NaN or '
                        'inf values')
-  if np.any(data[:, 15:17] <= 0):
-    raise DatasetError(f'{file}: depth bounds must be positive')
-  return data.astype(np.float64)
+  data = data.astype(np.float64)
+  near, far = data[:, 15], data[:, 16]
+  for what, bad in (('near depth bound <= 0', near <= 0),
+                    ('near depth bound >= far', near >= far)):
+    if bad.any():
+      rows = np.nonzero(bad)[0]
+      raise DatasetError(f'{file}: row(s) {rows[:5].tolist()}: {what} '
+                         f'(near={near[rows[0]]:g}, far={far[rows[0]]:g})')
+  llff = data[:, :15].reshape(-1, 3, 5)
+  height, width, focal = llff[:, 0, 4], llff[:, 1, 4], llff[:, 2, 4]
+  problem = camera.intrinsics_problem(
+      focal, focal, width / 2.0, height / 2.0, width, height,
+      names=('focal', 'focal', 'cx', 'cy', 'width', 'height'), what='row')
+  if problem:
+    raise DatasetError(f'{file}: {problem}')
+  problem = camera.pose_problem(llff_to_opengl(llff), what='row')
+  if problem:
+    raise DatasetError(f'{file}: {problem}')
+  return data
 
 
 def _image_folder(path: str, downsample: int) -> tuple:
@@ -108,6 +127,9 @@ def load_llff(path: str, *, downsample: int = 8, ndc: bool = True,
   if int(downsample) != downsample or downsample < 1:
     raise DatasetError(f'{path}: downsample must be a positive integer, got '
                        f'{downsample}')
+  if int(holdout) != holdout or holdout < 0:
+    raise DatasetError(f'{path}: holdout must be 0 or a positive integer, '
+                       f'got {holdout}')
   data = _read_poses_bounds(path)
   n = len(data)
   folder, extra = _image_folder(path, int(downsample))

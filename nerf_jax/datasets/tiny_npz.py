@@ -1,6 +1,10 @@
 """The classic tiny NeRF npz: ``images`` f32[n, h, w, 3], ``poses`` f32[n, 4, 4]
 camera-to-world, ``focal`` scalar (pixels).
 
+Images are floats in [0, 1] or uint8 (floats up to 255 are refused); poses
+must be rigid and the focal length sane (``camera.pose_problem``,
+``camera.intrinsics_problem``).
+
 Without a path, the public ``tiny_nerf_data.npz`` (106 lego views at 100x100)
 is downloaded once into a cache directory and verified by its git blob id
 (sha1 of ``b"blob %d\\0" % size`` followed by the bytes), which fixes both its
@@ -21,7 +25,7 @@ from typing import Sequence
 import numpy as np
 import tqdm
 
-from nerf_jax.camera import Intrinsics
+from nerf_jax.camera import Intrinsics, intrinsics_problem
 from nerf_jax.scene import DEFAULT_AABB
 from nerf_jax.datasets.base import DatasetError, Scene, Split, pinhole_split
 
@@ -125,6 +129,8 @@ def fetch_tiny_npz(cache_dir: str = '', url: str = '') -> str:
 
 def _read_npz(path: str):
   """Reads and checks the three arrays: (images, poses, focal)."""
+  if os.path.isdir(path):
+    raise DatasetError(f'{path}: a folder, not an .npz file')
   if not os.path.isfile(path):
     raise DatasetError(f'{path}: file not found')
   with open(path, 'rb') as f:
@@ -143,14 +149,17 @@ def _read_npz(path: str):
   except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
     message = f'{type(e).__name__}: {e}'.replace('\n', ' ')
     raise DatasetError(f'{path}: not a readable .npz file ({message})')
-  if focal.size != 1 or not np.issubdtype(focal.dtype, np.number):
-    raise DatasetError(f'{path}: focal must be a scalar, got shape '
+  if focal.size != 1 or focal.dtype.kind not in 'fiu':
+    raise DatasetError(f'{path}: focal must be a real scalar, got shape '
                        f'{focal.shape} {focal.dtype}')
-  for name, array in (('images', images), ('poses', poses)):
-    if not np.issubdtype(array.dtype, np.number):
-      raise DatasetError(f'{path}: {name} must be numeric, got {array.dtype}')
+  if poses.dtype.kind not in 'fiu':
+    raise DatasetError(f'{path}: poses must be real numbers, got '
+                       f'{poses.dtype}')
   if images.dtype == np.uint8:
     images = images.astype(np.float32) / 255.0
+  elif images.dtype.kind != 'f':
+    raise DatasetError(f'{path}: images must be floats in [0, 1] or uint8, '
+                       f'got {images.dtype}')
   return images, poses, float(focal.reshape(()))
 
 
@@ -233,6 +242,13 @@ def load_tiny_npz(path: str = '', *, val_indices: Sequence[int] = (),
     raise DatasetError(f'{path}: images must have shape (n, height, width, '
                        f'3), got {images.shape}')
   n, height, width = images.shape[:3]
+  if min(height, width) < 1:
+    raise DatasetError(f'{path}: images are {width}x{height} pixels (empty)')
+  problem = intrinsics_problem(
+      focal, focal, width / 2.0, height / 2.0, width, height,
+      names=('focal',) * 4 + ('width', 'height'))
+  if problem:
+    raise DatasetError(f'{path}: {problem}')
   intrinsics = Intrinsics.from_focal(focal, width, height)
   # Check the whole file once, so errors name the file's own view numbers.
   everything = pinhole_split(images, poses, intrinsics, np.arange(n), path)

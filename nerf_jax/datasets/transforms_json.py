@@ -35,6 +35,7 @@ import numpy as np
 
 from nerf_jax import camera
 from nerf_jax import poses as poses_lib
+from nerf_jax.camera import intrinsics_problem, pose_problem
 from nerf_jax.datasets.base import DatasetError, Scene, Split, validate_split
 from nerf_jax.datasets.images import read_images
 
@@ -45,6 +46,8 @@ _NGP_UNIT_HALF_WIDTH = 1.5
 _CAMERA_DISTANCE = 4.0
 _DISTORTION_KEYS = ('k1', 'k2', 'p1', 'p2')
 _UNSUPPORTED_MODELS = ('OPENCV_FISHEYE', 'FISHEYE', 'EQUIRECTANGULAR')
+# instant-ngp allows powers of 2 up to 128; larger boxes are still readable.
+_MAX_AABB_SCALE = 1e4
 
 
 def _json_path(path: str) -> str:
@@ -56,35 +59,55 @@ def _json_path(path: str) -> str:
   return path
 
 
+def _number(value, key: str, where: str) -> float:
+  """A json value as a finite float; DatasetError naming the key if not."""
+  if isinstance(value, bool) or not isinstance(value, (int, float)):
+    raise DatasetError(f'{where}: {key} must be a number, got {value!r}')
+  if not np.isfinite(value):
+    raise DatasetError(f'{where}: {key} must be finite, got {value}')
+  return float(value)
+
+
 def _camera(frame: dict, meta: dict, image_size: tuple, where: str) -> tuple:
   """(Intrinsics at the image's actual size, distortion f32[4])."""
-  get = lambda key: frame.get(key, meta.get(key))
-  model = str(get('camera_model') or 'OPENCV').upper()
+  raw = lambda key: frame.get(key, meta.get(key))
+
+  def get(key, default=None):
+    value = raw(key)
+    return default if value is None else _number(value, key, where)
+
+  model = str(raw('camera_model') or 'OPENCV').upper()
   if model in _UNSUPPORTED_MODELS:
     raise DatasetError(f'{where}: camera_model {model} is not supported '
                        '(pinhole cameras with k1 k2 p1 p2 distortion are)')
   for key in ('k3', 'k4'):
-    if float(get(key) or 0.0) != 0.0:
+    if get(key, 0.0) != 0.0:
       raise DatasetError(f'{where}: {key} distortion is not supported '
                          '(k1 k2 p1 p2 are)')
   height, width = image_size
-  w = float(get('w') or width)
-  h = float(get('h') or height)
+  w, h = get('w', float(width)), get('h', float(height))
+  for key, size in (('w', w), ('h', h)):
+    if size < 1:
+      raise DatasetError(f'{where}: {key}={size:g} must be a positive number '
+                         'of pixels')
   fx, fy = get('fl_x'), get('fl_y')
+  for key in ('camera_angle_x', 'camera_angle_y'):
+    angle = get(key)
+    if angle is not None and not 0 < angle < np.pi:
+      raise DatasetError(f'{where}: {key}={angle:g} must be in (0, pi) '
+                         'radians')
   if fx is None:
-    angle_x = get('camera_angle_x')
-    if angle_x is None:
+    if get('camera_angle_x') is None:
       raise DatasetError(f'{where}: no focal length (fl_x or camera_angle_x)')
-    fx = 0.5 * w / np.tan(0.5 * float(angle_x))
+    fx = 0.5 * w / np.tan(0.5 * get('camera_angle_x'))
   if fy is None:
     angle_y = get('camera_angle_y')
-    fy = fx if angle_y is None else 0.5 * h / np.tan(0.5 * float(angle_y))
-  cx = float(get('cx') if get('cx') is not None else w / 2.0)
-  cy = float(get('cy') if get('cy') is not None else h / 2.0)
-  fx, fy = float(fx), float(fy)
-  if not (np.isfinite([fx, fy, cx, cy]).all() and fx > 0 and fy > 0):
-    raise DatasetError(f'{where}: bad intrinsics fl_x={fx} fl_y={fy} '
-                       f'cx={cx} cy={cy}')
+    fy = fx if angle_y is None else 0.5 * h / np.tan(0.5 * angle_y)
+  cx, cy = get('cx', w / 2.0), get('cy', h / 2.0)
+  problem = intrinsics_problem(fx, fy, cx, cy, w, h,
+                               names=('fl_x', 'fl_y', 'cx', 'cy', 'w', 'h'))
+  if problem:
+    raise DatasetError(f'{where}: {problem}')
   # The images read may be smaller than the camera the json describes
   # (data.downsample, or a downscaled copy): scale to what is used.
   sx, sy = width / w, height / h
@@ -93,10 +116,7 @@ def _camera(frame: dict, meta: dict, image_size: tuple, where: str) -> tuple:
                        f'says w={w:g}, h={h:g} (another aspect ratio)')
   intrinsics = camera.Intrinsics(fx=fx * sx, fy=fy * sy, cx=cx * sx,
                                  cy=cy * sy, width=width, height=height)
-  distortion = np.array([float(get(k) or 0.0) for k in _DISTORTION_KEYS],
-                        np.float32)
-  if not np.all(np.isfinite(distortion)):
-    raise DatasetError(f'{where}: distortion coefficients must be finite')
+  distortion = np.array([get(k, 0.0) for k in _DISTORTION_KEYS], np.float32)
   return intrinsics, distortion
 
 
@@ -137,6 +157,9 @@ def load_transforms(path: str, *, downsample: int = 1, holdout: int = 8,
   if int(downsample) != downsample or downsample < 1:
     raise DatasetError(f'{path}: downsample must be a positive integer, got '
                        f'{downsample}')
+  if int(holdout) != holdout or holdout < 0:
+    raise DatasetError(f'{path}: holdout must be 0 or a positive integer, '
+                       f'got {holdout}')
   json_path = _json_path(path)
   root = os.path.dirname(os.path.abspath(json_path))
   meta = _read_meta(json_path)
@@ -168,21 +191,20 @@ def load_transforms(path: str, *, downsample: int = 1, holdout: int = 8,
   if poses.ndim != 3 or poses.shape[1:] not in ((4, 4), (3, 4)):
     raise DatasetError(f'{json_path}: transform_matrix must be 4x4, got '
                        f'{poses.shape[1:]}')
-  if not np.all(np.isfinite(poses)):
-    bad = np.unique(np.nonzero(~np.isfinite(poses))[0])
-    raise DatasetError(f'{json_path}: transform_matrix of '
-                       f'{[os.path.basename(files[i]) for i in bad[:3]]} '
-                       'contains NaN or inf')
+  # Check the cameras before reading any image.
+  problem = pose_problem(poses, labels=[
+      f'transform_matrix of {os.path.relpath(file, root)}' for file in files])
+  if problem:
+    raise DatasetError(f'{json_path}: {problem}')
   poses = poses_lib.to_4x4(poses)
+  box_scale = _aabb_scale(aabb_scale, meta, json_path)
 
   images = read_images(files, int(downsample),
                        background=1.0 if white_background else 0.0)
   cams = [_camera(frame, meta, image.shape[:2], f'{json_path} ({file})')
           for (file, frame), image in zip(frames, images)]
 
-  scale_json = meta.get('aabb_scale', None)
-  box_scale = float(aabb_scale or scale_json or 0.0)
-  if scale_json is not None:
+  if meta.get('aabb_scale') is not None:
     center, scale = np.zeros(3), 1.0  # instant-ngp's frame: keep it
   else:
     try:
@@ -226,6 +248,21 @@ def load_transforms(path: str, *, downsample: int = 1, holdout: int = 8,
   return Scene(name=name, splits=splits, near=scene_near, far=scene_far,
                white_background=bool(white_background), aabb=aabb,
                trajectory=_trajectory(poses))
+
+
+def _aabb_scale(override: float, meta: dict, json_path: str) -> float:
+  """The box's scale: ``override`` if set, else the json's (0 = none)."""
+  if override:
+    value, key = override, 'data.aabb_scale'
+  elif meta.get('aabb_scale') is not None:
+    value = _number(meta['aabb_scale'], 'aabb_scale', json_path)
+    key = 'aabb_scale'
+  else:
+    return 0.0
+  if not 0 < value <= _MAX_AABB_SCALE:
+    raise DatasetError(f'{json_path}: {key}={value:g} must be in (0, '
+                       f'{_MAX_AABB_SCALE:g}]')
+  return float(value)
 
 
 def _trajectory(poses: np.ndarray) -> str:

@@ -1,0 +1,478 @@
+"""Nothing lost, nothing silent: training killed, interrupted, locked out,
+fed NaNs, given a damaged checkpoint or a full disk, run as a user would.
+
+Every run here is the same small training (9 steps, a checkpoint every 3);
+``reference`` is its uninterrupted result, which every interrupted and
+resumed run must match bit for bit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from checks import error_line, one_line  # tests/checks.py
+from configs import demo
+from nerf_jax import distributed, errors, faults, rundir, train_lib, validation
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SMALL = [
+    '--config', 'demo.py', '--progress=false',
+    '--config.data.width=12', '--config.data.height=12',
+    '--config.data.num_train=10', '--config.data.num_val=1',
+    '--config.data.num_test=1', '--config.model.preset=tiny',
+    '--config.model.num_coarse=8', '--config.train.batch_rays=128',
+    '--config.train.max_steps=9', '--config.train.log_every=3',
+    '--config.eval.every=0', '--config.checkpoint.every=3',
+]
+
+
+def env(**extra):
+  return dict(os.environ, JAX_PLATFORMS='cpu', **extra)
+
+
+def train(workdir, *args, fault=None, cwd=None, preexec_fn=None):
+  extra = {faults.ENV: fault} if fault else {}
+  return subprocess.run(
+      [sys.executable, str(ROOT / 'train.py'), *SMALL, '--workdir',
+       str(workdir), *args], cwd=cwd or workdir.parent, env=env(**extra),
+      capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+      preexec_fn=preexec_fn)
+
+
+def start_training(workdir, *args):
+  return subprocess.Popen(
+      [sys.executable, str(ROOT / 'train.py'), *SMALL, '--workdir',
+       str(workdir), *args], cwd=workdir.parent, env=env(),
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+      stdin=subprocess.DEVNULL)
+
+
+def wait_for(condition, proc, timeout=180.0):
+  end = time.time() + timeout
+  while not condition():
+    assert proc.poll() is None, proc.communicate()
+    assert time.time() < end, 'timed out'
+    time.sleep(0.2)
+
+
+def render(workdir, *args):
+  return subprocess.run(
+      [sys.executable, str(ROOT / 'render.py'), '--ckpt', str(workdir),
+       '--frames=1', '--scale=0.5', '--format=png', '--progress=false',
+       *args], cwd=workdir.parent, env=env(), capture_output=True, text=True,
+      timeout=300, stdin=subprocess.DEVNULL)
+
+
+def params(workdir, step=None) -> dict:
+  _, _, _, variables, _ = train_lib.load_trained(str(workdir), step)
+  leaves = jax.tree_util.tree_leaves_with_path(variables['params'])
+  return {jax.tree_util.keystr(p): np.asarray(x) for p, x in leaves}
+
+
+def assert_same_params(a: dict, b: dict):
+  assert a.keys() == b.keys()
+  for key in a:
+    np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def strict_records(workdir) -> list:
+  """Every line of metrics.jsonl, parsed as strict JSON (no NaN)."""
+  def refuse(token):
+    raise AssertionError(f'non-standard JSON constant {token}')
+  text = (workdir / 'metrics.jsonl').read_text()
+  assert text.endswith('\n')
+  return [json.loads(line, parse_constant=refuse)
+          for line in text.splitlines()]
+
+
+def snapshot(workdir) -> dict:
+  """Every file under ``workdir`` (but the lock) by its content hash."""
+  out = {}
+  for path in sorted(pathlib.Path(workdir).rglob('*')):
+    if path.is_file() and path.name != rundir.LOCK_FILE:
+      out[str(path.relative_to(workdir))] = hashlib.sha1(
+          path.read_bytes()).hexdigest()
+  return out
+
+
+@pytest.fixture(scope='module')
+def reference(tmp_path_factory):
+  """The uninterrupted run: (workdir, its final parameters)."""
+  workdir = tmp_path_factory.mktemp('reference') / 'run'
+  proc = train(workdir)
+  assert proc.returncode == 0, proc.stderr
+  return workdir, params(workdir)
+
+
+def copy_of(reference, tmp_path):
+  workdir = tmp_path / 'run'
+  shutil.copytree(reference[0], workdir)
+  return workdir
+
+
+# ---------------------------------------------------------------------------
+# Crashes.
+
+
+def test_repeat_runs_are_bit_identical_and_record_their_environment(
+    reference, tmp_path):
+  workdir = tmp_path / 'run'
+  assert train(workdir).returncode == 0
+  assert_same_params(params(workdir), reference[1])
+  saved = json.loads((workdir / 'environment.json').read_text())
+  session = saved['sessions'][-1]
+  assert saved['seed'] == session['seed'] == 0
+  for package in ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint'):
+    assert session['versions'][package], package
+  assert session['devices'] and session['devices'][0].startswith('cpu')
+
+
+def test_killed_at_any_moment_resumes_to_the_uninterrupted_parameters(
+    reference, tmp_path):
+  workdir = tmp_path / 'run'
+  # Checkpoints are written in the background, so one may or may not be
+  # complete when the process dies; a resumed run uses the newest complete
+  # one, whichever it is.
+  # SIGKILL while training (step 5 dispatched, checkpoint 3 written or not).
+  proc = train(workdir, fault='step@5')
+  assert proc.returncode == -signal.SIGKILL
+  assert rundir.complete_steps(workdir) in ([], [3])
+  # Resumed, then killed while checkpoint 6 is being written.
+  proc = train(workdir, fault='checkpoint@6')
+  assert proc.returncode == -signal.SIGKILL
+  assert rundir.complete_steps(workdir) in ([], [3])
+  # Resumed again, then killed half-way through a metrics line.
+  proc = train(workdir, fault='metrics@9')
+  assert proc.returncode == -signal.SIGKILL
+  assert not (workdir / 'metrics.jsonl').read_text().endswith('\n')
+  assert 9 not in rundir.complete_steps(workdir)
+  # The same command once more finishes, as if nothing had happened.
+  proc = train(workdir)
+  assert proc.returncode == 0, proc.stderr
+  assert_same_params(params(workdir), reference[1])
+  records = strict_records(workdir)
+  assert [r['step'] for r in records if r['split'] == 'train'] == [3, 6, 9]
+
+
+def test_lock_sigint_sigterm_and_rendering_a_run_in_progress(tmp_path):
+  workdir = tmp_path / 'run'
+  long_run = ['--config.train.max_steps=100000',
+              '--config.checkpoint.every=100000']
+  first = start_training(workdir, *long_run)
+  wait_for(lambda: rundir.read_metrics(str(workdir / 'metrics.jsonl')), first)
+  # A second training into the same workdir is refused, changing nothing.
+  before = {name: (workdir / name).read_bytes()
+            for name in ('config.json', 'scene.json', 'environment.json')}
+  line = error_line(train(workdir, *long_run))
+  assert 'in use by another training' in line and str(workdir) in line
+  assert f'pid {first.pid}' in line
+  assert {name: (workdir / name).read_bytes() for name in before} == before
+  # Ctrl-C: the step reached is saved (no checkpoint existed before).
+  first.send_signal(signal.SIGINT)
+  _, stderr = first.communicate(timeout=120)
+  assert first.returncode == 130, stderr
+  assert stderr.count('\n') == 1 and 'stopped by SIGINT at step' in stderr
+  saved = rundir.complete_steps(workdir)
+  assert len(saved) == 1 and f'checkpoint {saved[0]} saved' in stderr
+  # Resumed; rendering while it trains reads a complete checkpoint.
+  second = start_training(workdir, *long_run)
+  wait_for(lambda: max(r['step'] for r in rundir.read_metrics(
+      str(workdir / 'metrics.jsonl'))) > saved[0], second)
+  shown = render(workdir, '--out', str(tmp_path / 'frames'))
+  assert shown.returncode == 0, shown.stderr
+  assert f'from step {saved[0]}' in shown.stdout
+  # SIGTERM (a preempted VM): saved too, and the lock is free again.
+  second.send_signal(signal.SIGTERM)
+  _, stderr = second.communicate(timeout=120)
+  assert second.returncode == 128 + signal.SIGTERM, stderr
+  assert 'stopped by SIGTERM' in stderr
+  assert rundir.complete_steps(workdir)[-1] > saved[0]
+  assert rundir.WorkdirLock.holder(str(workdir)) is None
+
+
+def test_a_damaged_newest_checkpoint_is_named_and_the_previous_one_used(
+    reference, tmp_path):
+  workdir = copy_of(reference, tmp_path)
+  for path in (workdir / 'checkpoints' / '9').rglob('*'):
+    if path.is_file():
+      path.write_bytes(b'')  # emptied, as a crash of the disk might leave it
+  shown = render(workdir, '--out', str(tmp_path / 'frames'))
+  assert shown.returncode == 0, shown.stderr
+  assert 'damaged checkpoint' in shown.stderr and 'using checkpoint 6' in (
+      shown.stderr)
+  assert 'from step 6' in shown.stdout
+  # Training resumes from 6, sets 9 aside (kept) and redoes it exactly.
+  proc = train(workdir)
+  assert proc.returncode == 0, proc.stderr
+  assert 'damaged' in proc.stderr and 'step 6' in proc.stdout
+  assert (workdir / rundir.DAMAGED_DIR / '9').is_dir()
+  assert_same_params(params(workdir), reference[1])
+
+
+def test_a_checkpoint_holding_nan_is_skipped(reference, tmp_path):
+  workdir = copy_of(reference, tmp_path)
+  manager = rundir.checkpoint_manager(str(workdir), keep=None)
+  config = rundir.load_config(str(workdir))
+  model = train_lib.models.make_model(config.model,
+                                      rundir.load_scene(str(workdir)))
+  target = train_lib.create_train_state(jax.random.PRNGKey(0), model,
+                                        model.optimizer(config.train))
+  state, damaged = train_lib.restore_state(manager, target)
+  assert int(state.step) == 9 and not damaged
+  poisoned = state.replace(step=state.step + 3, params=jax.tree_util.tree_map(
+      lambda x: x * np.nan, state.params))
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  manager.save(12, args=ocp.args.PyTreeSave(poisoned))
+  manager.wait_until_finished()
+  state, damaged = train_lib.restore_state(manager, target)
+  manager.close()
+  assert int(state.step) == 9
+  assert damaged == [(12, 'it holds NaN or infinite values')]
+
+
+def test_disk_full_is_one_line_and_keeps_the_last_good_checkpoint(
+    reference, tmp_path):
+  resource = pytest.importorskip('resource')
+  workdir = copy_of(reference, tmp_path)
+
+  def small_files_only():  # what a nearly full disk looks like to a writer
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+  line = error_line(train(workdir, '--config.train.max_steps=12',
+                          preexec_fn=small_files_only))
+  assert 'the disk is full' in line
+  assert f'the last good checkpoint is step 9 in {workdir}' in line
+  assert rundir.complete_steps(workdir) == [3, 6, 9]
+  assert_same_params(params(workdir), reference[1])
+  # With space again the same command resumes and finishes.
+  proc = train(workdir, '--config.train.max_steps=12')
+  assert proc.returncode == 0, proc.stderr
+  assert rundir.complete_steps(workdir)[-1] == 12
+
+
+# ---------------------------------------------------------------------------
+# Numerical health.
+
+
+def small_config(**overrides):
+  config = demo.get_config()
+  config.data.width = config.data.height = 12
+  config.data.num_train, config.data.num_val, config.data.num_test = 10, 1, 1
+  config.model.preset, config.model.num_coarse = 'tiny', 8
+  config.train.batch_rays, config.train.max_steps = 128, 9
+  config.train.log_every, config.eval.every = 3, 0
+  config.checkpoint.every = 3
+  for key, value in overrides.items():
+    section, field = key.split('__')
+    config[section][field] = value
+  return config
+
+
+def poison(monkeypatch, rows: int):
+  """Makes the first ``rows`` training pixels NaN once they are on the
+  device (the pixel table in float32): a batch that draws one has a NaN
+  loss."""
+  real = train_lib.put_data
+
+  def put_data(split, mesh):
+    data = real(split, mesh)
+    pixels = np.asarray(data.pixels)[:data.num_pixels] / np.float32(255)
+    pixels[:rows] = np.nan
+    return data.replace(pixels=distributed.shard_rows(pixels, mesh))
+
+  monkeypatch.setattr(train_lib, 'put_data', put_data)
+
+
+def test_nonfinite_steps_are_skipped_then_persistent_ones_stop_training(
+    tmp_path, monkeypatch, capsys):
+  workdir = str(tmp_path / 'run')
+  # 10 of the 1,440 pixels are NaN: about half the batches draw one, and
+  # each such step is skipped.
+  poison(monkeypatch, 10)
+  train_lib.train_and_evaluate(small_config(), workdir, progress=False)
+  records = strict_records(tmp_path / 'run')
+  skipped = [r['skipped_steps'] for r in records if r['split'] == 'train']
+  assert skipped[-1] > 0 and skipped == sorted(skipped)
+  assert 'non-finite loss or gradients and were skipped' in (
+      capsys.readouterr().err)
+  good = params(tmp_path / 'run')
+  assert all(np.all(np.isfinite(x)) for x in good.values())
+  # All pixels NaN: every step is skipped; after 4 in a row training stops
+  # and the last good checkpoint is left as it was.
+  poison(monkeypatch, 12 * 12 * 10)
+  before = snapshot(os.path.join(workdir, 'checkpoints'))
+  with pytest.raises(train_lib.Diverged) as e:
+    train_lib.train_and_evaluate(
+        small_config(train__max_steps=30, train__max_nonfinite_steps=4),
+        workdir, progress=False)
+  message = one_line(e)
+  assert 'not finite for 4 steps in a row' in message
+  assert 'last good checkpoint is step 9' in message
+  assert snapshot(os.path.join(workdir, 'checkpoints')) == before
+  assert_same_params(params(tmp_path / 'run'), good)
+  assert strict_records(tmp_path / 'run')[-1]['stopped'] == 'diverged'
+
+
+def test_the_step_keeps_the_state_when_the_loss_is_not_finite():
+  config = small_config()
+  scene = train_lib.datasets.load_scene(config.data, splits=('train',))
+  info = scene.info()
+  model = train_lib.models.make_model(config.model, info)
+  tx = model.optimizer(config.train)
+  state = train_lib.create_train_state(jax.random.PRNGKey(0), model, tx)
+  split = scene.split('train')
+  images = np.array(split.images)
+  good = train_lib.TrainData.from_cameras(images, split.cameras)
+  images[:] = np.nan
+  bad = train_lib.TrainData.from_cameras(images, split.cameras)
+  step = jax.jit(train_lib.make_train_step(model, tx, 64, scene.near,
+                                           scene.far))
+  rng = jax.random.PRNGKey(1)
+  after_bad, metrics = step(state, bad, rng)
+  assert not np.isfinite(float(metrics['loss']))
+  assert int(after_bad.step) == 1 and int(after_bad.skipped) == 1
+  assert int(after_bad.nonfinite) == 1
+  for a, b in zip(jax.tree_util.tree_leaves((state.params, state.opt_state)),
+                  jax.tree_util.tree_leaves((after_bad.params,
+                                             after_bad.opt_state))):
+    np.testing.assert_array_equal(a, b)
+  after_good, _ = step(after_bad, good, rng)
+  assert int(after_good.nonfinite) == 0 and int(after_good.skipped) == 1
+  assert any(not np.array_equal(a, b) for a, b in zip(
+      jax.tree_util.tree_leaves((state.params, state.opt_state)),
+      jax.tree_util.tree_leaves((after_good.params, after_good.opt_state))))
+
+
+def test_metrics_stay_strict_json_and_a_half_line_is_dropped(tmp_path):
+  writer = rundir.MetricsWriter(str(tmp_path))
+  writer.write({'step': 1, 'split': 'train', 'loss': float('nan'),
+                'psnr': float('inf')})
+  writer.write({'step': 2, 'split': 'train', 'loss': 0.5})
+  with open(writer.path, 'a') as f:
+    f.write('{"step": 3, "spl')  # a crash mid-write
+  assert [r['step'] for r in rundir.read_metrics(writer.path)] == [1, 2]
+  writer.truncate(2)
+  records = strict_records(tmp_path)
+  assert records[0]['loss'] is None and records[0]['psnr'] is None
+  assert [r['step'] for r in records] == [1, 2]
+
+
+# ---------------------------------------------------------------------------
+# Bad input: one line, non-zero exit, nothing changed.
+
+
+@pytest.mark.parametrize('key, value, expected', [
+    ('checkpoint.keep', 0, 'checkpoint.keep=0 is out of range'),
+    ('checkpoint.every', 0, 'checkpoint.every=0 is out of range'),
+    ('train.log_every', 0, 'train.log_every=0 is out of range'),
+    ('data.far', 3e38, 'data.far=3e+38 is out of range'),
+    ('data.near', -1.0, 'data.near=-1.0 is out of range'),
+    ('train.lr_init', 1000.0, 'train.lr_init=1000.0 is out of range'),
+    ('train.adam_b2', 1.0, 'train.adam_b2=1.0 is out of range'),
+    ('eval.chunk', 0, 'eval.chunk=0 is out of range'),
+    ('eval.at_seconds', (10.0, float('nan')), 'is not finite'),
+    ('train.max_seconds', float('inf'), 'is not finite'),
+    ('model.pos_freqs', 200, 'model.pos_freqs=200 is out of range'),
+    ('train.max_steps', 10.5, 'has the wrong type: expected int'),
+    ('data.white_background', 1, 'has the wrong type: expected bool'),
+])
+def test_config_values_are_checked_where_they_enter(key, value, expected):
+  # As a config file could write them (a ConfigDict built from scratch
+  # takes any type; overrides on the command line are typed by absl).
+  raw = small_config().to_dict()
+  section, field = key.split('.')
+  raw[section][field] = value
+  config = ml_collections.ConfigDict(raw)
+  with pytest.raises(validation.ConfigError) as e:
+    validation.validate_config(config, num_devices=1)
+  assert expected in one_line(e)
+
+
+def test_a_config_file_with_unknown_fields_is_refused():
+  config = small_config()
+  with config.unlocked():
+    config.train.learning_rate = 0.1
+  with pytest.raises(validation.ConfigError) as e:
+    validation.validate_config(config, num_devices=1)
+  assert "unknown config key 'train.learning_rate'" in one_line(e)
+
+
+def test_every_shipped_config_passes():
+  for path in sorted((ROOT / 'configs').glob('*.py')):
+    if path.name == '__init__.py':
+      continue
+    from nerf_jax import cli  # pylint: disable=g-import-not-at-top
+    validation.validate_config(
+        cli._load_config_module(str(path)).get_config(), num_devices=1)  # pylint: disable=protected-access
+
+
+def test_bad_runs_are_one_line_and_change_nothing(reference, tmp_path):
+  workdir = copy_of(reference, tmp_path)
+  before = snapshot(workdir)
+  cases = [
+      (['--config.checkpoint.keep=0'], 'checkpoint.keep=0'),
+      (['--config.train.batch_rays=40000000'], 'out of memory'),
+  ]
+  for args, expected in cases:
+    line = error_line(train(workdir, '--config.train.max_steps=12', *args))
+    assert expected in line, line
+    assert snapshot(workdir) == before, args
+  assert 'lower train.batch_rays' in line
+  # A workdir that is a file, or under one; a config that is not Python.
+  blocker = tmp_path / 'a_file'
+  blocker.write_text('keep me')
+  for target in (blocker, blocker / 'run'):
+    line = error_line(train(target, cwd=tmp_path))
+    assert 'a file of that name is in the way' in line
+  assert blocker.read_text() == 'keep me'
+  (tmp_path / 'config.json').write_text('{"train": {"max_steps": 3}}')
+  proc = subprocess.run(
+      [sys.executable, str(ROOT / 'train.py'), '--config', 'config.json'],
+      cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=120)
+  assert 'is not a Python config' in error_line(proc)
+
+
+def test_unexpected_errors_are_one_line_unless_verbose():
+  code = ('import sys; from absl import app; from nerf_jax import cli\n'
+          'def main(argv):\n'
+          '  cli.start(argv)\n'
+          '  cli.run_guarded(lambda: {}["missing"])()\n'
+          'app.run(main, flags_parser=cli.parse_flags)\n')
+  proc = subprocess.run([sys.executable, '-c', code], cwd=ROOT, env=env(),
+                        capture_output=True, text=True, timeout=60)
+  line = error_line(proc)
+  assert 'unexpected KeyError' in line and '--verbose' in line
+  proc = subprocess.run([sys.executable, '-c', code, '--verbose'], cwd=ROOT,
+                        env=env(), capture_output=True, text=True, timeout=60)
+  assert proc.returncode == 1 and 'Traceback' in proc.stderr
+
+
+def test_out_of_memory_and_disk_full_are_recognised_through_wrappers():
+  import errno  # pylint: disable=g-import-not-at-top
+  inner = OSError(errno.ENOSPC, 'No space left on device', '/x/ckpt')
+  try:
+    try:
+      raise inner
+    except OSError as e:
+      raise ValueError('OUT_OF_RANGE: Error writing "params"') from e
+  except ValueError as wrapped:
+    assert errors.is_disk_full(wrapped)
+  assert errors.is_out_of_memory(RuntimeError(
+      'RESOURCE_EXHAUSTED: Out of memory allocating 6502400018176 bytes.'))
+  assert 'lower train.batch_rays' in errors.describe(
+      MemoryError(), 'lower train.batch_rays')
+  assert errors.describe(KeyError('x')) is None

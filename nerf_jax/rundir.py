@@ -66,6 +66,17 @@ def _write_atomic(path: str, text: str) -> None:
     raise
 
 
+def check_workdir(workdir: str) -> None:
+  """Refuses a workdir that is a file, or lies under one (one line), before
+  anything is loaded or written."""
+  path = os.path.abspath(workdir)
+  while not os.path.exists(path):
+    path = os.path.dirname(path)
+  if not os.path.isdir(path):
+    raise CheckpointError(f'cannot create {workdir}: {path} is a file, not a '
+                          'folder')
+
+
 # ---------------------------------------------------------------------------
 # config.json
 

@@ -240,15 +240,21 @@ def make_train_step(model: models.Model, tx: optax.GradientTransformation,
           (rays, target), distributed.batch_sharded(mesh))
     (loss, aux), grads = loss_and_grads_on_mesh(
         state.params, state.model_state, rays, target, k_render, state.step)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    model_state = model.update_state(params, state.model_state,
-                                     state.step + 1, k_state)
     finite = jnp.isfinite(loss) & all_finite(grads)
-    params, opt_state, model_state = jax.tree_util.tree_map(
-        lambda new, old: jnp.where(finite, new, old),
-        (params, opt_state, model_state),
-        (state.params, state.opt_state, state.model_state))
+
+    def update(_):
+      updates, opt_state = tx.update(grads, state.opt_state, state.params)
+      params = optax.apply_updates(state.params, updates)
+      model_state = model.update_state(params, state.model_state,
+                                       state.step + 1, k_state)
+      return params, opt_state, model_state
+
+    def keep(_):
+      return state.params, state.opt_state, state.model_state
+
+    # One branch runs: a finite step costs the check (a reduction over the
+    # gradients) and nothing else.
+    params, opt_state, model_state = jax.lax.cond(finite, update, keep, None)
     skip = 1 - finite.astype(jnp.int32)
     out = {'loss': loss}
     for name, value in aux.items():
@@ -376,6 +382,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     The last evaluation record written to metrics.jsonl.
   """
   config = prepare_config(config)
+  rundir.check_workdir(workdir)  # before the data loads: fail fast
   with _StopSignals() as stop:
     scene = datasets.load_scene(config.data,
                                 splits=('train', config.eval.split))
@@ -397,19 +404,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
 
 class _StopSignals:
-  """Turns SIGINT and SIGTERM into a request to stop (``signum``) that the
-  training loop honours at the next step by saving a checkpoint; a second
-  signal interrupts at once (KeyboardInterrupt). Outside the main thread
-  (where Python cannot install handlers) nothing changes."""
+  """SIGINT and SIGTERM while training: a request to stop (``signum``) that
+  the training loop honours at the next step by saving a checkpoint; a
+  second signal interrupts at once (KeyboardInterrupt). Before the loop
+  starts (loading, compiling) there is nothing new to save: a signal stops
+  at once (``errors.Interrupted``). Outside the main thread (where Python
+  cannot install handlers) nothing changes."""
 
   SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
   def __init__(self):
     self.signum = None
+    self.training = False  # set by the loop: from then on, save first
     self._previous = {}
 
   def _handle(self, signum, frame):
     del frame
+    if not self.training:
+      raise errors.Interrupted(
+          f'stopped by {signal.Signals(signum).name} before training '
+          'started; nothing new to save', signum)
     if self.signum is not None:
       raise KeyboardInterrupt
     self.signum = signum
@@ -653,9 +667,7 @@ class _Trainer:
   def interrupt(self, step: int):
     """Saves the step reached (unless a checkpoint has it) and stops."""
     name = signal.Signals(self.stop.signum or signal.SIGINT).name
-    if step == 0:
-      what = 'no step was trained, nothing saved'
-    elif self.manager.latest_step() != step:
+    if self.manager.latest_step() != step:
       self.save(step, force=True)
       what = f'checkpoint {step} saved in {self.manager.directory}'
     else:
@@ -691,6 +703,7 @@ class _Trainer:
     in_flight = collections.deque()
     agree_every = 1 if jax.process_count() == 1 else _AGREE_EVERY
     limit = int(cfg.train.max_nonfinite_steps)
+    self.stop.training = True
     while step < max_steps and not (budget > 0 and self.elapsed >= budget):
       if step % agree_every == 0 and self.stop.requested():
         break

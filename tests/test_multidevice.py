@@ -161,7 +161,8 @@ print('SAME')
 
 def test_checkpoint_moves_between_topologies(tmp_path):
   """4 steps on 4 devices, resumed for 2 more on 2 devices, equals 6 steps on
-  1 device; the run then renders on 1 device and loads on 3."""
+  1 device; the run then loads (as render.py loads it) on 1 device and on
+  3."""
   moved, ref = tmp_path / 'moved', tmp_path / 'ref'
   for devices, steps in ((4, 4), (2, 6)):
     proc = _run('train.py', SMALL + [f'--workdir={moved}',
@@ -179,11 +180,6 @@ def test_checkpoint_moves_between_topologies(tmp_path):
         env=dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS=(
             f'--xla_force_host_platform_device_count={devices}')))
     assert proc.returncode == 0 and 'SAME' in proc.stdout, proc.stderr[-3000:]
-  proc = _run('render.py', [f'--ckpt={moved}', '--frames=2', '--format=gif',
-                            f'--out={tmp_path / "video"}', '--noprogress'],
-              1, tmp_path)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  assert list((tmp_path / 'video').glob('*.gif'))
 
 
 def _free_port() -> int:

@@ -437,7 +437,7 @@ def test_bad_runs_are_one_line_and_change_nothing(reference, tmp_path):
   blocker.write_text('keep me')
   for target in (blocker, blocker / 'run'):
     line = error_line(train(target, cwd=tmp_path))
-    assert 'a file of that name is in the way' in line
+    assert 'is a file, not a folder' in line and str(blocker) in line
   assert blocker.read_text() == 'keep me'
   (tmp_path / 'config.json').write_text('{"train": {"max_steps": 3}}')
   proc = subprocess.run(

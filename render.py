@@ -85,7 +85,8 @@ def main(argv):
   warnings.filterwarnings('ignore', message=r'os\.fork\(\) was called')
   from nerf_jax import datasets, train_lib  # pylint: disable=g-import-not-at-top
   guarded = cli.run_guarded(
-      _run, (datasets.DatasetError, train_lib.CheckpointError, ValueError))
+      _run, (datasets.DatasetError, train_lib.CheckpointError, ValueError),
+      memory_hint='lower --chunk (rays rendered at once) or --scale')
   guarded()
 
 

@@ -29,12 +29,14 @@ cli.define_distributed_flags()
 def main(argv):
   cli.start(argv)
   # Imported here so --help stays fast.
-  from nerf_jax import datasets, distributed, train_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax import distributed, train_lib  # pylint: disable=g-import-not-at-top
   config = _CONFIG.value
   workdir = _WORKDIR.value or os.path.join('runs', cli.config_name(sys.argv))
+  # Every error meant for the user (errors.UserError) is one line; see
+  # cli.run_guarded for out of memory, a full disk and the rest.
   guarded = cli.run_guarded(
       train_lib.train_and_evaluate,
-      (datasets.DatasetError, train_lib.ConfigError, train_lib.CheckpointError))
+      memory_hint='lower train.batch_rays or eval.chunk')
   record = guarded(config, workdir, progress=_PROGRESS.value)
   if distributed.is_primary():
     print(f'step {record["step"]}: held-out PSNR {record["psnr"]:.2f} dB, '

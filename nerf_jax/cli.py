@@ -76,6 +76,7 @@ def start(argv: list) -> None:
                    py_logging.getLogger('asyncio')):
       logger.addFilter(_quiet_library_errors)
   _drop_late_callbacks()
+  _stop_on_sigterm()
   f = flags.FLAGS
   if 'distributed' not in f:
     return
@@ -206,6 +207,23 @@ def _quiet_library_errors(record) -> bool:
   """logging filter: drops the error records of orbax and asyncio."""
   path = record.pathname.replace('\\', '/')
   return not (record.name == 'asyncio' or '/orbax/' in path)
+
+
+def _stop_on_sigterm() -> None:
+  """SIGTERM (a preempted VM, ``kill``) ends any command as Ctrl-C does:
+  through Python, so temporary outputs are cleaned up and one line says
+  so. train.py's loop replaces this with a handler that saves first."""
+  import signal  # pylint: disable=g-import-not-at-top
+  from nerf_jax import errors  # pylint: disable=g-import-not-at-top
+
+  def stop(signum, frame):
+    del frame
+    raise errors.Interrupted('stopped by SIGTERM', signum)
+
+  try:
+    signal.signal(signal.SIGTERM, stop)
+  except ValueError:  # not the main thread
+    pass
 
 
 def _drop_late_callbacks() -> None:

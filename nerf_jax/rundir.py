@@ -67,14 +67,24 @@ def _write_atomic(path: str, text: str) -> None:
 
 
 def check_workdir(workdir: str) -> None:
-  """Refuses a workdir that is a file, or lies under one (one line), before
-  anything is loaded or written."""
+  """Refuses a workdir that is a file, lies under one, or holds something
+  else where a run keeps its files (one line), before anything is loaded or
+  written."""
   path = os.path.abspath(workdir)
   while not os.path.exists(path):
     path = os.path.dirname(path)
   if not os.path.isdir(path):
     raise CheckpointError(f'cannot create {workdir}: {path} is a file, not a '
                           'folder')
+  for name, folder in ((CHECKPOINT_DIR, True), ('previews', True),
+                       (CONFIG_FILE, False), (SCENE_FILE, False),
+                       (METRICS_FILE, False), (ENVIRONMENT_FILE, False)):
+    entry = os.path.join(workdir, name)
+    if os.path.exists(entry) and os.path.isdir(entry) != folder:
+      raise CheckpointError(
+          f'{entry} is a {"file" if folder else "folder"}, but a run keeps '
+          f'its {name} there as a {"folder" if folder else "file"}; move it '
+          'away or use another --workdir')
 
 
 # ---------------------------------------------------------------------------

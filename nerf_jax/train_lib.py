@@ -819,7 +819,9 @@ def load_trained(workdir: str, step: Optional[int] = None,
     checkpoint; ``variables`` = {'params': ..., 'state': ...}.
   """
   if not os.path.isdir(workdir):
-    raise CheckpointError(f'checkpoint directory {workdir} does not exist')
+    raise CheckpointError(
+        f'{workdir} is a file, not a training directory' if os.path.exists(
+            workdir) else f'checkpoint directory {workdir} does not exist')
   config = rundir.load_config(workdir)
   info = rundir.load_scene(workdir)
   try:

@@ -27,7 +27,7 @@ import tqdm
 
 from nerf_jax.camera import Intrinsics, intrinsics_problem
 from nerf_jax.scene import DEFAULT_AABB
-from nerf_jax.datasets.base import DatasetError, Scene, Split, pinhole_split
+from nerf_jax.datasets.base import DatasetError, Scene, pinhole_split
 
 TINY_NPZ_URLS = (
     'http://cseweb.ucsd.edu/~viscomp/projects/LF/papers/ECCV20/nerf/'

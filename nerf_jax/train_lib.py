@@ -26,7 +26,7 @@ import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from nerf_jax import (camera, datasets, distributed, errors, faults, metrics,
-                      models, render_lib, rundir, validation, viz)
+                      models, render_lib, resources, rundir, validation, viz)
 from nerf_jax.optim import make_schedule
 from nerf_jax.scene import SceneInfo
 
@@ -486,10 +486,7 @@ class _Trainer:
     self.logger = rundir.MetricsWriter(workdir, enabled=self.primary)
     self.info, self.files_written = info, False
     self.data = put_data(scene.split('train'), mesh)
-    self.step_fn = jax.jit(
-        make_train_step(self.model, tx, config.train.batch_rays, scene.near,
-                        scene.far, mesh, config.train.micro_batches),
-        donate_argnums=(0,))
+    self.step_fn = self.compile_step(tx, mesh)
     self.finite_fn = jax.jit(lambda state: all_finite(
         (state.params, state.model_state)))
     self.render_fn = render_lib.make_render_fn(self.model)
@@ -498,6 +495,24 @@ class _Trainer:
     self.elapsed = float(self.state.elapsed_s)
     self.start_step = int(self.state.step)
     self.reported_skips = int(self.state.skipped)
+
+  def compile_step(self, tx, mesh):
+    """The jitted step, compiled now for the state and data at hand, after
+    checking that its working memory fits (a batch too large for the host
+    would otherwise end in the kernel's out-of-memory killer, silently)."""
+    cfg = self.config.train
+    step = jax.jit(
+        make_train_step(self.model, tx, cfg.batch_rays, self.scene.near,
+                        self.scene.far, mesh, cfg.micro_batches),
+        donate_argnums=(0,))
+    compiled = step.lower(self.state, self.data, self.train_rng).compile()
+    need = resources.compiled_bytes(compiled)
+    if need is not None:
+      resources.check_fits(
+          need, f'the training step (train.batch_rays={cfg.batch_rays})',
+          f'lower train.batch_rays or raise train.micro_batches (now '
+          f'{cfg.micro_batches})', device=jax.local_devices()[0])
+    return compiled
 
   def write_run_files(self) -> None:
     """Writes config.json, scene.json and environment.json and trims

@@ -25,7 +25,8 @@ import pytest
 
 from checks import error_line, one_line  # tests/checks.py
 from configs import demo
-from nerf_jax import distributed, errors, faults, rundir, train_lib, validation
+from nerf_jax import (distributed, errors, faults, resources, rundir, train_lib,
+                      validation)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SMALL = [
@@ -425,7 +426,7 @@ def test_bad_runs_are_one_line_and_change_nothing(reference, tmp_path):
   before = snapshot(workdir)
   cases = [
       (['--config.checkpoint.keep=0'], 'checkpoint.keep=0'),
-      (['--config.train.batch_rays=40000000'], 'out of memory'),
+      (['--config.train.batch_rays=40000000'], 'of memory but'),
   ]
   for args, expected in cases:
     line = error_line(train(workdir, '--config.train.max_steps=12', *args))
@@ -476,3 +477,19 @@ def test_out_of_memory_and_disk_full_are_recognised_through_wrappers():
   assert 'lower train.batch_rays' in errors.describe(
       MemoryError(), 'lower train.batch_rays')
   assert errors.describe(KeyError('x')) is None
+
+
+def test_work_that_cannot_fit_in_memory_is_refused_before_it_starts(
+    monkeypatch):
+  # What the host has, as the out-of-memory killer sees it: refusing beats
+  # being killed without a word.
+  monkeypatch.setattr(resources, 'available_bytes', lambda device=None: 2**30)
+  config = small_config()
+  config.data.num_train = 5000
+  config.data.width = config.data.height = 256
+  with pytest.raises(errors.UserError) as e:
+    train_lib.datasets.load_scene(config.data, splits=('train',))
+  message = one_line(e)
+  assert 'needs about 6.1 GiB of memory but 1.0 GiB is available' in message
+  assert 'data.num_train' in message
+  resources.check_fits(2**29, 'half', 'unused')  # what fits passes

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import ml_collections
 
+from nerf_jax import resources
 from nerf_jax.datasets.base import DatasetError, Scene, Split
 from nerf_jax.datasets.blender import load_blender
 from nerf_jax.datasets.llff import load_llff
@@ -36,6 +37,14 @@ def _load_procedural(cfg: Any, splits: Sequence[str]) -> Scene:
     raise DatasetError(
         f'the procedural scene has no files, but data.path={cfg.path!r}; '
         f'leave it empty or choose another data.kind')
+  # Kept per pixel: colour, depth and coverage in float32 (20 bytes), and
+  # the ray tracer's working arrays of one view (~200 bytes a pixel).
+  views = int(cfg.num_train) + int(cfg.num_val) + int(cfg.num_test)
+  pixels = int(cfg.width) * int(cfg.height)
+  resources.check_fits(
+      pixels * (20 * views + 200),
+      f'the built-in scene ({views:,} views of {cfg.width}x{cfg.height})',
+      'lower data.width, data.height or data.num_train')
   return make_scene(
       width=int(cfg.width), height=int(cfg.height),
       num_train=int(cfg.num_train), num_val=int(cfg.num_val),

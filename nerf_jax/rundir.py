@@ -17,6 +17,7 @@ the file names, the formats and the compatibility rules live in one place.
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import json
 import math
@@ -524,7 +525,15 @@ class WorkdirLock:
     f = open(self.path, 'a+')
     try:
       fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except OSError as e:
+      if e.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+        # A filesystem without locks (some network mounts): train
+        # unlocked, and say so.
+        f.close()
+        print(f'warning: cannot lock {self.path} ({e.strerror}); a second '
+              'training into this workdir would not be refused',
+              file=sys.stderr, flush=True)
+        return self
       f.seek(0)
       holder = f.read().strip() or 'another process'
       f.close()

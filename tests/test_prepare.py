@@ -346,7 +346,7 @@ def test_sfm_on_fox_photos_matches_published_cameras(tmp_path):
   out.mkdir()
   (out / 'stale.txt').write_text('replaced by --overwrite')
   result = sfm.prepare_scene(str(photos), str(out), max_size=FOX_SIZE,
-                             overwrite=True, stream=None)
+                             overwrite=True, stream=None, num_threads=1)
   assert result.num_registered == FOX_COUNT
   assert sorted(os.listdir(out)) == ['colmap', 'images', 'transforms.json']
   assert not [p for p in os.listdir(tmp_path) if p.startswith('.')]

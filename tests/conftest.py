@@ -6,7 +6,9 @@ lives only for this session (a fresh temporary folder, removed at exit) lets
 them reuse each other's compilations; results are unaffected. Every
 compilation is kept, however quick: a train.py process compiles dozens of
 small programs, and caching them all took a small training process from
-5.2 to 3.7 s. A cache the caller configured is left alone.
+5.2 to 3.7 s. Under pytest-xdist (``make test`` runs ``-n auto``) this file
+is read by the controller first, so its workers inherit and share the one
+folder. A cache the caller configured is left alone.
 """
 
 from __future__ import annotations

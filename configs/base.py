@@ -84,6 +84,7 @@ def get_config() -> ml_collections.ConfigDict:
   train.adam_eps = 1e-7  # Adam epsilon
   train.grad_clip = 0.0  # global gradient-norm clip (0 = off)
   train.log_every = 50  # steps between training records in metrics.jsonl
+  train.tensorboard = True  # also write TensorBoard event files beside metrics.jsonl
   train.max_nonfinite_steps = 20  # stop when this many steps in a row have a non-finite loss or gradients (each one is skipped)
 
   config.eval = evaluation = ml_collections.ConfigDict()

@@ -459,7 +459,8 @@ def _strict(value):
 
 
 class MetricsWriter:
-  """Appends records to ``<workdir>/metrics.jsonl``, one JSON object a line.
+  """Appends records to ``<workdir>/metrics.jsonl``, one JSON object a line,
+  and (``tensorboard``) to TensorBoard event files beside it.
 
   Records are strict JSON (non-finite numbers become null). Each line is
   one ``write`` of an append-mode file, so a crash leaves at most one
@@ -468,13 +469,18 @@ class MetricsWriter:
   nothing.
   """
 
-  def __init__(self, workdir: str, enabled: bool = True):
+  def __init__(self, workdir: str, enabled: bool = True,
+               tensorboard: bool = False):
     self.path = os.path.join(workdir, METRICS_FILE)
     self.enabled = enabled
+    self.events = TensorBoardWriter(workdir) if (
+        enabled and tensorboard) else None
 
   def truncate(self, step: int) -> None:
     """Drops records logged after ``step`` (a resumed run logs them again)
     and any half-written line."""
+    if self.events is not None:
+      self.events.purge_step = step + 1
     if not self.enabled or not os.path.exists(self.path):
       return
     with open(self.path, 'rb') as f:
@@ -494,6 +500,65 @@ class MetricsWriter:
                       partial=line[:len(line) // 2])
     with open(self.path, 'a') as f:
       f.write(line)
+    if self.events is not None:
+      self.events.scalars(record)
+
+  def image(self, tag: str, image, step: int) -> None:
+    """An image f32[h, w, 3] in [0, 1] (TensorBoard only)."""
+    if self.events is not None:
+      self.events.image(tag, image, step)
+
+  def close(self) -> None:
+    if self.events is not None:
+      self.events.close()
+
+
+class TensorBoardWriter:
+  """TensorBoard event files (tensorboardX) beside metrics.jsonl, so that
+  ``tensorboard --logdir runs`` shows every run: each record's numbers as
+  scalars ``<split>/<key>`` (train/loss, train/lr, train/rays_per_s,
+  val/psnr, ...) and the evaluation previews as images.
+
+  The file is opened at the first write, so a run that fails to start
+  leaves none. A resumed session opens its file with ``purge_step`` (the
+  restored step + 1): TensorBoard then drops what a killed session logged
+  after that checkpoint, as ``MetricsWriter.truncate`` does for
+  metrics.jsonl. Every write is flushed: a crash loses nothing logged.
+  """
+
+  def __init__(self, workdir: str):
+    self.workdir = workdir
+    self.purge_step = None
+    self._writer = None
+
+  def _open(self):
+    if self._writer is None:
+      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      self._writer = SummaryWriter(logdir=self.workdir,
+                                   purge_step=self.purge_step)
+    return self._writer
+
+  def scalars(self, record: dict) -> None:
+    step, split = record.get('step'), record.get('split', 'train')
+    if step is None:
+      return
+    writer = self._open()
+    for key, value in record.items():
+      if (key not in ('step', 'split') and isinstance(value, (int, float))
+          and not isinstance(value, bool) and math.isfinite(value)):
+        writer.add_scalar(f'{split}/{key}', value, int(step))
+    writer.flush()
+
+  def image(self, tag: str, image, step: int) -> None:
+    writer = self._open()
+    writer.add_image(tag, np.clip(np.asarray(image, np.float32), 0, 1),
+                     int(step), dataformats='HWC')
+    writer.flush()
+
+  def close(self) -> None:
+    if self._writer is not None:
+      self._writer.close()
+      self._writer = None
 
 
 # ---------------------------------------------------------------------------

@@ -483,7 +483,8 @@ class _Trainer:
         self.manager.close()
         self.manager = rundir.checkpoint_manager(workdir,
                                                  config.checkpoint.keep)
-    self.logger = rundir.MetricsWriter(workdir, enabled=self.primary)
+    self.logger = rundir.MetricsWriter(
+        workdir, enabled=self.primary, tensorboard=config.train.tensorboard)
     self.info, self.files_written = info, False
     self.data = put_data(scene.split('train'), mesh)
     self.step_fn = self.compile_step(tx, mesh)
@@ -554,8 +555,10 @@ class _Trainer:
     first = result['first']
     depth_rgb = viz.colorize_depth(first['depth'], first['acc'], scene.near,
                                    scene.far, float(scene.white_background))
+    row = viz.preview_row(first['rgb'], depth_rgb, first['ground_truth'])
     viz.save_preview(os.path.join(self.preview_dir, f'step_{step:07d}.png'),
-                     first['rgb'], depth_rgb, first['ground_truth'])
+                     row)
+    self.logger.image(f'{config.eval.split}/preview', row, step)
     viz.plot_progress(self.logger.path,
                       os.path.join(self.workdir, 'progress.png'))
     return record
@@ -672,6 +675,7 @@ class _Trainer:
       self.save(step, force=True)
     self.finish_saves(step)
     self.manager.close()
+    self.logger.close()
     if not self.primary:
       return record
     frames = sorted(os.path.join(self.preview_dir, f)
@@ -689,6 +693,7 @@ class _Trainer:
       what = f'checkpoint {step} in {self.manager.directory} is the latest'
     self.finish_saves(step)
     self.manager.close()
+    self.logger.close()
     raise errors.Interrupted(f'stopped by {name} at step {step}; {what}; run '
                              'the same command to resume',
                              self.stop.signum or signal.SIGINT)

@@ -34,12 +34,17 @@ def colorize_depth(depth: np.ndarray, acc: np.ndarray, near: float, far: float,
   return rgb * a + background * (1.0 - a)
 
 
-def save_preview(path: str, prediction: np.ndarray, depth_rgb: np.ndarray,
-                 ground_truth: np.ndarray) -> None:
-  """Writes prediction | depth | ground truth side by side as a PNG."""
+def preview_row(prediction: np.ndarray, depth_rgb: np.ndarray,
+                ground_truth: np.ndarray) -> np.ndarray:
+  """prediction | depth | ground truth side by side: f32[h, 3w + 4, 3]."""
   h = prediction.shape[0]
   gap = np.ones((h, 2, 3), np.float32)
-  row = np.concatenate([prediction, gap, depth_rgb, gap, ground_truth], axis=1)
+  return np.concatenate([prediction, gap, depth_rgb, gap, ground_truth],
+                        axis=1)
+
+
+def save_preview(path: str, row: np.ndarray) -> None:
+  """Writes a ``preview_row`` as a PNG."""
   _write_atomic(path, lambda tmp: iio.imwrite(tmp, to_uint8(row),
                                                 extension='.png'))
 

@@ -166,6 +166,13 @@ def test_killed_at_any_moment_resumes_to_the_uninterrupted_parameters(
   assert_same_params(params(workdir), reference[1])
   records = strict_records(workdir)
   assert [r['step'] for r in records if r['split'] == 'train'] == [3, 6, 9]
+  # TensorBoard too drops what the killed sessions logged past their
+  # checkpoints (each session's file starts with a purge step).
+  from test_train import tensorboard_events  # pylint: disable=g-import-not-at-top
+  loss = tensorboard_events(str(workdir)).Scalars('train/loss')
+  assert [e.step for e in loss] == [3, 6, 9]
+  assert [e.value for e in loss] == pytest.approx(
+      [r['loss'] for r in records if r['split'] == 'train'], rel=1e-6)
 
 
 def test_lock_sigint_sigterm_and_rendering_a_run_in_progress(tmp_path):

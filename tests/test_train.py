@@ -198,6 +198,26 @@ def test_loop_writes_metrics_previews_plot_gif_and_checkpoints(tmp_path):
   assert '20' in ckpts and '10' in ckpts
   saved = rundir.load_config(workdir)
   assert saved.model.preset == 'tiny' and saved.train.max_steps == 20
+  # The same records as TensorBoard events (read by TensorBoard's reader).
+  events = tensorboard_events(workdir)
+  assert {'train/loss', 'train/psnr', 'train/lr', 'train/rays_per_s',
+          'val/psnr', 'val/ssim'} <= set(events.Tags()['scalars'])
+  loss = events.Scalars('train/loss')
+  assert [e.step for e in loss] == [5, 10, 15, 20]
+  np.testing.assert_allclose([e.value for e in loss],
+                             [r['loss'] for r in trains], rtol=1e-6)
+  previews = events.Images('val/preview')
+  assert [e.step for e in previews] == [10, 20]
+  assert previews[0].width > 3 * previews[0].height > 0
+
+
+def tensorboard_events(workdir):
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  events = event_accumulator.EventAccumulator(
+      workdir, size_guidance={event_accumulator.IMAGES: 0,
+                              event_accumulator.SCALARS: 0})
+  events.Reload()
+  return events
 
 
 def _params(workdir, config):

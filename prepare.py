@@ -94,15 +94,13 @@ def main(argv):
              'python prepare.py PHOTOS_OR_VIDEO --out SCENE'
              + (f' (got {len(argv) - 1}: {" ".join(argv[1:])})'
                 if len(argv) > 2 else ''), code=2)
-  for holder, test, requirement in _RANGES:
-    if not test(holder.value):
-      cli.fail(f'--{holder.name} {requirement}, got {holder.value}',
-               code=2)
+  problem = cli.flag_problem(_RANGES)
+  if problem:
+    cli.fail(problem, code=2)
   if not _OUT.value.strip():
     cli.fail('--out must name a folder', code=2)
   cli.start(argv[:1])
-  from nerf_jax import sfm  # pylint: disable=g-import-not-at-top
-  result = cli.run_guarded(_run, (sfm.SfmError, OSError))(argv[1])
+  result = cli.run_guarded(_run, (OSError,))(argv[1])
   print(f'wrote {result.out}/transforms.json: {result.num_registered} of '
         f'{result.num_images} images registered, '
         f'{sum(result.times.values()):.0f} s')

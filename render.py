@@ -83,19 +83,17 @@ def main(argv):
   # The MP4 writer starts ffmpeg with fork+exec, which is safe; JAX's generic
   # warning about forking a multithreaded process does not apply.
   warnings.filterwarnings('ignore', message=r'os\.fork\(\) was called')
-  from nerf_jax import datasets, train_lib  # pylint: disable=g-import-not-at-top
   guarded = cli.run_guarded(
-      _run, (datasets.DatasetError, train_lib.CheckpointError, ValueError),
+      _run, (ValueError,),
       memory_hint='lower --chunk (rays rendered at once) or --scale')
   guarded()
 
 
 def _flag_problem() -> str:
   """The first flag out of its range (``_RANGES``, --out), or ''."""
-  for holder, test, requirement in _RANGES:
-    # NaN fails every test.
-    if holder.value is not None and not test(holder.value):
-      return f'--{holder.name} {requirement}, got {holder.value}'
+  problem = cli.flag_problem(_RANGES)
+  if problem:
+    return problem
   if _OUT.value:
     return _out_problem(_OUT.value, '--out')
   return ''
@@ -106,9 +104,8 @@ def _out_problem(path: str, what: str) -> str:
   folder could not be created), checked without creating anything."""
   if os.path.exists(path) and not os.path.isdir(path):
     return f'{what} {path} is a file, not a folder'
-  existing = os.path.abspath(path)
-  while not os.path.exists(existing):
-    existing = os.path.dirname(existing)
+  from nerf_jax import errors  # pylint: disable=g-import-not-at-top
+  existing = errors.nearest_existing(path)
   if not os.path.isdir(existing):
     return f'{what} {path}: {existing} is a file, not a folder'
   if not os.access(existing, os.W_OK | os.X_OK):

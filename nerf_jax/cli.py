@@ -197,6 +197,19 @@ def _first_unknown_override(argv: list, config_file) -> str:
   return ''
 
 
+def flag_problem(ranges) -> str:
+  """The first flag out of its range, or ''.
+
+  ``ranges``: (flag holder, test of a set value, what the test asks), e.g.
+  ``(_FPS, lambda v: 0 < v <= 1000, 'must be in (0, 1000]')``. An unset
+  flag (None) passes; NaN fails every test.
+  """
+  for holder, test, requirement in ranges:
+    if holder.value is not None and not test(holder.value):
+      return f'--{holder.name} {requirement}, got {holder.value}'
+  return ''
+
+
 def fail(message: str, code: int = 1):
   """Prints one error line and exits."""
   print(f'error: {message}', file=sys.stderr)

@@ -11,6 +11,7 @@ full disk, a folder that cannot be written) into such a line too.
 from __future__ import annotations
 
 import errno
+import os
 from typing import Optional
 
 
@@ -51,6 +52,15 @@ def is_disk_full(e: BaseException) -> bool:
       return True
     e = e.__cause__ or e.__context__
   return False
+
+
+def nearest_existing(path: str) -> str:
+  """``path`` (absolute) or its nearest ancestor that exists: what decides
+  whether ``path`` can be created as a folder (it must be a folder too)."""
+  existing = os.path.abspath(path)
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  return existing
 
 
 def first_line(e: BaseException, limit: int = 300) -> str:

@@ -7,6 +7,14 @@ import jax.numpy as jnp
 import numpy as np
 
 
+def all_finite(tree) -> jnp.ndarray:
+  """bool[]: every floating-point value of a pytree is finite."""
+  import jax  # pylint: disable=g-import-not-at-top
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)
+            if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
 def mse_to_psnr(mse):
   """PSNR in dB of images in [0, 1] from their mean squared error."""
   return -10.0 * jnp.log10(mse)

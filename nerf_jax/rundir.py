@@ -28,12 +28,11 @@ import time
 from typing import Callable, Optional
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from nerf_jax import errors, faults
+from nerf_jax import errors, faults, metrics
 from nerf_jax import scene as scene_lib
 
 CONFIG_FILE = 'config.json'
@@ -71,9 +70,7 @@ def check_workdir(workdir: str) -> None:
   """Refuses a workdir that is a file, lies under one, or holds something
   else where a run keeps its files (one line), before anything is loaded or
   written."""
-  path = os.path.abspath(workdir)
-  while not os.path.exists(path):
-    path = os.path.dirname(path)
+  path = errors.nearest_existing(workdir)
   if not os.path.isdir(path):
     raise CheckpointError(f'cannot create {workdir}: {path} is a file, not a '
                           'folder')
@@ -344,12 +341,6 @@ def _fit(manager: ocp.CheckpointManager, step: int, target: dict,
   return 'fits', present
 
 
-def _all_finite(tree) -> bool:
-  leaves = [x for x in jax.tree_util.tree_leaves(tree)
-            if jnp.issubdtype(x.dtype, jnp.inexact)]
-  return all(bool(jnp.all(jnp.isfinite(x))) for x in leaves)
-
-
 def restore_newest(manager: ocp.CheckpointManager, target: dict,
                    step: Optional[int] = None,
                    optional: frozenset = frozenset()) -> tuple:
@@ -393,7 +384,7 @@ def restore_newest(manager: ocp.CheckpointManager, target: dict,
       except Exception as e:  # pylint: disable=broad-except
         detail = f'unreadable: {errors.first_line(e, 120)}'
       else:
-        if _all_finite(restored):
+        if bool(metrics.all_finite(restored)):
           return restored, s, damaged
         detail = 'it holds NaN or infinite values'
     damaged.append((s, detail))

@@ -143,11 +143,7 @@ def create_train_state(key: jax.Array, model: models.Model,
 _NEWER_ENTRIES = frozenset({'nonfinite', 'skipped'})
 
 
-def all_finite(tree: Any) -> jnp.ndarray:
-  """bool[]: every floating-point value of ``tree`` is finite."""
-  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)
-            if jnp.issubdtype(x.dtype, jnp.inexact)]
-  return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+all_finite = metrics.all_finite
 
 
 def sample_batch(key: jax.Array, data: TrainData, batch_rays: int,

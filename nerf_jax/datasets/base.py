@@ -77,8 +77,7 @@ def pinhole_split(images, poses, intrinsics: Intrinsics, indices,
         f'{where}: {images.shape[0]} images but {poses.shape[0]} poses')
   if images.shape[0] == 0:
     raise DatasetError(f'{where}: no views')
-  _check_dtype(images, where)
-  _check_poses(poses, where)
+  _check_dtype(images, where)  # before the cast below hides a bad dtype
   h, w = images.shape[1:3]
   if min(h, w) < 1:
     raise DatasetError(f'{where}: images are {w}x{h} pixels (empty)')

@@ -9,6 +9,8 @@ config, and neither of them branches on the model's kind:
   loss(params, state, rays, target, key, step) -> (loss, metrics)
   update_state(params, state, step, key)     -> state
   optimizer(train_cfg)                       -> optax transformation
+  query(params, state, points, viewdirs)     -> (rgb, density) at points
+  density(params, state, points)             -> density at points
 
 ``params`` are trained by gradients; ``state`` is everything else the model
 keeps (e.g. an occupancy grid). Both are pytrees that travel in the train
@@ -65,6 +67,31 @@ class Model(abc.ABC):
     """Initial ``(params, state)``; ``state`` is ``{}`` if the model has none."""
 
   @abc.abstractmethod
+  def query(self, params: Any, state: Any, points: jnp.ndarray,
+            viewdirs: Optional[jnp.ndarray] = None) -> tuple:
+    """The radiance field the model renders, at arbitrary world points.
+
+    What an image of the model shows, as a function of position: the finest
+    level of a coarse-to-fine model, and zero density wherever the renderer
+    would skip space (e.g. cells an occupancy grid marks empty). Mesh and
+    point-cloud export and the viewer read the scene through it.
+
+    Args:
+      params, state: as from ``init`` (or training).
+      points: f32[..., 3], world-space positions.
+      viewdirs: f32[..., 3], unit directions the points are seen along; None
+        for a default direction (+z; only view-dependent colour changes).
+
+    Returns:
+      rgb: f32[..., 3] in [0, 1]; density: f32[...] >= 0 (per unit length).
+    """
+
+  def density(self, params: Any, state: Any,
+              points: jnp.ndarray) -> jnp.ndarray:
+    """f32[...] density at f32[..., 3] world points (``query``'s)."""
+    return self.query(params, state, points)[1]
+
+  @abc.abstractmethod
   def render(self, params: Any, state: Any, rays: Rays,
              key: Optional[jax.Array] = None) -> dict:
     """Renders rays: with a key the training path (jittered), with None the
@@ -115,3 +142,8 @@ class Model(abc.ABC):
   def optimizer(self, train_cfg) -> optax.GradientTransformation:
     """The optax transformation for ``params`` (default: Adam, train config)."""
     return optim.make_optimizer(train_cfg)
+
+
+def default_viewdirs(points: jnp.ndarray) -> jnp.ndarray:
+  """Unit +z directions, f32[..., 3], one per point of f32[..., 3]."""
+  return jnp.zeros(points.shape, jnp.float32).at[..., 2].set(1.0)

@@ -125,6 +125,29 @@ class FastNerf(base.Model):
                         lambda g: g, state['grid'])
     return {'grid': grid}
 
+  # -- the field -----------------------------------------------------------
+
+  def query(self, params, state, points, viewdirs=None) -> tuple:
+    """The hash-grid field; zero density outside the box and in cells the
+    occupancy grid marks empty (the renderer skips them)."""
+    if viewdirs is None:
+      viewdirs = base.default_viewdirs(points)
+    rgb, density = self.field.apply({'params': params}, points, viewdirs)
+    return rgb, density * self._occupied(state, points)
+
+  def density(self, params, state, points) -> jnp.ndarray:
+    density = self.field.apply({'params': params}, points,
+                               method=fields.GridField.density)
+    return density * self._occupied(state, points)
+
+  def _occupied(self, state, points) -> jnp.ndarray:
+    """f32[...] 1 where the renderer samples points (in the box, in an
+    occupied cell), else 0."""
+    mask = state['grid']['mask']
+    index, inside = occupancy.cell_index(points, jnp.asarray(self.aabb),
+                                         mask.shape[0])
+    return (inside & mask.reshape(-1)[index]).astype(jnp.float32)
+
   # -- rendering -----------------------------------------------------------
 
   def _march(self, key, rays: Rays, state) -> dict:

@@ -54,6 +54,14 @@ class VanillaNerf(base.Model):
     """Every level's outputs (see ``pipeline.render_rays``)."""
     return pipeline.render_rays(self.field, params, rays, key, self.options)
 
+  def query(self, params, state, points, viewdirs=None) -> tuple:
+    """The finest level's field (the fine MLP when it has its own)."""
+    del state
+    level = 'fine' if 'fine' in params else 'coarse'
+    if viewdirs is None:
+      viewdirs = base.default_viewdirs(points)
+    return self.field.apply({'params': params[level]}, points, viewdirs)
+
   def render(self, params, state, rays, key=None) -> dict:
     del state
     levels = self.render_levels(params, rays, key)

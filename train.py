@@ -22,25 +22,50 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string(
     'workdir', None, 'Output directory (default: runs/<config name>).')
 _PROGRESS = flags.DEFINE_bool('progress', True, 'Show a progress bar.')
+_VIEWER = flags.DEFINE_bool(
+    'viewer', False, 'Serve a web viewer of the model as it trains (see '
+    'view.py); it renders at most a quarter of the time.')
+_VIEWER_PORT = flags.DEFINE_integer(
+    'viewer_port', 8080, 'Port of --viewer, 0 to 65535 (0: any free port; '
+    'in use: the next free one).')
 flags.mark_flag_as_required('config')
 cli.define_distributed_flags()
 
 
 def main(argv):
   cli.start(argv)
+  if not 0 <= _VIEWER_PORT.value <= 65535:
+    cli.fail(f'--viewer_port must be in [0, 65535], got {_VIEWER_PORT.value}',
+             code=2)
   # Imported here so --help stays fast.
   from nerf_jax import distributed, train_lib  # pylint: disable=g-import-not-at-top
   config = _CONFIG.value
   workdir = _WORKDIR.value or os.path.join('runs', cli.config_name(sys.argv))
+  live = _live_viewer()
   # Every error meant for the user (errors.UserError) is one line; see
   # cli.run_guarded for out of memory, a full disk and the rest.
   guarded = cli.run_guarded(
       train_lib.train_and_evaluate,
       memory_hint='lower train.batch_rays or eval.chunk')
-  record = guarded(config, workdir, progress=_PROGRESS.value)
+  try:
+    record = guarded(config, workdir, progress=_PROGRESS.value, live=live)
+  finally:
+    if live is not None:
+      live.close()
   if distributed.is_primary():
     print(f'step {record["step"]}: held-out PSNR {record["psnr"]:.2f} dB, '
           f'SSIM {record["ssim"]:.3f}; outputs in {workdir}')
+
+
+def _live_viewer():
+  """The --viewer hook (``viewer.LiveTraining``), or None."""
+  if not _VIEWER.value:
+    return None
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.process_count() > 1:
+    cli.fail('--viewer serves a single-process training only', code=2)
+  from nerf_jax import viewer  # pylint: disable=g-import-not-at-top
+  return viewer.LiveTraining(port=_VIEWER_PORT.value)
 
 
 if __name__ == '__main__':

@@ -365,9 +365,15 @@ def prepare_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDi
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       progress: bool = True) -> dict:
+                       progress: bool = True, live=None) -> dict:
   """Trains (resuming from the newest intact checkpoint in ``workdir``) and
   evaluates.
+
+  ``live`` (``viewer.LiveTraining``, or None) is shown the model as it
+  trains: ``live.start(model, info, variables, step, workdir, images)``
+  before the first step, then ``live.publish(variables, step)`` with a copy
+  of the variables after each step where ``live.wants(step)``. It only
+  reads copies, so training goes exactly as without it.
 
   While it runs the workdir is locked (a second training there is refused),
   SIGINT and SIGTERM stop it with a checkpoint of the step reached
@@ -392,7 +398,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     try:
       rundir.check_resumable(config, info, workdir,
                              scene.legacy_fingerprint)
-      trainer = _Trainer(config, scene, info, workdir, stop)
+      trainer = _Trainer(config, scene, info, workdir, stop, live)
       return trainer.run(progress)
     finally:
       if lock is not None:
@@ -448,9 +454,9 @@ class _Trainer:
   """The training loop's state and its steps: setup, eval, loop, finish."""
 
   def __init__(self, config, scene: datasets.Scene, info: SceneInfo,
-               workdir: str, stop: _StopSignals):
+               workdir: str, stop: _StopSignals, live=None):
     self.config, self.scene, self.workdir = config, scene, workdir
-    self.stop = stop
+    self.stop, self.live = stop, live
     self.model = models.make_model(config.model, info)
     tx = self.model.optimizer(config.train)
     init_key, self.train_rng = jax.random.split(
@@ -711,6 +717,9 @@ class _Trainer:
     cfg = self.config
     max_steps, budget = int(cfg.train.max_steps), float(cfg.train.max_seconds)
     step = int(self.state.step)
+    if self.live is not None and self.primary:  # before the clock starts
+      self.live.start(self.model, self.info, self.live_variables(), step,
+                      self.workdir, self.scene.split('train').images)
     timed_evals = sorted(float(s) for s in cfg.eval.at_seconds
                          if s > self.elapsed)
     last_eval, record = None, None
@@ -730,6 +739,8 @@ class _Trainer:
         self.write_run_files()
       step += 1
       faults.maybe_fail('step', step)
+      if self.live is not None and self.primary and self.live.wants(step):
+        self.live.publish(self.live_variables(), step)
       in_flight.append((step, metrics['nonfinite']))
       if len(in_flight) > _CLOCK_LAG:
         self.check_finite(*in_flight.popleft(), limit)
@@ -764,6 +775,11 @@ class _Trainer:
       self.check_finite(*in_flight.popleft(), limit)
     bar.update(step - bar.n)
     return last_eval, record
+
+  def live_variables(self) -> dict:
+    """Copies of the variables for ``live``: the step donates the state's
+    buffers, so a reference would die with the next step."""
+    return jax.tree_util.tree_map(jnp.copy, self.state.variables())
 
   def check_finite(self, step: int, nonfinite: jax.Array, limit: int) -> None:
     """Stops training when ``limit`` steps in a row up to ``step`` were

@@ -1,4 +1,4 @@
-"""Settings for the whole test session.
+"""Settings and shared fixtures for the whole test session.
 
 Many tests, and the train.py / render.py processes they start, compile the
 same small programs again and again. A persistent XLA compilation cache that
@@ -14,9 +14,13 @@ folder. A cache the caller configured is left alone.
 from __future__ import annotations
 
 import atexit
+import fcntl
+import json
 import os
 import shutil
 import tempfile
+
+import pytest
 
 if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
   _CACHE = tempfile.mkdtemp(prefix='nerf_jax_tests_xla_cache_')
@@ -24,3 +28,38 @@ if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
   os.environ['JAX_COMPILATION_CACHE_DIR'] = _CACHE
   os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
   os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
+
+# A folder every pytest-xdist worker of this session shares (the controller
+# reads this file first and its workers inherit the variable).
+if 'NERF_JAX_TESTS_SHARED' not in os.environ:
+  _SHARED = tempfile.mkdtemp(prefix='nerf_jax_tests_shared_')
+  atexit.register(shutil.rmtree, _SHARED, ignore_errors=True)
+  os.environ['NERF_JAX_TESTS_SHARED'] = _SHARED
+
+
+@pytest.fixture(scope='session')
+def builtin_fast_run() -> tuple:
+  """(workdir, final record) of ``test_fast.learning_config()`` trained once
+  per test session: the fast model on the built-in scene (about 40 s).
+
+  The first worker to ask trains it, holding a lock in the shared folder;
+  the others wait and read the same run. Tests read it only (copy it to
+  change anything).
+  """
+  from nerf_jax import train_lib  # pylint: disable=g-import-not-at-top
+  from tests.test_fast import learning_config  # pylint: disable=g-import-not-at-top
+  folder = os.path.join(os.environ['NERF_JAX_TESTS_SHARED'], 'builtin_fast')
+  os.makedirs(folder, exist_ok=True)
+  workdir = os.path.join(folder, 'run')
+  done = os.path.join(folder, 'record.json')
+  with open(os.path.join(folder, '.lock'), 'w') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not os.path.exists(done):
+      shutil.rmtree(workdir, ignore_errors=True)  # a worker that died
+      record = train_lib.train_and_evaluate(learning_config(), workdir,
+                                            progress=False)
+      with open(done + '.tmp', 'w') as f:
+        json.dump({'psnr': record['psnr'], 'step': record['step']}, f)
+      os.replace(done + '.tmp', done)
+    with open(done) as f:
+      return workdir, json.load(f)

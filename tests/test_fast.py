@@ -180,10 +180,9 @@ def test_step_compiles_once_across_occupancy_updates_and_refreshes_the_grid():
   assert {'samples_per_ray', 'rays_kept', 'occupied'} <= set(metrics)
 
 
-@pytest.mark.slow
-def test_fast_model_learns_the_builtin_scene_and_checkpoints_its_grid(tmp_path):
-  """250 steps at 32x32 must beat 22 dB on held-out views; the occupancy
-  grid must find the objects and clear the empty top of the box.
+def learning_config():
+  """The fast model on the built-in scene: 250 steps at 32x32 (about 40 s
+  on 2 cores; conftest's ``builtin_fast_run`` trains it once per session).
 
   The built-in scene is Lambertian and seen from 60 views: without view
   directions and with a coarser finest level the grid generalises best."""
@@ -198,8 +197,15 @@ def test_fast_model_learns_the_builtin_scene_and_checkpoints_its_grid(tmp_path):
                        model__fast__num_steps=128)
   f = config.model.fast
   f.levels, f.log2_table, f.max_resolution, f.width = 12, 14, 64, 64
-  workdir = str(tmp_path / 'run')
-  record = train_lib.train_and_evaluate(config, workdir, progress=False)
+  return config
+
+
+@pytest.mark.slow
+def test_fast_model_learns_the_builtin_scene_and_checkpoints_its_grid(
+    builtin_fast_run):
+  """250 steps at 32x32 must beat 22 dB on held-out views; the occupancy
+  grid must find the objects and clear the empty top of the box."""
+  workdir, record = builtin_fast_run
   assert record['psnr'] > 22.0, record
   _, info, model, variables, _ = train_lib.load_trained(workdir)
   mask = np.asarray(variables['state']['grid']['mask'])

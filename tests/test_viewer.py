@@ -1,0 +1,422 @@
+"""Tests of the web viewer: cameras, paths, the progressive schedule, the
+live-training hook, and view.py in a real (headless) browser."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import types
+
+import imageio.v3 as iio
+import jax
+import numpy as np
+import pytest
+from scipy.spatial import transform as sp_transform
+
+from configs import demo
+from nerf_jax import render_lib, train_lib, viewer
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CHROMIUM, CHROMEDRIVER = '/usr/bin/chromium', '/usr/bin/chromedriver'
+
+
+def small_config(steps: int = 120):
+  """The built-in scene, small enough to train in seconds."""
+  config = demo.get_config()
+  config.data.width, config.data.height = 24, 24
+  config.data.num_train, config.data.num_val, config.data.num_test = 12, 2, 1
+  config.model.preset, config.model.num_coarse = 'tiny', 16
+  config.train.batch_rays, config.train.max_steps = 512, steps
+  config.train.warmup_steps = 10
+  config.eval.every, config.checkpoint.every = steps, steps
+  return config
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('run'))
+  train_lib.train_and_evaluate(small_config(), workdir, progress=False)
+  return workdir
+
+
+@pytest.fixture(scope='module')
+def loaded(trained):
+  return train_lib.load_trained(trained)
+
+
+def random_poses(rng, n):
+  rotations = sp_transform.Rotation.random(n, random_state=rng).as_matrix()
+  poses = np.tile(np.eye(4), (n, 1, 1))
+  poses[:, :3, :3] = rotations
+  poses[:, :3, 3] = rng.normal(size=(n, 3)) * 3.0
+  return poses
+
+
+# ---------------------------------------------------------------------------
+# Cameras.
+
+
+def test_opencv_opengl_round_trip_and_axes():
+  rng = np.random.default_rng(0)
+  for pose in random_poses(rng, 20):
+    wxyz, position = viewer.opengl_to_opencv(pose)
+    np.testing.assert_allclose(np.linalg.norm(wxyz), 1.0, atol=1e-12)
+    r_cv = sp_transform.Rotation.from_quat(np.roll(wxyz, -1)).as_matrix()
+    # OpenCV looks down +z with y down; OpenGL looks down -z with y up.
+    np.testing.assert_allclose(r_cv[:, 2], -pose[:3, 2], atol=1e-6)
+    np.testing.assert_allclose(r_cv[:, 1], -pose[:3, 1], atol=1e-6)
+    np.testing.assert_allclose(r_cv[:, 0], pose[:3, 0], atol=1e-6)
+    np.testing.assert_allclose(position, pose[:3, 3], atol=1e-12)
+    back = viewer.opencv_to_opengl(wxyz, position)
+    np.testing.assert_allclose(back, pose, atol=1e-5)
+
+
+def test_view_intrinsics_fov_and_longer_side():
+  wide = viewer.view_intrinsics(np.pi / 3, 2.0, 256)
+  assert (wide.width, wide.height) == (256, 128)
+  np.testing.assert_allclose(viewer.vertical_fov(wide), np.pi / 3, rtol=1e-9)
+  tall = viewer.view_intrinsics(np.pi / 3, 0.5, 256)
+  assert (tall.width, tall.height) == (128, 256)
+  assert (tall.cx, tall.cy) == (64.0, 128.0)
+
+
+def test_view_at_a_training_camera_equals_render_view(loaded):
+  """The viewer's frame for a browser camera placed at training camera i
+  (through viser's OpenCV form) is render_lib's render of that pose."""
+  _, info, model, variables, step = loaded
+  view = viewer.Viewer(model, info, variables, step, chunk=256,
+                       resolution=max(info.intrinsics.width,
+                                      info.intrinsics.height))
+  pose = np.asarray(info.camera_poses[3], np.float32)
+  wxyz, position = viewer.opengl_to_opencv(pose)
+  k = info.intrinsics
+  request = viewer.ViewRequest(
+      c2w=viewer.opencv_to_opengl(wxyz, position),
+      fov_y=viewer.vertical_fov(k), aspect=k.width / k.height)
+  _, out = view.render_request(request, 'full')
+  expected = render_lib.render_view(view.renderer.render_fn, variables, k,
+                                    pose, info.near, info.far, 256)
+  assert out['rgb'].shape == (k.height, k.width, 3)
+  np.testing.assert_allclose(out['rgb'], expected['rgb'], atol=1e-4)
+  np.testing.assert_allclose(out['acc'], expected['acc'], atol=1e-4)
+  assert out['rgb'].std() > 0.02  # the scene, not a blank frame
+
+
+def test_frames_of_any_size_compile_two_chunk_shapes(loaded):
+  _, info, model, variables, step = loaded
+  renderer = viewer.FrameRenderer(model, info, chunk=512)
+  renderer.compile(variables)
+  compiled = renderer.render_fn._cache_size()  # pylint: disable=protected-access
+  pose = np.asarray(info.camera_poses[0], np.float32)
+  for aspect, resolution in ((1.0, 40), (1.7, 64), (0.6, 50), (2.3, 31)):
+    intrinsics = viewer.view_intrinsics(0.8, aspect, resolution)
+    for chunk in renderer.chunks:
+      out = renderer.render(variables, pose, intrinsics, chunk)
+      assert out['rgb'].shape == (intrinsics.height, intrinsics.width, 3)
+  assert renderer.render_fn._cache_size() == compiled == 2  # pylint: disable=protected-access
+  with pytest.raises(viewer.Cancelled):
+    renderer.render(variables, pose, intrinsics, 128, cancelled=lambda: True)
+
+
+@pytest.mark.parametrize('mode', viewer.MODES)
+def test_colorize_modes_are_u8_images(mode):
+  rng = np.random.default_rng(1)
+  out = dict(rgb=rng.uniform(size=(5, 7, 3)).astype(np.float32),
+             depth=rng.uniform(2, 6, size=(5, 7)).astype(np.float32),
+             acc=rng.uniform(size=(5, 7)).astype(np.float32))
+  for depth_range in (None, (2.0, 6.0)):
+    image = viewer.colorize(out, mode, 0.0, depth_range)
+    assert image.shape == (5, 7, 3) and image.dtype == np.uint8
+  if mode == 'accumulation':
+    np.testing.assert_allclose(image[..., 0] / 255.0, out['acc'], atol=3e-3)
+
+
+# ---------------------------------------------------------------------------
+# The progressive schedule.
+
+
+def test_moving_camera_gets_previews_then_the_full_frame():
+  request = viewer.ViewRequest(c2w=np.eye(4), fov_y=1.0, aspect=1.0,
+                               version=1, changed_at=10.0)
+  assert viewer.next_level(request, 10.05) == ('preview', 0.0)
+  request.done = (1, 'preview')
+  level, wait = viewer.next_level(request, 10.05)
+  assert level == '' and wait == pytest.approx(viewer.SETTLE_S - 0.05)
+  assert viewer.next_level(request, 10.01 + viewer.SETTLE_S)[0] == 'full'
+  request.done = (1, 'full')
+  assert viewer.next_level(request, 11.0) == ('', np.inf)
+  request.version, request.changed_at = 2, 11.0  # moved again
+  assert viewer.next_level(request, 11.01)[0] == 'preview'
+  assert viewer.next_level(request, 12.0)[0] == 'full'  # rested meanwhile
+
+
+# ---------------------------------------------------------------------------
+# Camera paths.
+
+
+def test_keyframe_path_passes_through_keyframes_and_is_smooth():
+  keys = random_poses(np.random.default_rng(2), 4)
+  m = 30
+  path = viewer.interpolate_keyframes(keys, m * 3 + 1)
+  np.testing.assert_allclose(path[::m], keys, atol=1e-5)
+  positions = path[:, :3, 3].astype(np.float64)
+  step = np.diff(positions, axis=0)
+  # C1: the step between frames changes little from one frame to the next.
+  assert np.abs(np.diff(step, axis=0)).max() < 0.1 * np.abs(step).max()
+  rotations = sp_transform.Rotation.from_matrix(path[:, :3, :3])
+  angles = (rotations[1:] * rotations[:-1].inv()).magnitude()
+  assert np.abs(np.diff(angles)).max() < 0.1 * angles.max() + 1e-6
+  np.testing.assert_allclose(
+      np.einsum('nij,nkj->nik', path[:, :3, :3], path[:, :3, :3]),
+      np.broadcast_to(np.eye(3), (len(path), 3, 3)), atol=1e-5)
+
+
+def test_looped_path_closes_smoothly():
+  keys = random_poses(np.random.default_rng(3), 3)
+  path = viewer.interpolate_keyframes(keys, 60, loop=True)
+  np.testing.assert_allclose(path[::20], keys, atol=1e-5)
+  positions = np.concatenate([path[:, :3, 3], path[:1, :3, 3]])
+  step = np.linalg.norm(np.diff(positions, axis=0), axis=-1)
+  assert step[-1] < 2.0 * np.median(step)  # no jump back to the start
+  single = viewer.interpolate_keyframes(keys[:1], 5)
+  np.testing.assert_allclose(single, np.repeat(keys[:1], 5, axis=0),
+                             atol=1e-6)
+
+
+def test_saved_path_is_what_render_lib_reads(tmp_path):
+  keys = random_poses(np.random.default_rng(4), 3)
+  key = viewer.Keyframe(c2w=keys[0], fov_y=0.9, aspect=1.5)
+  intrinsics = viewer.path_intrinsics(key, 40)
+  poses = viewer.interpolate_keyframes(keys, 9)
+  path = str(tmp_path / 'paths' / 'p.json')
+  viewer.save_camera_path(path, poses, intrinsics)
+  loaded_poses, loaded_intrinsics = render_lib.load_camera_path(path)
+  np.testing.assert_allclose(loaded_poses, poses, atol=1e-6)
+  assert loaded_intrinsics == intrinsics
+  assert (intrinsics.width, intrinsics.height) == (60, 40)
+
+
+# ---------------------------------------------------------------------------
+# Serving the model being trained.
+
+
+def fake_client(client_id, pose, fov):
+  """A stand-in for a viser client: a camera at ``pose`` and a scene that
+  keeps the frames it is sent."""
+  wxyz, position = viewer.opengl_to_opencv(pose)
+  client = types.SimpleNamespace(client_id=client_id, frames=[])
+  client.camera = types.SimpleNamespace(
+      wxyz=wxyz, position=position, fov=fov, aspect=1.0, client=client,
+      on_update=lambda cb: None)
+  client.scene = types.SimpleNamespace(
+      set_background_image=lambda image, **_: client.frames.append(image))
+  return client
+
+
+class _WatchedTraining(viewer.LiveTraining):
+  """LiveTraining with a client watching from the first step."""
+
+  def start(self, model, info, variables, step, workdir, images=None):
+    super().start(model, info, variables, step, workdir, images)
+    pose = np.asarray(info.camera_poses[0], np.float32)
+    self.client = fake_client(7, pose, viewer.vertical_fov(info.intrinsics))
+    self.viewer._on_connect(self.client)  # pylint: disable=protected-access
+
+
+def test_training_with_the_viewer_serves_frames_and_trains_the_same(
+    trained, loaded, tmp_path):
+  live = _WatchedTraining(port=0, resolution=24, chunk=256, refresh_s=0.0,
+                          max_busy=0.5)
+  workdir = str(tmp_path / 'live')
+  try:
+    train_lib.train_and_evaluate(small_config(), workdir, progress=False,
+                                 live=live)
+    shown = live.viewer.step
+  finally:
+    live.close()
+  assert len(live.client.frames) >= 2
+  assert live.client.frames[-1].shape == (24, 24, 3)
+  assert shown > 0  # frames of the model being trained, not only step 0
+  variables = train_lib.load_trained(workdir)[3]
+  jax.tree_util.tree_map(np.testing.assert_array_equal, variables,
+                         loaded[3])
+
+
+# ---------------------------------------------------------------------------
+# view.py in a browser.
+
+
+def _browser_missing() -> str:
+  for path in (CHROMIUM, CHROMEDRIVER):
+    if not os.path.exists(path):
+      return (f'{path} is absent: install Debian\'s chromium and '
+              'chromium-driver (make browser)')
+  try:
+    import selenium  # pylint: disable=g-import-not-at-top,unused-import
+  except ImportError:
+    return 'selenium is not installed'
+  return ''
+
+
+def _start_browser(width=1000, height=640):
+  os.environ['SE_OFFLINE'] = 'true'  # never let selenium download a driver
+  from selenium import webdriver  # pylint: disable=g-import-not-at-top
+  from selenium.webdriver.chrome.options import Options  # pylint: disable=g-import-not-at-top
+  from selenium.webdriver.chrome.service import Service  # pylint: disable=g-import-not-at-top
+  options = Options()
+  options.binary_location = CHROMIUM
+  profile = tempfile.mkdtemp(prefix='nerf_jax_chromium_')
+  for arg in ('--headless=new', '--no-sandbox', '--disable-gpu',
+              '--disable-dev-shm-usage', '--no-first-run',
+              '--disable-background-networking', '--disable-component-update',
+              '--disable-sync', '--disable-quic', '--mute-audio',
+              # WebGL (three.js) without a GPU: SwiftShader.
+              '--use-angle=swiftshader', '--enable-unsafe-swiftshader',
+              f'--window-size={width},{height}', f'--user-data-dir={profile}'):
+    options.add_argument(arg)
+  driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+  return driver, profile
+
+
+def _wait(condition, timeout, what):
+  deadline = time.monotonic() + timeout
+  while time.monotonic() < deadline:
+    value = condition()
+    if value:
+      return value
+    time.sleep(0.1)
+  raise AssertionError(f'timed out after {timeout} s waiting for {what}')
+
+
+_STATUS = re.compile(r'frame (\d+) \((\w+)\) (\d+)x(\d+)')
+
+
+def _status(driver):
+  """(frames sent, level, width, height) the GUI shows, or None."""
+  match = _STATUS.search(driver.find_element('tag name', 'body').text)
+  return None if match is None else (int(match[1]), match[2], int(match[3]),
+                                     int(match[4]))
+
+
+def _canvas_shot(driver, panel_x):
+  """The screenshot left of the GUI panel: u8[h, w, 3]."""
+  shot = iio.imread(driver.get_screenshot_as_png())[..., :3]
+  return shot[150:, :panel_x]
+
+
+def _drag(driver, dx, dy):
+  from selenium.webdriver.common.action_chains import ActionChains  # pylint: disable=g-import-not-at-top
+  canvas = driver.find_element('tag name', 'canvas')
+  chain = ActionChains(driver).move_to_element(canvas).click_and_hold()
+  for _ in range(8):
+    chain = chain.move_by_offset(dx // 8, dy // 8).pause(0.03)
+  chain.release().perform()
+
+
+def _click(driver, label):
+  button = driver.find_element(
+      'xpath', f'//button[normalize-space()="{label}"]')
+  button.click()
+
+
+def _set_input(driver, label, value):
+  """Types ``value`` into the GUI input labelled ``label``."""
+  from selenium.webdriver.common.keys import Keys  # pylint: disable=g-import-not-at-top
+  field = driver.find_element(
+      'xpath', f'//*[normalize-space(text())="{label}"]/following::input[1]')
+  field.send_keys(Keys.CONTROL, 'a')
+  field.send_keys(str(value), Keys.ENTER)
+
+
+@pytest.mark.skipif(bool(_browser_missing()), reason=_browser_missing())
+def test_view_py_in_a_browser(trained, tmp_path):
+  """view.py serves the scene to Chromium, re-renders a dragged camera, and
+  saves a keyframe path that render.py renders."""
+  proc = subprocess.Popen(
+      [sys.executable, str(ROOT / 'view.py'), '--ckpt', trained, '--port',
+       '0', '--resolution', '96', '--chunk', '1024'],
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+      stdin=subprocess.DEVNULL)
+  driver = profile = None
+  try:
+    lines = []
+    url = _wait(lambda: _ready_url(proc, lines), 120, 'view.py to serve')
+    driver, profile = _start_browser()
+    driver.get(url)
+    first = _wait(lambda: (s := _status(driver)) and s[1] == 'full' and s,
+                  60, 'the first full frame')
+    panel_x = driver.find_element(
+        'xpath', '//*[normalize-space(text())="View"]').location['x'] - 20
+    before = _canvas_shot(driver, panel_x)
+    assert 'error' not in driver.title.lower()
+    assert before.std() > 10, 'the page shows a blank canvas'
+    assert len(np.unique(before.reshape(-1, 3), axis=0)) > 50
+    iio.imwrite(tmp_path / 'viewer.png', before)
+    _click(driver, 'Add keyframe')
+    _drag(driver, 160, 40)
+    moved = _wait(lambda: (s := _status(driver)) and s[0] > first[0] and
+                  s[1] == 'full' and s, 60, 'a frame of the moved camera')
+    after = _canvas_shot(driver, panel_x)
+    assert np.abs(after.astype(int) - before).mean() > 2, 'same picture'
+    _click(driver, 'Add keyframe')
+    _drag(driver, -80, -60)
+    _wait(lambda: (s := _status(driver)) and s[0] > moved[0], 60,
+          'a third frame')
+    _click(driver, 'Add keyframe')
+    _set_input(driver, 'Frames', 7)
+    path = os.path.join(trained, 'camera_path.json')
+    _wait(lambda: '3 keyframe(s)' in driver.find_element(
+        'tag name', 'body').text, 10, 'three keyframes')
+    _click(driver, 'Save path')
+    _wait(lambda: os.path.exists(path), 20, f'{path} to be saved')
+    poses, intrinsics = render_lib.load_camera_path(path)
+    assert len(poses) == 7 and intrinsics.height == 24
+  finally:
+    if driver is not None:
+      driver.quit()
+      shutil.rmtree(profile, ignore_errors=True)
+    proc.terminate()
+    out, _ = proc.communicate(timeout=30)
+  assert proc.returncode in (0, -15, 143), out
+  render = subprocess.run(
+      [sys.executable, str(ROOT / 'render.py'), '--ckpt', trained, '--path',
+       path, '--format', 'png', '--layout', 'rgb', '--out', str(tmp_path),
+       '--progress=false'], capture_output=True, text=True, timeout=300,
+      stdin=subprocess.DEVNULL)
+  assert render.returncode == 0, render.stderr
+  frames = sorted((tmp_path / 'camera_path_rgb').glob('*.png'))
+  assert len(frames) == 7
+  assert iio.imread(frames[0]).shape[:2] == (24, intrinsics.width)
+
+
+def _ready_url(proc, lines):
+  """The URL view.py prints when it serves (reads its output line by
+  line; fails if it exits)."""
+  line = proc.stdout.readline()
+  if not line and proc.poll() is not None:
+    raise AssertionError('view.py exited: ' + ''.join(lines))
+  lines.append(line)
+  match = re.search(r'viewer ready at (http://\S+)', line)
+  return match and match[1]
+
+
+def test_view_py_refuses_bad_flags_in_one_line(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, str(ROOT / 'view.py'), '--ckpt', str(tmp_path),
+       '--resolution', '2'], capture_output=True, text=True, timeout=60,
+      stdin=subprocess.DEVNULL)
+  assert proc.returncode == 2
+  assert proc.stderr.strip() == ('error: --resolution must be in [8, 2048], '
+                                 'got 2')
+  proc = subprocess.run(
+      [sys.executable, str(ROOT / 'view.py'), '--ckpt',
+       str(tmp_path / 'nope')], capture_output=True, text=True, timeout=60,
+      stdin=subprocess.DEVNULL)
+  assert proc.returncode != 0 and 'Traceback' not in proc.stderr
+  assert proc.stderr.strip().startswith('error: checkpoint directory')

@@ -24,19 +24,29 @@ _WORKDIR = flags.DEFINE_string(
 _PROGRESS = flags.DEFINE_bool('progress', True, 'Show a progress bar.')
 _VIEWER = flags.DEFINE_bool(
     'viewer', False, 'Serve a web viewer of the model as it trains (see '
-    'view.py); it renders at most a quarter of the time.')
+    'view.py).')
+_VIEWER_SHARE = flags.DEFINE_float(
+    'viewer_share', 0.25, 'Largest fraction of the time --viewer may spend '
+    'rendering, (0, 1] (training slows by about this much while a client '
+    'moves the camera on a CPU).')
 _VIEWER_PORT = flags.DEFINE_integer(
     'viewer_port', 8080, 'Port of --viewer, 0 to 65535 (0: any free port; '
     'in use: the next free one).')
 flags.mark_flag_as_required('config')
 cli.define_distributed_flags()
 
+# Allowed flag values: (flag, test of a set value, what the test asks).
+_RANGES = (
+    (_VIEWER_PORT, lambda v: 0 <= v <= 65535, 'must be in [0, 65535]'),
+    (_VIEWER_SHARE, lambda v: 0 < v <= 1, 'must be in (0, 1]'),
+)
+
 
 def main(argv):
   cli.start(argv)
-  if not 0 <= _VIEWER_PORT.value <= 65535:
-    cli.fail(f'--viewer_port must be in [0, 65535], got {_VIEWER_PORT.value}',
-             code=2)
+  problem = cli.flag_problem(_RANGES)
+  if problem:
+    cli.fail(problem, code=2)
   # Imported here so --help stays fast.
   from nerf_jax import distributed, train_lib  # pylint: disable=g-import-not-at-top
   config = _CONFIG.value
@@ -65,7 +75,8 @@ def _live_viewer():
   if jax.process_count() > 1:
     cli.fail('--viewer serves a single-process training only', code=2)
   from nerf_jax import viewer  # pylint: disable=g-import-not-at-top
-  return viewer.LiveTraining(port=_VIEWER_PORT.value)
+  return viewer.LiveTraining(port=_VIEWER_PORT.value,
+                             max_busy=_VIEWER_SHARE.value)
 
 
 if __name__ == '__main__':

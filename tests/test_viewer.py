@@ -420,3 +420,43 @@ def test_view_py_refuses_bad_flags_in_one_line(tmp_path):
       stdin=subprocess.DEVNULL)
   assert proc.returncode != 0 and 'Traceback' not in proc.stderr
   assert proc.stderr.strip().startswith('error: checkpoint directory')
+
+
+def test_train_py_viewer_serves_the_page_while_training(tmp_path):
+  """train.py --viewer prints the viewer's URL before the first step and
+  serves the page while it trains; its flags are checked in one line."""
+  import urllib.request  # pylint: disable=g-import-not-at-top
+  overrides = ['--config.data.width=24', '--config.data.height=24',
+               '--config.data.num_train=12', '--config.data.num_val=2',
+               '--config.data.num_test=1', '--config.model.preset=tiny',
+               '--config.model.num_coarse=16', '--config.train.max_steps=300',
+               '--config.train.batch_rays=512', '--config.eval.every=300',
+               '--config.checkpoint.every=300']
+  command = [sys.executable, str(ROOT / 'train.py'), '--config', 'demo.py',
+             '--workdir', str(tmp_path / 'run'), '--noprogress', '--viewer',
+             '--viewer_port', '0', *overrides]
+  proc = subprocess.Popen(command, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                          stdin=subprocess.DEVNULL)
+  try:
+    url = None
+    for line in proc.stdout:
+      match = re.search(r'viewer: open (http://\S+)', line)
+      if match:
+        url = match[1]
+        break
+    assert url, proc.stderr.read()
+    with urllib.request.urlopen(url, timeout=30) as page:
+      assert page.status == 200
+      assert b'<html' in page.read().lower()
+    out, err = proc.communicate(timeout=120)
+  finally:
+    proc.kill()
+  assert proc.returncode == 0, err
+  assert 'step 300: held-out PSNR' in out
+  bad = subprocess.run(command[:-len(overrides)] + ['--viewer_share', '0'],
+                       capture_output=True, text=True, cwd=ROOT, timeout=60,
+                       stdin=subprocess.DEVNULL)
+  assert bad.returncode == 2
+  assert bad.stderr.strip() == ('error: --viewer_share must be in (0, 1], '
+                                'got 0.0')

@@ -124,7 +124,7 @@ def _flag_problem() -> str:
       if problem:
         return problem
   if _DEPTH.value:
-    problem = _folder_problem(_DEPTH.value)
+    problem = cli.output_problem(_DEPTH.value, '--depth', folder=True)
     if problem:
       return problem
   elif _PATH.value:
@@ -147,27 +147,7 @@ def _file_problem(path: str, what: str, formats: tuple) -> str:
   if ext not in formats:
     return (f'{what} {path}: the file name must end in '
             f'{" or ".join(formats)}')
-  if os.path.isdir(path):
-    return f'{what} {path} is a folder, not a file'
-  return _parent_problem(os.path.dirname(os.path.abspath(path)), what, path)
-
-
-def _folder_problem(path: str) -> str:
-  if os.path.exists(path) and not os.path.isdir(path):
-    return f'--depth {path} is a file, not a folder'
-  return _parent_problem(os.path.dirname(os.path.abspath(path)), '--depth',
-                         path)
-
-
-def _parent_problem(parent: str, what: str, path: str) -> str:
-  """'' or why ``parent`` cannot be (created and) written in."""
-  from nerf_jax import errors  # pylint: disable=g-import-not-at-top
-  existing = errors.nearest_existing(parent)
-  if not os.path.isdir(existing):
-    return f'{what} {path}: {existing} is a file, not a folder'
-  if not os.access(existing, os.W_OK | os.X_OK):
-    return f'{what} {path}: cannot write in {existing}'
-  return ''
+  return cli.output_problem(path, what, folder=False)
 
 
 def _box() -> tuple:

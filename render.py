@@ -95,21 +95,7 @@ def _flag_problem() -> str:
   if problem:
     return problem
   if _OUT.value:
-    return _out_problem(_OUT.value, '--out')
-  return ''
-
-
-def _out_problem(path: str, what: str) -> str:
-  """'' or why ``path`` cannot be the output folder (it is a file, or the
-  folder could not be created), checked without creating anything."""
-  if os.path.exists(path) and not os.path.isdir(path):
-    return f'{what} {path} is a file, not a folder'
-  from nerf_jax import errors  # pylint: disable=g-import-not-at-top
-  existing = errors.nearest_existing(path)
-  if not os.path.isdir(existing):
-    return f'{what} {path}: {existing} is a file, not a folder'
-  if not os.access(existing, os.W_OK | os.X_OK):
-    return f'{what} {path}: cannot write in {existing}'
+    return cli.output_problem(_OUT.value, '--out', folder=True)
   return ''
 
 
@@ -125,7 +111,8 @@ def _run():
   config, info, model, variables, step = train_lib.load_trained(
       ckpt, _STEP.value)
   out_dir = _OUT.value or os.path.join(ckpt, 'render')
-  problem = _out_problem(out_dir, '--out' if _OUT.value else 'output folder')
+  problem = cli.output_problem(
+      out_dir, '--out' if _OUT.value else 'output folder', folder=True)
   if problem:
     raise ValueError(problem)
   chunk = _chunk(config)

@@ -210,6 +210,29 @@ def flag_problem(ranges) -> str:
   return ''
 
 
+def output_problem(path: str, what: str, folder: bool) -> str:
+  """'' or why ``path`` cannot be written as an output (a folder when
+  ``folder``, else a file), checked without creating anything: something
+  of the other kind is there, or the folders to create it in cannot be
+  (a file is in the way) or are not writable.
+
+  Args:
+    path: the output; what: how the message names it (e.g. '--out').
+  """
+  from nerf_jax import errors  # pylint: disable=g-import-not-at-top
+  if folder and os.path.exists(path) and not os.path.isdir(path):
+    return f'{what} {path} is a file, not a folder'
+  if not folder and os.path.isdir(path):
+    return f'{what} {path} is a folder, not a file'
+  existing = errors.nearest_existing(
+      path if folder else os.path.dirname(os.path.abspath(path)))
+  if not os.path.isdir(existing):
+    return f'{what} {path}: {existing} is a file, not a folder'
+  if not os.access(existing, os.W_OK | os.X_OK):
+    return f'{what} {path}: cannot write in {existing}'
+  return ''
+
+
 def fail(message: str, code: int = 1):
   """Prints one error line and exits."""
   print(f'error: {message}', file=sys.stderr)

@@ -148,9 +148,11 @@ def default_threshold(box) -> float:
   """The default iso-density of a mesh: a layer ``THRESHOLD_LAYER`` of the
   box diagonal thick is half opaque, ``1 - exp(-sigma * layer) = 0.5``.
 
-  Scale-free (a scene twice as large has half the density) and about 17
-  for the built-in scene's box (diagonal 4.2), within the 10 to 25 that
-  NeRF mesh tools use for object-sized scenes.
+  Scale-free (a scene twice as large has half the density): 8.3 for the
+  built-in scene's box (diagonal 4.2). Trained fields there peak at a
+  density of about 50 (the MLP) to 60 (the hash grid); at 1 % (16.7) the
+  hash grid's mesh lost half its surface, and 2 % gave the lowest Chamfer
+  distance for both.
   """
   lo, hi = np.asarray(box, np.float64)
   return float(math.log(2.0) / (THRESHOLD_LAYER * np.linalg.norm(hi - lo)))

@@ -429,9 +429,9 @@ def test_train_py_viewer_serves_the_page_while_training(tmp_path):
   overrides = ['--config.data.width=24', '--config.data.height=24',
                '--config.data.num_train=12', '--config.data.num_val=2',
                '--config.data.num_test=1', '--config.model.preset=tiny',
-               '--config.model.num_coarse=16', '--config.train.max_steps=300',
-               '--config.train.batch_rays=512', '--config.eval.every=300',
-               '--config.checkpoint.every=300']
+               '--config.model.num_coarse=16', '--config.train.max_steps=120',
+               '--config.train.batch_rays=512', '--config.eval.every=120',
+               '--config.checkpoint.every=120']
   command = [sys.executable, str(ROOT / 'train.py'), '--config', 'demo.py',
              '--workdir', str(tmp_path / 'run'), '--noprogress', '--viewer',
              '--viewer_port', '0', *overrides]
@@ -453,7 +453,7 @@ def test_train_py_viewer_serves_the_page_while_training(tmp_path):
   finally:
     proc.kill()
   assert proc.returncode == 0, err
-  assert 'step 300: held-out PSNR' in out
+  assert 'step 120: held-out PSNR' in out
   bad = subprocess.run(command[:-len(overrides)] + ['--viewer_share', '0'],
                        capture_output=True, text=True, cwd=ROOT, timeout=60,
                        stdin=subprocess.DEVNULL)

@@ -20,6 +20,7 @@ from scipy.spatial import cKDTree
 
 from nerf_jax import camera, export_lib, render_lib, train_lib
 from nerf_jax.datasets import procedural
+from tests.checks import error_line
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 VARIABLES = {'params': {}, 'state': {}}
@@ -325,14 +326,6 @@ def export_cli(*args):
                         stdin=subprocess.DEVNULL)
 
 
-def one_error_line(proc):
-  assert proc.returncode != 0
-  assert 'Traceback' not in proc.stderr, proc.stderr
-  lines = [l for l in proc.stderr.splitlines() if l.strip()]
-  assert len(lines) == 1 and lines[0].startswith('error: '), proc.stderr
-  return lines[0]
-
-
 @pytest.mark.slow
 def test_command_line_writes_mesh_points_and_maps(trained, tmp_path):
   mesh_path, points_path = tmp_path / 'out' / 'mesh.ply', tmp_path / 'pts.ply'
@@ -403,7 +396,7 @@ def test_obj_and_glb_meshes_load_with_their_colours(tmp_path, ext):
 ])
 def test_bad_flags_are_one_line_before_loading(tmp_path, args, message):
   proc = export_cli('--ckpt', str(tmp_path / 'missing'), *args)
-  assert message in one_error_line(proc)
+  assert message in error_line(proc)
   assert proc.returncode == 2
 
 
@@ -412,7 +405,7 @@ def test_failed_export_keeps_the_earlier_file(trained, tmp_path):
   path.write_bytes(b'earlier mesh')
   proc = export_cli('--ckpt', trained, '--mesh', str(path), '--resolution',
                     '16', '--threshold', '1e9', '--progress=false')
-  assert 'never crosses the threshold' in one_error_line(proc)
+  assert 'never crosses the threshold' in error_line(proc)
   assert path.read_bytes() == b'earlier mesh'
   assert os.listdir(tmp_path) == ['mesh.ply']
 
@@ -424,5 +417,5 @@ def test_forward_facing_scenes_are_refused(trained, tmp_path):
   scene['ndc'] = True
   (run / 'scene.json').write_text(json.dumps(scene))
   proc = export_cli('--ckpt', str(run), '--mesh', str(tmp_path / 'm.ply'))
-  assert 'forward-facing (NDC)' in one_error_line(proc)
+  assert 'forward-facing (NDC)' in error_line(proc)
   assert not (tmp_path / 'm.ply').exists()

@@ -10,6 +10,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / 'benchmarks' / 'psnr_vs_time.py'
 TINY = [
@@ -40,6 +42,7 @@ def cells(row):
   return [c.strip() for c in row[2:-2].split(' | ')]
 
 
+@pytest.mark.slow
 def test_benchmark_end_to_end(tmp_path):
   workdir = tmp_path / 'bench'
   proc = run(['--config', 'demo.py', '--minutes', '0.05,0.1',

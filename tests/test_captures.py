@@ -393,6 +393,7 @@ def _tiny(config):
   return config
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not FERN.is_dir(), reason=f'{FERN} is absent')
 def test_fern_trains_evaluates_and_renders_a_spiral(tmp_path):
   from configs import llff as llff_config  # pylint: disable=g-import-not-at-top
@@ -407,6 +408,7 @@ def test_fern_trains_evaluates_and_renders_a_spiral(tmp_path):
   assert np.all(np.isfinite(frames['rgb']))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not FOX.is_dir(), reason=f'{FOX} is absent')
 def test_fox_trains_evaluates_and_renders(tmp_path):
   from configs import fox as fox_config  # pylint: disable=g-import-not-at-top

@@ -117,6 +117,7 @@ print('OK', jax.device_count())
 
 
 # 2 and 4 devices: see the checkpoint and two-process tests.
+@pytest.mark.slow
 @pytest.mark.parametrize('devices', [8])
 def test_sharded_step_matches_one_device(devices):
   env = dict(os.environ, JAX_PLATFORMS='cpu',
@@ -159,6 +160,7 @@ print('SAME')
 '''
 
 
+@pytest.mark.slow
 def test_checkpoint_moves_between_topologies(tmp_path):
   """4 steps on 4 devices, resumed for 2 more on 2 devices, equals 6 steps on
   1 device; the run then loads (as render.py loads it) on 1 device and on
@@ -188,6 +190,7 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_train_as_one(tmp_path):
   """Two processes (2 CPU devices each) joined by jax.distributed train one
   model under a time budget: they stop together at a step where they agreed

@@ -9,6 +9,7 @@ import pathlib
 
 import nbclient
 import nbformat
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / 'notebooks' / 'colab.ipynb'
@@ -25,6 +26,7 @@ OVERRIDES = {
 }
 
 
+@pytest.mark.slow
 def test_colab_notebook_runs_on_cpu(tmp_path, monkeypatch):
   runs = tmp_path / 'runs'
   for name, value in dict(STEPS='8', FRAMES='3', RUNS=str(runs),

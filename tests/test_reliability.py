@@ -175,6 +175,7 @@ def test_killed_at_any_moment_resumes_to_the_uninterrupted_parameters(
       [r['loss'] for r in records if r['split'] == 'train'], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_lock_sigint_sigterm_and_rendering_a_run_in_progress(tmp_path):
   workdir = tmp_path / 'run'
   long_run = ['--config.train.max_steps=100000',

@@ -231,6 +231,7 @@ def _params(workdir, config):
   return state
 
 
+@pytest.mark.slow
 def test_interrupted_and_resumed_run_equals_straight_run(tmp_path):
   config = small_config(model__num_fine=8)
   straight = str(tmp_path / 'straight')

@@ -334,6 +334,7 @@ def _set_input(driver, label, value):
   field.send_keys(str(value), Keys.ENTER)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(bool(_browser_missing()), reason=_browser_missing())
 def test_view_py_in_a_browser(trained, tmp_path):
   """view.py serves the scene to Chromium, re-renders a dragged camera, and
@@ -422,6 +423,7 @@ def test_view_py_refuses_bad_flags_in_one_line(tmp_path):
   assert proc.stderr.strip().startswith('error: checkpoint directory')
 
 
+@pytest.mark.slow
 def test_train_py_viewer_serves_the_page_while_training(tmp_path):
   """train.py --viewer prints the viewer's URL before the first step and
   serves the page while it trains; its flags are checked in one line."""

@@ -7,6 +7,8 @@ query is zero wherever the occupancy grid makes the renderer skip space).
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -35,6 +37,7 @@ def _vanilla(num_fine: int, separate_fine: bool = True):
   return model, params, state, rays
 
 
+@functools.partial(jax.jit, static_argnums=0)
 def _composite(model, params, state, rays, t_samples, t_edges):
   points = rays.origins[:, None] + t_samples[..., None] * rays.directions[:, None]
   viewdirs = jnp.broadcast_to(rays.viewdirs[:, None], points.shape)
@@ -48,7 +51,8 @@ def _composite(model, params, state, rays, t_samples, t_edges):
                                                (8, False)])
 def test_vanilla_query_composites_to_the_render(num_fine, separate):
   model, params, state, rays = _vanilla(num_fine, separate)
-  levels = model.render_levels(params, rays, None)
+  levels = jax.jit(lambda p, r: model.render_levels(p, r, None))(params,
+                                                                 rays)
   last = levels[model.options.levels[-1]]
   out = _composite(model, params, state, rays, last['t_samples'],
                    last['t_edges'])

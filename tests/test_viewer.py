@@ -248,6 +248,37 @@ def test_training_with_the_viewer_serves_frames_and_trains_the_same(
                          loaded[3])
 
 
+def test_viewer_follows_the_newer_checkpoints_of_a_training(trained, tmp_path):
+  """A training in another process (here: in this one, after the viewer
+  started) saves a newer checkpoint: the viewer loads and shows it, and
+  renders the watching client's view again with it."""
+  run = str(tmp_path / 'run')
+  shutil.copytree(trained, run)
+  _, info, model, variables, step = train_lib.load_trained(run)
+  view = viewer.Viewer(model, info, variables, step, port=0, chunk=256,
+                       resolution=24, workdir=run)
+  view.start()
+  try:
+    client = fake_client(3, np.asarray(info.camera_poses[0], np.float32),
+                         viewer.vertical_fov(info.intrinsics))
+    view._on_connect(client)  # pylint: disable=protected-access
+    _wait(lambda: view.last_frame and view.last_frame['step'] == step, 60,
+          'the first frame')
+    view.follow_checkpoints(
+        lambda s: train_lib.load_trained(run, s, warn=False)[3],
+        interval_s=0.1)
+    train_lib.train_and_evaluate(small_config(step + 10), run,
+                                 progress=False)
+    _wait(lambda: view.step == step + 10, 60, 'the newer checkpoint')
+    _wait(lambda: view.last_frame['step'] == step + 10, 60,
+          'a frame of the newer checkpoint')
+    newer = train_lib.load_trained(run)[3]
+    jax.tree_util.tree_map(np.testing.assert_array_equal, view.variables,
+                           newer)
+  finally:
+    view.close()
+
+
 # ---------------------------------------------------------------------------
 # view.py in a browser.
 

@@ -3,6 +3,7 @@ live-training hook, and view.py in a real (headless) browser."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
 import re
@@ -106,6 +107,28 @@ def test_view_at_a_training_camera_equals_render_view(loaded):
   np.testing.assert_allclose(out['rgb'], expected['rgb'], atol=1e-4)
   np.testing.assert_allclose(out['acc'], expected['acc'], atol=1e-4)
   assert out['rgb'].std() > 0.02  # the scene, not a blank frame
+
+
+def test_forward_facing_views_use_the_training_camera_through_ndc(loaded):
+  """A forward-facing (NDC) run is shown through its training camera's
+  field of view and aspect (NDC rays are only right for those), whatever
+  the browser's: the frame at a training pose is render_lib's NDC render."""
+  _, info, model, variables, step = loaded
+  info = dataclasses.replace(info, ndc=True, near=0.0, far=1.0)
+  k = info.intrinsics
+  view = viewer.Viewer(model, info, variables, step, chunk=256,
+                       resolution=2 * max(k.width, k.height))
+  pose = np.asarray(info.camera_poses[2], np.float32)
+  request = viewer.ViewRequest(c2w=pose, fov_y=1.2, aspect=2.5)
+  _, out = view.render_request(request, 'full')
+  expected = render_lib.render_view(view.renderer.render_fn, variables,
+                                    k.scaled(2.0), pose, 0.0, 1.0, 256,
+                                    ndc=True)
+  assert out['rgb'].shape == (2 * k.height, 2 * k.width, 3)
+  np.testing.assert_allclose(out['rgb'], expected['rgb'], atol=1e-4)
+  plain = render_lib.render_view(view.renderer.render_fn, variables,
+                                 k.scaled(2.0), pose, 0.0, 1.0, 256)
+  assert np.abs(plain['rgb'] - out['rgb']).max() > 1e-2  # NDC was used
 
 
 def test_frames_of_any_size_compile_two_chunk_shapes(loaded):

@@ -202,6 +202,7 @@ def _make_parent(path: str) -> None:
 def _export_mesh(fns, variables, box, points_per_call):
   from nerf_jax import export_lib, render_lib  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
+  export_lib.check_grid_fits(box, _RESOLUTION.value)
   threshold = _THRESHOLD.value or export_lib.default_threshold(box)
   mesh = export_lib.extract_mesh(fns, variables, box, _RESOLUTION.value,
                                  threshold, points_per_call,

@@ -167,6 +167,18 @@ def grid_shape(box, resolution: int) -> tuple:
   return tuple(int(c) for c in np.maximum(counts, 2))
 
 
+def check_grid_fits(box, resolution: int) -> None:
+  """Refuses (``errors.UserError``, one line) a density grid that the host
+  cannot hold: about 8 bytes per sample (the f32 grid and the temporaries
+  around it; marching cubes adds little: 457 MB peak for 384^3 = 216 MB)."""
+  from nerf_jax import resources  # pylint: disable=g-import-not-at-top
+  shape = grid_shape(box, resolution)
+  resources.check_fits(
+      8 * int(np.prod(shape)),
+      f'a {"x".join(map(str, shape))} density grid (--resolution '
+      f'{resolution})', 'lower --resolution or crop with --box')
+
+
 def density_grid(density_fn: Callable, variables, box, resolution: int,
                  chunk: int) -> np.ndarray:
   """sigma at the vertices of a regular grid spanning ``box`` (corners

@@ -419,3 +419,16 @@ def test_forward_facing_scenes_are_refused(trained, tmp_path):
   proc = export_cli('--ckpt', str(run), '--mesh', str(tmp_path / 'm.ply'))
   assert 'forward-facing (NDC)' in error_line(proc)
   assert not (tmp_path / 'm.ply').exists()
+
+
+def test_a_grid_larger_than_memory_is_refused_in_one_line(monkeypatch):
+  from nerf_jax import errors, resources  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(resources, 'available_bytes', lambda device=None: 2 ** 30)
+  box = ((-1.0, -1.0, -1.0), (1.0, 1.0, 0.0))
+  export_lib.check_grid_fits(box, 256)  # 256 x 256 x 128 x 8 B = 64 MiB
+  with pytest.raises(errors.UserError) as excinfo:
+    export_lib.check_grid_fits(box, 1024)
+  assert str(excinfo.value) == (
+      'a 1024x1024x512 density grid (--resolution 1024) needs about 4.0 GiB '
+      'of memory but 1.0 GiB is available; lower --resolution or crop with '
+      '--box')

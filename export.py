@@ -225,7 +225,7 @@ def _export_points(info, fns, render_fn, variables, box, chunk):
     raise ValueError(f'{_CKPT.value}/scene.json lists no training cameras '
                      '(a run from before they were saved); --points needs '
                      'them')
-  intrinsics = _intrinsics(info.intrinsics)
+  intrinsics = render_lib.scaled_intrinsics(info.intrinsics, _SCALE.value)
   points, colors = export_lib.point_cloud(
       render_fn, variables, poses, intrinsics, info.near, info.far, chunk,
       box, _NUM_POINTS.value, _MIN_OPACITY.value, progress=_PROGRESS.value)
@@ -246,14 +246,9 @@ def _export_points(info, fns, render_fn, variables, box, chunk):
 def _export_maps(info, fns, render_fn, variables, path, chunk):
   from nerf_jax import export_lib, render_lib  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
-  intrinsics = info.intrinsics
-  if path is not None:
-    poses, path_intrinsics = path
-    intrinsics = path_intrinsics or intrinsics
-  else:
-    _, poses = render_lib.camera_path(info, _TRAJECTORY.value, _FRAMES.value,
-                                      _ELEVATION.value, _RADIUS.value)
-  intrinsics = _intrinsics(intrinsics)
+  _, poses, intrinsics = render_lib.plan_cameras(
+      info, path, _TRAJECTORY.value, _FRAMES.value, _ELEVATION.value,
+      _RADIUS.value, _SCALE.value)
   folder = _DEPTH.value
   _make_parent(folder)
   render_lib.write_replacing(folder, lambda tmp: export_lib.write_surface_maps(
@@ -263,17 +258,6 @@ def _export_maps(info, fns, render_fn, variables, path, chunk):
   print(f'depth and normals: {len(poses)} frames at {intrinsics.width}x'
         f'{intrinsics.height} ({_FORMAT.value}, see maps.json) in '
         f'{time.perf_counter() - start:.1f} s: {folder}')
-
-
-def _intrinsics(intrinsics):
-  """``intrinsics`` at --scale; ValueError for frames too large."""
-  from nerf_jax import render_lib  # pylint: disable=g-import-not-at-top
-  if _SCALE.value != 1.0:
-    intrinsics = intrinsics.scaled(_SCALE.value)
-  problem = render_lib.render_size_problem(intrinsics)
-  if problem:
-    raise ValueError(f'{problem}; lower --scale')
-  return intrinsics
 
 
 if __name__ == '__main__':

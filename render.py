@@ -184,21 +184,10 @@ def _plan_video(info, path) -> tuple:
   """(stem, poses f32[n, 4, 4], intrinsics) of the video: the --path file's
   or the --trajectory's, at --scale; ValueError for frames too large."""
   from nerf_jax import render_lib  # pylint: disable=g-import-not-at-top
-  intrinsics = info.intrinsics
-  if path is not None:
-    poses, path_intrinsics = path
-    intrinsics = path_intrinsics or intrinsics
-    stem = os.path.splitext(os.path.basename(_PATH.value))[0]
-  else:
-    stem, poses = render_lib.camera_path(info, _TRAJECTORY.value,
-                                         _FRAMES.value, _ELEVATION.value,
-                                         _RADIUS.value)
-  if _SCALE.value != 1.0:
-    intrinsics = intrinsics.scaled(_SCALE.value)
-  problem = render_lib.render_size_problem(intrinsics)
-  if problem:
-    raise ValueError(f'{problem}; lower --scale' if _SCALE.value != 1.0
-                     else problem)
+  kind, poses, intrinsics = render_lib.plan_cameras(
+      info, path, _TRAJECTORY.value, _FRAMES.value, _ELEVATION.value,
+      _RADIUS.value, _SCALE.value)
+  stem = kind or os.path.splitext(os.path.basename(_PATH.value))[0]
   return stem, poses, intrinsics
 
 

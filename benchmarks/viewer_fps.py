@@ -87,19 +87,13 @@ class _DraggingClient:
 
 def measure_training(config_file: str, config_args: list, steps: int,
                      repeats: int, max_busy: float, resolution: int) -> None:
-  from nerf_jax import cli, rundir, train_lib, viewer  # pylint: disable=g-import-not-at-top
-  path = cli.resolve_config_arg([f'--config={config_file}'])[0].split('=', 1)[1]
-  config = cli._load_config_module(path).get_config()  # pylint: disable=protected-access
-  overrides = [a[len('--config.'):] for a in config_args] + [
+  import step_speed  # pylint: disable=g-import-not-at-top
+  from nerf_jax import rundir, train_lib, viewer  # pylint: disable=g-import-not-at-top
+  config = step_speed.load_config_file(config_file)
+  for override in [a[len('--config.'):] for a in config_args] + [
       f'train.max_steps={steps}', f'eval.every={steps}',
-      f'checkpoint.every={steps}']
-  for override in overrides:
-    key, value = override.split('=', 1)
-    *parents, last = key.split('.')
-    node = config
-    for parent in parents:
-      node = node[parent]
-    node[last] = type(node[last])(value)
+      f'checkpoint.every={steps}']:
+    step_speed.apply_override(config, override)
 
   class Watched(viewer.LiveTraining):
 

@@ -418,7 +418,10 @@ def point_cloud(render_fn: Callable, variables, poses: np.ndarray,
 def write_point_cloud(path: str, points: np.ndarray, colors: np.ndarray,
                       normals: Optional[np.ndarray] = None) -> None:
   """Writes a binary PLY of points f32[m, 3] with colours f32[m, 3] in
-  [0, 1] and, if given, normals f32[m, 3] (nx, ny, nz)."""
+  [0, 1] and, if given, normals f32[m, 3] (nx, ny, nz).
+
+  Written here, not with trimesh: its ``PointCloud`` has no normals and its
+  PLY export writes only positions and colours."""
   ext = os.path.splitext(path)[1].lower()
   if ext not in POINT_FORMATS:
     raise ValueError(f'{path}: a point cloud is written as .ply, not '

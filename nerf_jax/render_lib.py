@@ -216,6 +216,43 @@ def camera_path(info, trajectory: str, num_frames: int,
   return kind, poses.spiral_poses(train, focus, num_frames)
 
 
+def plan_cameras(info, path, trajectory: str, num_frames: int,
+                 elevation_deg: float | None = None,
+                 radius: float | None = None, scale: float = 1.0) -> tuple:
+  """The cameras of a video (render.py) or of depth maps (export.py).
+
+  Args:
+    info: the run's ``SceneInfo``.
+    path: ``load_camera_path``'s (poses, intrinsics or None), or None for
+      ``camera_path(info, trajectory, num_frames, elevation_deg, radius)``.
+    scale: resolution relative to the path's (else the training) camera.
+
+  Returns:
+    (trajectory name or None for a path, poses f32[n, 4, 4], intrinsics).
+    ValueError (one line) for frames too large.
+  """
+  intrinsics = info.intrinsics
+  if path is not None:
+    kind, (poses, path_intrinsics) = None, path
+    intrinsics = path_intrinsics or intrinsics
+  else:
+    kind, poses = camera_path(info, trajectory, num_frames, elevation_deg,
+                              radius)
+  return kind, poses, scaled_intrinsics(intrinsics, scale)
+
+
+def scaled_intrinsics(intrinsics: camera.Intrinsics,
+                      scale: float) -> camera.Intrinsics:
+  """``intrinsics`` at ``scale`` (--scale); ValueError (one line) for
+  frames too large to render."""
+  if scale != 1.0:
+    intrinsics = intrinsics.scaled(scale)
+  problem = render_size_problem(intrinsics)
+  if problem:
+    raise ValueError(f'{problem}; lower --scale' if scale != 1.0 else problem)
+  return intrinsics
+
+
 # The largest frame side render.py makes: a frame's rays are cast at once
 # (44 bytes each), so 8192 x 8192 already takes about 3 GB of memory.
 MAX_RENDER_SIDE = 8192

@@ -85,10 +85,19 @@ def opengl_to_opencv(c2w) -> tuple:
   return np.array([w, x, y, z]), c2w[:3, 3].copy()
 
 
+def fov_intrinsics(fov_y: float, width: int,
+                   height: int) -> camera.Intrinsics:
+  """A ``width`` x ``height`` pinhole camera of vertical field of view
+  ``fov_y`` (radians): square pixels, the principal point at the centre."""
+  focal = height / (2.0 * math.tan(fov_y / 2.0))
+  return camera.Intrinsics(fx=focal, fy=focal, cx=width / 2.0,
+                           cy=height / 2.0, width=width, height=height)
+
+
 def view_intrinsics(fov_y: float, aspect: float,
                     resolution: int) -> camera.Intrinsics:
   """The pinhole camera of a browser view: its longer side ``resolution``
-  pixels, square pixels, the principal point at the centre.
+  pixels (``fov_intrinsics``).
 
   Args:
     fov_y: float, vertical field of view in radians (viser's ``fov``).
@@ -100,9 +109,7 @@ def view_intrinsics(fov_y: float, aspect: float,
     width, height = resolution, max(1, round(resolution / aspect))
   else:
     width, height = max(1, round(resolution * aspect)), resolution
-  focal = height / (2.0 * math.tan(fov_y / 2.0))
-  return camera.Intrinsics(fx=focal, fy=focal, cx=width / 2.0,
-                           cy=height / 2.0, width=width, height=height)
+  return fov_intrinsics(fov_y, width, height)
 
 
 def vertical_fov(intrinsics: camera.Intrinsics) -> float:
@@ -199,10 +206,8 @@ def interpolate_keyframes(poses, num_frames: int,
 def path_intrinsics(keyframe: Keyframe, height: int) -> camera.Intrinsics:
   """The camera of a saved path: ``keyframe``'s field of view and aspect at
   ``height`` pixels."""
-  width = max(1, round(height * keyframe.aspect))
-  focal = height / (2.0 * math.tan(keyframe.fov_y / 2.0))
-  return camera.Intrinsics(fx=focal, fy=focal, cx=width / 2.0,
-                           cy=height / 2.0, width=width, height=height)
+  return fov_intrinsics(keyframe.fov_y, max(1, round(height * keyframe.aspect)),
+                        height)
 
 
 def camera_path_document(poses: np.ndarray,
@@ -215,14 +220,15 @@ def camera_path_document(poses: np.ndarray,
 
 def save_camera_path(path: str, poses: np.ndarray,
                      intrinsics: camera.Intrinsics) -> None:
-  """Writes ``camera_path_document`` to ``path`` (atomically; folders are
-  created)."""
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  tmp = f'{path}.tmp{os.getpid()}'
-  with open(tmp, 'w') as f:
-    json.dump(camera_path_document(poses, intrinsics), f)
-  os.replace(tmp, path)
+  """Writes ``camera_path_document`` to ``path`` (replacing an earlier file
+  only once complete; folders are created)."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+
+  def write(tmp):
+    with open(tmp, 'w') as f:
+      json.dump(camera_path_document(poses, intrinsics), f)
+
+  render_lib.write_replacing(path, write)
 
 
 def training_images(config) -> list:
@@ -278,7 +284,9 @@ class FrameRenderer:
   Each chunk's rays are cast (``camera.cast_rays``, the one ray caster)
   and rendered by jitted functions of fixed shapes: ``chunk`` rays for
   full frames and ``chunk // PREVIEW_DIVISOR`` for preview frames, so
-  nothing compiles again whatever the window's size.
+  nothing compiles again whatever the window's size. (``render_lib.
+  render_rays_chunked`` shrinks its chunk to a small image, a compilation
+  per size, and cannot stop half-way for a newer camera.)
   """
 
   def __init__(self, model, info, chunk: int):

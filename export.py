@@ -17,7 +17,9 @@ import time
 
 from absl import app, flags
 
-from nerf_jax import cli
+from nerf_jax import cli, outputs
+
+TOOL = 'export.py'
 
 _CKPT = flags.DEFINE_string('ckpt', None, 'Training directory (workdir).')
 _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default latest).')
@@ -117,14 +119,14 @@ def _flag_problem() -> str:
     return problem
   if not (_MESH.value or _POINTS.value or _DEPTH.value):
     return 'nothing to export: pass --mesh FILE, --points FILE or --depth DIR'
-  outputs = ((_MESH, _MESH_FORMATS), (_POINTS, _POINT_FORMATS))
-  for holder, formats in outputs:
+  files = ((_MESH, _MESH_FORMATS), (_POINTS, _POINT_FORMATS))
+  for holder, formats in files:
     if holder.value:
       problem = _file_problem(holder.value, f'--{holder.name}', formats)
       if problem:
         return problem
   if _DEPTH.value:
-    problem = cli.output_problem(_DEPTH.value, '--depth', folder=True)
+    problem = outputs.problem(_DEPTH.value, TOOL, outputs.FOLDER, '--depth')
     if problem:
       return problem
   elif _PATH.value:
@@ -147,7 +149,7 @@ def _file_problem(path: str, what: str, formats: tuple) -> str:
   if ext not in formats:
     return (f'{what} {path}: the file name must end in '
             f'{" or ".join(formats)}')
-  return cli.output_problem(path, what, folder=False)
+  return outputs.problem(path, TOOL, outputs.FILE, what)
 
 
 def _box() -> tuple:
@@ -195,21 +197,16 @@ def _run():
     _export_maps(info, fns, render_fn, variables, path, chunk)
 
 
-def _make_parent(path: str) -> None:
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-
-
 def _export_mesh(fns, variables, box, points_per_call):
-  from nerf_jax import export_lib, render_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax import export_lib  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
   export_lib.check_grid_fits(box, _RESOLUTION.value)
   threshold = _THRESHOLD.value or export_lib.default_threshold(box)
   mesh = export_lib.extract_mesh(fns, variables, box, _RESOLUTION.value,
                                  threshold, points_per_call,
                                  _COMPONENTS.value)
-  _make_parent(_MESH.value)
-  render_lib.write_replacing(
-      _MESH.value, lambda tmp: export_lib.write_mesh(tmp, mesh))
+  outputs.write(_MESH.value, TOOL, lambda tmp: export_lib.write_mesh(
+      tmp, mesh), what='--mesh')
   shape = 'x'.join(map(str, export_lib.grid_shape(box, _RESOLUTION.value)))
   print(f'mesh: {len(mesh.vertices):,} vertices, {len(mesh.faces):,} faces '
         f'(grid {shape}, threshold {threshold:.3g}) in '
@@ -235,9 +232,9 @@ def _export_points(info, fns, render_fn, variables, box, chunk):
                      'lower --min_opacity or check --box')
   normals = export_lib.map_chunked(fns['normal'], variables, (points,),
                                    chunk * _POINTS_PER_RAY)
-  _make_parent(_POINTS.value)
-  render_lib.write_replacing(_POINTS.value, lambda tmp: (
-      export_lib.write_point_cloud(tmp, points, colors, normals)))
+  outputs.write(_POINTS.value, TOOL, lambda tmp: (
+      export_lib.write_point_cloud(tmp, points, colors, normals)),
+                what='--points')
   print(f'points: {len(points):,} from {len(poses)} training views at '
         f'{intrinsics.width}x{intrinsics.height} in '
         f'{time.perf_counter() - start:.1f} s: {_POINTS.value}')
@@ -250,11 +247,10 @@ def _export_maps(info, fns, render_fn, variables, path, chunk):
       info, path, _TRAJECTORY.value, _FRAMES.value, _ELEVATION.value,
       _RADIUS.value, _SCALE.value)
   folder = _DEPTH.value
-  _make_parent(folder)
-  render_lib.write_replacing(folder, lambda tmp: export_lib.write_surface_maps(
+  outputs.write(folder, TOOL, lambda tmp: export_lib.write_surface_maps(
       tmp, render_fn, fns['normal'], variables, poses, intrinsics, info.near,
       info.far, chunk, _FORMAT.value, _NORMAL_FRAME.value, _MIN_OPACITY.value,
-      progress=_PROGRESS.value))
+      progress=_PROGRESS.value), kind=outputs.FOLDER, what='--depth')
   print(f'depth and normals: {len(poses)} frames at {intrinsics.width}x'
         f'{intrinsics.height} ({_FORMAT.value}, see maps.json) in '
         f'{time.perf_counter() - start:.1f} s: {folder}')

@@ -14,8 +14,12 @@ Examples::
   python prepare.py ~/captures/mug --out data/mug
   python prepare.py walkaround.mp4 --out data/walk --max_frames 120
 
-An existing non-empty SCENE is never touched without --overwrite; the scene is
-built in a temporary folder beside it and moved into place when complete.
+An existing non-empty SCENE is never touched without --overwrite, and even
+then only a scene that prepare.py wrote and nobody changed since is replaced
+(nerf_jax/outputs.py); the scene is built in a temporary folder beside it and
+moved into place when complete. Ctrl-C or SIGTERM stops it at once (COLMAP
+runs in a child process, ``sfm.run_colmap_apart``) with one line, leaving
+nothing behind.
 """
 
 import sys
@@ -60,7 +64,8 @@ _AABB_SCALE = flags.DEFINE_integer(
     'it. 0: the smallest that holds every camera (4 for a capture around an '
     'object, as the published fox; larger boxes spread the model thinner).')
 _OVERWRITE = flags.DEFINE_bool('overwrite', False,
-                               'Replace an existing non-empty --out.')
+                               'Replace an earlier scene that prepare.py wrote at --out (never '
+                               'a folder holding anything else).')
 _THREADS = flags.DEFINE_integer('threads', -1, 'CPU threads (-1: all).')
 _SEED = flags.DEFINE_integer(
     'seed', 0, 'Random seed of COLMAP (mapping retries with seed+1, seed+2 '
@@ -107,7 +112,7 @@ def main(argv):
 
 
 def _run(source):
-  from nerf_jax import sfm  # pylint: disable=g-import-not-at-top
+  from nerf_jax import errors, sfm  # pylint: disable=g-import-not-at-top
   try:
     return sfm.prepare_scene(
         source, _OUT.value, max_size=_MAX_SIZE.value,
@@ -121,6 +126,8 @@ def _run(source):
   except KeyboardInterrupt:
     print(file=sys.stdout)
     cli.fail(f'interrupted; {_OUT.value} was not changed', code=130)
+  except errors.Interrupted as e:  # SIGTERM (cli.start)
+    cli.fail(f'{e}; {_OUT.value} was not changed', code=e.exit_code)
 
 
 if __name__ == '__main__':

@@ -10,11 +10,12 @@ dataset and scores it (PSNR, SSIM) into ``metrics.json``.
 import json
 import math
 import os
+import re
 import warnings
 
 from absl import app, flags
 
-from nerf_jax import cli
+from nerf_jax import cli, outputs
 
 _CKPT = flags.DEFINE_string('ckpt', None, 'Training directory (workdir).')
 _OUT = flags.DEFINE_string('out', None, 'Output folder (default <ckpt>/render).')
@@ -95,12 +96,32 @@ def _flag_problem() -> str:
   if problem:
     return problem
   if _OUT.value:
-    return cli.output_problem(_OUT.value, '--out', folder=True)
+    return outputs.problem(_OUT.value, TOOL, outputs.CONTAINER, '--out')
   return ''
 
 
+TOOL = 'render.py'
+# The names render.py writes in its folder: <stem>_<rgb|depth|side>[.mp4|
+# .gif] videos and eval_<data>_<split> folders (a <run>/render folder of an
+# earlier nerf_jax holding only these is adopted as render.py's).
+_OUTPUT_NAME = re.compile(r'^(.+_(rgb|depth|side)(\.mp4|\.gif)?|eval_.+)$')
+
+
+def _output_folder(ckpt: str) -> str:
+  """--out, or <ckpt>/render; checked (outputs.CONTAINER) and created."""
+  from nerf_jax import distributed  # pylint: disable=g-import-not-at-top
+  out_dir = _OUT.value or os.path.join(ckpt, 'render')
+  what = '--out' if _OUT.value else 'output folder'
+  if not _OUT.value:
+    outputs.adopt(out_dir, TOOL, _OUTPUT_NAME.match)
+  outputs.check(out_dir, TOOL, outputs.CONTAINER, what)
+  if distributed.is_primary():  # every process renders; process 0 writes
+    os.makedirs(out_dir, exist_ok=True)
+  return out_dir
+
+
 def _run():
-  from nerf_jax import distributed, render_lib, train_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax import render_lib, train_lib  # pylint: disable=g-import-not-at-top
   # The cheap inputs first, so their errors come before the checkpoint loads.
   path = render_lib.load_camera_path(_PATH.value) if (
       _PATH.value and not _EVAL.value) else None
@@ -110,11 +131,7 @@ def _run():
   ckpt = _CKPT.value
   config, info, model, variables, step = train_lib.load_trained(
       ckpt, _STEP.value)
-  out_dir = _OUT.value or os.path.join(ckpt, 'render')
-  problem = cli.output_problem(
-      out_dir, '--out' if _OUT.value else 'output folder', folder=True)
-  if problem:
-    raise ValueError(problem)
+  out_dir = _output_folder(ckpt)
   chunk = _chunk(config)
   render_fn = render_lib.make_render_fn(model)
   if _EVAL.value:
@@ -126,11 +143,7 @@ def _run():
   files = {name: os.path.join(out_dir, f'{stem}_{name}{ext}')
            for name in names[_LAYOUT.value]}
   for file in files.values():
-    problem = render_lib.output_problem(file)
-    if problem:
-      raise ValueError(problem)
-  if distributed.is_primary():  # every process renders; process 0 writes
-    os.makedirs(out_dir, exist_ok=True)
+    outputs.check(file, TOOL, render_lib.video_kind(file))
   _video(info, render_fn, variables, poses, intrinsics, files, step, chunk)
 
 
@@ -150,10 +163,7 @@ def _evaluate(config, info, render_fn, variables, out_dir, step, chunk):
   if not distributed.is_primary():
     evaluate(None)
     return
-  problem = render_lib.output_problem(image_dir, folder=True)
-  if problem:
-    raise ValueError(problem)
-  os.makedirs(out_dir, exist_ok=True)
+  outputs.check(image_dir, TOOL, outputs.FOLDER)
 
   def write(folder):  # a complete new folder replaces an earlier one
     os.makedirs(folder)
@@ -164,7 +174,7 @@ def _evaluate(config, info, render_fn, variables, out_dir, step, chunk):
       json.dump(report, f, indent=2)
     return result
 
-  result = render_lib.write_replacing(image_dir, write)
+  result = outputs.write(image_dir, TOOL, write, kind=outputs.FOLDER)
   print(f'{"view":>6} {"PSNR":>8} {"SSIM":>7}')
   for v in result['views']:
     print(f'{v["index"]:>6} {v["psnr"]:>8.2f} {v["ssim"]:>7.4f}')
@@ -203,15 +213,15 @@ def _video(info, render_fn, variables, poses, intrinsics, files, step, chunk):
   rgb = frames['rgb']
   depth = render_lib.depth_to_rgb(frames['depth'], frames['acc'],
                                   info.background)
-  outputs = []
+  written = []
   for name, file in files.items():
     video = (np.concatenate([rgb, depth], axis=2) if name == 'side' else
              dict(rgb=rgb, depth=depth)[name])
-    outputs.append(render_lib.write_video(file, viz.to_uint8(video),
-                                          _FPS.value, _QUALITY.value))
+    written.append(render_lib.write_video(file, viz.to_uint8(video),
+                                          _FPS.value, _QUALITY.value, TOOL))
   print(f'rendered {len(poses)} frames at {intrinsics.width}x'
         f'{intrinsics.height} from step {step}:')
-  for file in outputs:
+  for file in written:
     print(f'  {file}')
 
 

@@ -14,7 +14,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from nerf_jax import cli
+from nerf_jax import cli, faults
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Config file: a path, or a name in configs/ (tiny.py).',
@@ -44,7 +44,7 @@ _RANGES = (
 
 def main(argv):
   cli.start(argv)
-  problem = cli.flag_problem(_RANGES)
+  problem = cli.flag_problem(_RANGES) or faults.spec_problem()
   if problem:
     cli.fail(problem, code=2)
   # Imported here so --help stays fast.

@@ -1,7 +1,8 @@
 """A web viewer of a trained NeRF: ``python view.py --ckpt runs/demo``.
 
-Open the printed URL in a browser: the model renders the browser's camera
-(a quarter-resolution frame while it moves, the full frame when it rests),
+Open the printed URL (with its secret ``?token=``; other pages are refused)
+in a browser: the model renders the browser's camera (a quarter-resolution
+frame while it moves, the full frame when it rests),
 in colour, depth or accumulation; the training cameras are shown as
 frustums with their images (click one to look through it). Place keyframes
 and save a camera path as JSON for ``render.py --ckpt RUN --path FILE``.
@@ -19,7 +20,9 @@ _CKPT = flags.DEFINE_string('ckpt', None, 'Training directory (workdir).')
 _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default latest; '
                              'a given step is not replaced by newer ones).')
 _HOST = flags.DEFINE_string('host', '127.0.0.1', 'Address to listen on '
-                            '(0.0.0.0: every network interface).')
+                            '(0.0.0.0: every network interface: anyone there '
+                            'with the printed token URL can use the viewer; '
+                            'see the README).')
 _PORT = flags.DEFINE_integer(
     'port', 8080, 'Port to listen on, 0 to 65535 (0: any free port; a port '
     'in use: the next free one; the URL is printed).')

@@ -21,14 +21,18 @@ def get_config() -> ml_collections.ConfigDict:
   data.width = 64  # procedural: image width in pixels
   data.height = 64  # procedural: image height in pixels
   data.num_train = 100  # procedural: training views
-  data.num_val = 8  # procedural: held-out validation views
-  data.num_test = 8  # procedural: test views
+  # The held-out view options below (num_val, num_test, max_views,
+  # val_indices, val_fraction, holdout) apply only to the kinds they name: set
+  # to anything but its default for another kind, one is refused with one line
+  # naming it and the kind, never ignored (validation.HELD_OUT_OPTIONS).
+  data.num_val = 8  # procedural only: held-out validation views
+  data.num_test = 8  # procedural only: test views
   data.downsample = 1  # blender, llff, transforms: integer image downsampling factor (llff reads images_<this>/)
-  data.max_views = 0  # blender: keep the first N views per split (0 = all)
-  data.val_indices = ()  # tiny_npz: explicit held-out view indices
-  data.val_fraction = 0.0  # tiny_npz: hold out every 1/fraction-th view
+  data.max_views = 0  # blender only: keep the first N views per split (0 = all)
+  data.val_indices = ()  # tiny_npz only: explicit held-out view indices
+  data.val_fraction = 0.0  # tiny_npz only: hold out every 1/fraction-th view
   data.cache_dir = ''  # tiny_npz: download cache ('' = ~/.cache/nerf_jax)
-  data.holdout = 8  # llff, transforms: every Nth view is held out for val/test (0 = none)
+  data.holdout = 8  # llff, transforms only: every Nth view is held out for val/test (0 = none)
   data.ndc = True  # llff: forward-facing capture, rays in NDC (False for 360-degree captures)
   data.aabb_scale = 0.0  # transforms: scene box half-width / 1.5, as instant-ngp's (0 = the json's, or fit the cameras)
 

@@ -75,6 +75,11 @@ def start(argv: list) -> None:
     for logger in (py_logging.getLogger('absl'),
                    py_logging.getLogger('asyncio')):
       logger.addFilter(_quiet_library_errors)
+    # Reading a damaged checkpoint leaves orbax's other reads to fail as
+    # they are closed, each printing "Exception ignored in" with a
+    # TensorStore spec (hundreds of lines) after the one-line warning.
+    if not getattr(sys.unraisablehook, '_nerf_jax', False):
+      sys.unraisablehook = _quiet_unraisable(sys.unraisablehook)
   _drop_late_callbacks()
   _stop_on_sigterm()
   f = flags.FLAGS
@@ -96,8 +101,7 @@ def parse_flags(argv: list) -> list:
   from absl import flags  # pylint: disable=g-import-not-at-top
   define_verbose_flag()
   config_file = _config_file(argv)
-  if (config_file is not None and not os.path.isfile(config_file)
-      and not os.path.isdir(config_file)):
+  if config_file is not None and not os.path.exists(config_file):
     names = sorted(os.path.splitext(f)[0] for f in os.listdir(CONFIGS_DIR)
                    if f.endswith('.py') and f not in ('__init__.py', 'base.py'))
     fail(f'config file {config_file!r} not found (built-in configs: '
@@ -129,9 +133,14 @@ def _load_config_module(path: str):
 def _config_file_problem(path: str) -> str:
   """Why ``path`` cannot be a config file ('' if it can): not Python, not
   valid Python, failing when run, or without ``get_config()``."""
+  from nerf_jax import inputs  # pylint: disable=g-import-not-at-top
   where = f'config file {path}'
   if os.path.isdir(path):
     return f'{where} is a folder, not a .py file defining get_config()'
+  problem = inputs.input_file_problem(path, 'a .py file',
+                                      inputs.MAX_CONFIG_BYTES, where)
+  if problem:  # a pipe or a device (/dev/zero) is never opened
+    return problem
   try:
     with open(path, 'rb') as f:
       source = f.read()
@@ -210,29 +219,6 @@ def flag_problem(ranges) -> str:
   return ''
 
 
-def output_problem(path: str, what: str, folder: bool) -> str:
-  """'' or why ``path`` cannot be written as an output (a folder when
-  ``folder``, else a file), checked without creating anything: something
-  of the other kind is there, or the folders to create it in cannot be
-  (a file is in the way) or are not writable.
-
-  Args:
-    path: the output; what: how the message names it (e.g. '--out').
-  """
-  from nerf_jax import errors  # pylint: disable=g-import-not-at-top
-  if folder and os.path.exists(path) and not os.path.isdir(path):
-    return f'{what} {path} is a file, not a folder'
-  if not folder and os.path.isdir(path):
-    return f'{what} {path} is a folder, not a file'
-  existing = errors.nearest_existing(
-      path if folder else os.path.dirname(os.path.abspath(path)))
-  if not os.path.isdir(existing):
-    return f'{what} {path}: {existing} is a file, not a folder'
-  if not os.access(existing, os.W_OK | os.X_OK):
-    return f'{what} {path}: cannot write in {existing}'
-  return ''
-
-
 def fail(message: str, code: int = 1):
   """Prints one error line and exits."""
   print(f'error: {message}', file=sys.stderr)
@@ -243,6 +229,31 @@ def _quiet_library_errors(record) -> bool:
   """logging filter: drops the error records of orbax and asyncio."""
   path = record.pathname.replace('\\', '/')
   return not (record.name == 'asyncio' or '/orbax/' in path)
+
+
+_LIBRARIES = ('/orbax/', '/tensorstore/')
+
+
+def _quiet_unraisable(previous: Callable) -> Callable:
+  """A ``sys.unraisablehook`` that drops the errors ignored in orbax's or
+  tensorstore's code (a coroutine of theirs, or a traceback through them)
+  and passes the others to ``previous``."""
+
+  def hook(unraisable):
+    code = (getattr(unraisable.object, 'cr_code', None)
+            or getattr(unraisable.object, 'gi_code', None))
+    files = [code.co_filename] if code is not None else []
+    tb = unraisable.exc_traceback
+    while tb is not None:
+      files.append(tb.tb_frame.f_code.co_filename)
+      tb = tb.tb_next
+    if any(library in f.replace('\\', '/') for f in files
+           for library in _LIBRARIES):
+      return
+    previous(unraisable)
+
+  hook._nerf_jax = True  # pylint: disable=protected-access
+  return hook
 
 
 def _stop_on_sigterm() -> None:

@@ -7,11 +7,8 @@ size, and peak memory is set by the chunk, not the image.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import sys
-import tempfile
 from typing import Callable
 
 import imageio.v3 as iio
@@ -19,7 +16,8 @@ import jax
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
-from nerf_jax import camera, distributed, metrics, models, poses, viz
+from nerf_jax import camera, distributed, metrics, models, outputs, poses, viz
+from nerf_jax import inputs
 
 
 def make_render_fn(model: models.Model) -> Callable:
@@ -276,7 +274,8 @@ def load_camera_path(path: str) -> tuple:
   origin (``camera.pose_problem``); width and height in [1,
   ``MAX_RENDER_SIDE``]; fx and fy from 0.01 to 1000 times the larger side
   and cx, cy at most one image size off the image
-  (``camera.intrinsics_problem``).
+  (``camera.intrinsics_problem``). The file must be a regular file (not a
+  pipe or a device) of at most 64 MB (.npy) or 256 MB (JSON): ``inputs``.
 
   Returns:
     (poses f32[n, 4, 4], ``camera.Intrinsics`` or None). ValueError with one
@@ -285,16 +284,19 @@ def load_camera_path(path: str) -> tuple:
   where = f'camera path {path}'
   if os.path.isdir(path):
     raise ValueError(f'{where} is a folder, not a .npy or .json file')
+  # A pipe or a device (/dev/zero) is refused before it is opened.
+  inputs.check_input_file(
+      path, 'a .npy or .json file', inputs.MAX_POSES_NPY_BYTES if
+      path.endswith('.npy') else inputs.MAX_JSON_BYTES, ValueError, where)
   intrinsics = None
-  try:
-    if path.endswith('.npy'):
+  if path.endswith('.npy'):
+    try:
       poses = np.load(path, allow_pickle=False)
-    else:
-      with open(path) as f:
-        doc = json.load(f)
-  except (OSError, ValueError, EOFError) as e:
-    message = f'{e}'.strip().replace('\n', ' ') or type(e).__name__
-    raise ValueError(f'cannot read {where}: {message}') from e
+    except (OSError, ValueError, EOFError) as e:
+      message = f'{e}'.strip().replace('\n', ' ') or type(e).__name__
+      raise ValueError(f'cannot read {where}: {message}') from e
+  else:
+    doc = inputs.read_json(path, ValueError, where)
   if not path.endswith('.npy'):
     if isinstance(doc, dict):
       _check_keys(doc, _PATH_KEYS, ('poses',), where)
@@ -396,17 +398,11 @@ def _even(frames: np.ndarray) -> np.ndarray:
 _VIDEO_EXTENSIONS = ('.mp4', '.gif')
 
 
-def output_problem(path: str, folder: bool | None = None) -> str:
-  """'' or why ``path`` cannot be written: a video over a folder, or a
-  folder (``write_video``'s PNG frames: a path not ending in .mp4 or .gif;
-  or ``folder=True``) over a file."""
-  if folder is None:
-    folder = os.path.splitext(path)[1] not in _VIDEO_EXTENSIONS
-  if folder and os.path.isfile(path):
-    return f'{path} is a file, but the output is a folder of that name'
-  if not folder and os.path.isdir(path):
-    return f'{path} is a folder, not a video file'
-  return ''
+def video_kind(path: str) -> str:
+  """The kind of output ``write_video`` makes at ``path``: a file for .mp4
+  and .gif, else a folder of PNG frames (``outputs.FILE``/``FOLDER``)."""
+  ext = os.path.splitext(path)[1]
+  return outputs.FILE if ext in _VIDEO_EXTENSIONS else outputs.FOLDER
 
 
 class _EncoderUnavailable(Exception):
@@ -433,68 +429,39 @@ def _write_pngs(folder: str, frames: np.ndarray) -> None:
     iio.imwrite(os.path.join(folder, f'{i:04d}.png'), frame)
 
 
-def write_replacing(path: str, write: Callable[[str], object]):
-  """Calls ``write(tmp)`` for a temporary name beside ``path``, then moves
-  what it wrote (a file or a folder) to ``path``: whatever was at ``path``
-  is replaced only by a complete new output, and is kept (with no
-  temporary left) if writing fails. Returns what ``write`` returns."""
-  parent = os.path.dirname(os.path.abspath(path))
-  tmp_dir = tempfile.mkdtemp(prefix=f'.{os.path.basename(path)}.', dir=parent)
-  try:
-    tmp = os.path.join(tmp_dir, 'new' + os.path.splitext(path)[1])
-    result = write(tmp)
-    old = None
-    if os.path.isdir(path):  # an earlier folder of PNG frames
-      old = os.path.join(tmp_dir, 'old')
-      os.rename(path, old)
-    try:
-      os.replace(tmp, path)
-    except OSError:
-      if old:
-        os.rename(old, path)
-      raise
-    return result
-  finally:
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-
-
 def write_video(path: str, frames: np.ndarray, fps: float,
-                quality: float = 8.0) -> str:
+                quality: float = 8.0, tool: str = 'render.py') -> str:
   """Writes uint8[n, h, w, 3] frames; returns the path actually written.
 
   ``.mp4`` uses H.264 through imageio-ffmpeg; if that encoder is unavailable
   a one-line warning is printed and a GIF is written next to it instead.
-  ``.gif`` writes a looping GIF; a path without an extension a folder of PNGs.
-  The output is written under a temporary name and renamed at the end, so an
-  earlier output at ``path`` survives a failed write. ValueError for a
-  ``path`` of the wrong kind (``output_problem``), fps <= 0 or quality
-  outside [0, 10].
+  ``.gif`` writes a looping GIF; a path without an extension a folder of
+  PNGs. The output is written as one output of ``tool``
+  (``outputs.write``): complete or not at all, replacing only an earlier
+  output of the same tool. ValueError for fps <= 0 or quality outside
+  [0, 10]; outputs.OutputError for a path that is not ours to write.
   """
   if not (np.isfinite(fps) and fps > 0):
     raise ValueError(f'fps must be positive, got {fps}')
   if not 0 <= quality <= 10:
     raise ValueError(f'quality must be in [0, 10], got {quality}')
-  problem = output_problem(path)
-  if problem:
-    raise ValueError(problem)
+  outputs.check(path, tool, video_kind(path))
   base, ext = os.path.splitext(path)
   if ext == '.mp4':
     try:
-      write_replacing(path, lambda tmp: _write_mp4(tmp, frames, fps,
-                                                    quality))
+      outputs.write(path, tool, lambda tmp: _write_mp4(tmp, frames, fps,
+                                                        quality))
       return path
     except _EncoderUnavailable as e:
       print(f'warning: MP4 encoder unavailable ({e}); writing a GIF '
             'instead', file=sys.stderr)
       path, ext = base + '.gif', '.gif'
-      problem = output_problem(path)
-      if problem:
-        raise ValueError(problem) from None
   if ext == '.gif':
-    write_replacing(path, lambda tmp: iio.imwrite(
+    outputs.write(path, tool, lambda tmp: iio.imwrite(
         tmp, frames, duration=1000.0 / fps, loop=0))
   else:
-    write_replacing(path, lambda tmp: _write_pngs(tmp, frames))
+    outputs.write(path, tool, lambda tmp: _write_pngs(tmp, frames),
+                  kind=outputs.FOLDER)
   return path
 
 

@@ -32,7 +32,8 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from nerf_jax import errors, faults, metrics
+from nerf_jax import errors, faults, metrics, outputs
+from nerf_jax import inputs
 from nerf_jax import scene as scene_lib
 
 CONFIG_FILE = 'config.json'
@@ -67,9 +68,10 @@ def _write_atomic(path: str, text: str) -> None:
 
 
 def check_workdir(workdir: str) -> None:
-  """Refuses a workdir that is a file, lies under one, or holds something
-  else where a run keeps its files (one line), before anything is loaded or
-  written."""
+  """Refuses a workdir that is a file, lies under one, holds something
+  else where a run keeps its files, or (for a new run) already holds files
+  of a run's names that it would write over (one line), before anything is
+  loaded or written. Other files there (a log, notes) are left alone."""
   path = errors.nearest_existing(workdir)
   if not os.path.isdir(path):
     raise CheckpointError(f'cannot create {workdir}: {path} is a file, not a '
@@ -83,6 +85,17 @@ def check_workdir(workdir: str) -> None:
           f'{entry} is a {"file" if folder else "folder"}, but a run keeps '
           f'its {name} there as a {"folder" if folder else "file"}; move it '
           'away or use another --workdir')
+  if os.path.isdir(workdir) and not os.path.exists(
+      os.path.join(workdir, CONFIG_FILE)):
+    # A new run writes, appends to and prunes files of these names: ones
+    # that are there already (but a lock) are not its own.
+    theirs = sorted(n for n in os.listdir(workdir) if n != LOCK_FILE and (
+        n in outputs.RUN_ENTRIES or n.startswith(outputs.RUN_EVENT_PREFIX)))
+    if theirs:
+      raise CheckpointError(
+          f'{workdir} holds {theirs[0]} but no {CONFIG_FILE}: it is not a run '
+          'to resume, and a new run would write over it; move it away or use '
+          'another --workdir')
 
 
 # ---------------------------------------------------------------------------
@@ -140,9 +153,10 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   if not os.path.exists(path):
     raise CheckpointError(f'{workdir} has no {CONFIG_FILE}: not a nerf_jax '
                           'training directory')
+  inputs.check_input_file(path, 'a run\'s config.json',
+                          inputs.MAX_JSON_BYTES, CheckpointError)
+  saved = inputs.read_json(path, CheckpointError)
   try:
-    with open(path) as f:
-      saved = json.load(f)
     if not isinstance(saved, dict):
       raise ValueError('not a JSON object')
     return merge_onto(default_config(), saved)
@@ -167,11 +181,12 @@ def load_scene(workdir: str) -> scene_lib.SceneInfo:
 
 def _read_scene_json(workdir: str) -> dict:
   path = os.path.join(workdir, SCENE_FILE)
-  try:
-    with open(path) as f:
-      return json.load(f)
-  except (OSError, ValueError) as e:
-    raise CheckpointError(f'{path} is missing or unreadable ({e})') from e
+  if not os.path.exists(path):
+    raise CheckpointError(f'{path} is missing')
+  # A pipe or a device is never opened.
+  inputs.check_input_file(path, 'a run\'s scene.json',
+                          inputs.MAX_JSON_BYTES, CheckpointError)
+  return inputs.read_json(path, CheckpointError)
 
 
 def _scene_from(raw: dict, workdir: str) -> scene_lib.SceneInfo:
@@ -431,9 +446,9 @@ def read_metrics(path: str) -> list:
     for line in f:
       try:
         record = json.loads(line)
-      except ValueError:
+      except (ValueError, RecursionError):  # RecursionError: nested deeply
         continue
-      if isinstance(record, dict):
+      if isinstance(record, dict) and not inputs.json_problem(record):
         records.append(record)
   return records
 
@@ -654,8 +669,10 @@ def save_environment(workdir: str, seed: int) -> None:
   try:
     with open(path) as f:
       sessions = json.load(f).get('sessions', [])
-  except (OSError, ValueError, AttributeError):
+  except (OSError, ValueError, AttributeError, RecursionError):
     pass
+  if not isinstance(sessions, list):  # edited by hand: start the list again
+    sessions = []
   sessions.append(session)
   _write_atomic(path, json.dumps({'seed': int(seed), 'sessions': sessions},
                                  indent=2))

@@ -41,11 +41,12 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from nerf_jax import errors
+from nerf_jax import errors, inputs, outputs, resources
 from nerf_jax import poses as poses_lib
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
@@ -174,9 +175,14 @@ def prepare_photos(paths: Sequence[str], image_dir: str, max_size: int,
   os.makedirs(image_dir, exist_ok=True)
   frames, used = [], set()
   for path in paths:
+    inputs.check_input_file(path, 'an image file', inputs.MAX_IMAGE_BYTES,
+                            SfmError)
     try:
-      im = Image.open(path)
-      im.load()
+      with warnings.catch_warnings():  # the memory is checked here instead
+        warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+        im = Image.open(path)  # reads the header only
+        _check_decode_fits(path, *im.size, max_size)
+        im.load()
     except (OSError, SyntaxError, ValueError,
             Image.DecompressionBombError) as e:
       raise SfmError(f'{path}: unreadable image ({e})') from None
@@ -205,6 +211,26 @@ def prepare_photos(paths: Sequence[str], image_dir: str, max_size: int,
                  exif=_exif_for_copy(im, resized=size != upright.size))
       frames.append(Frame(name, path, sharpness(np.asarray(rgb))))
   return _drop_blurry(frames, image_dir, blur_keep)
+
+
+# Memory per pixel of a photo or frame as decoded (and turned upright, to
+# RGB), and per pixel of its downscaled copy (which the sharpness is
+# computed on in float64).
+_DECODED_BYTES_PER_PIXEL = 16
+_SCALED_BYTES_PER_PIXEL = 64
+
+
+def _check_decode_fits(path: str, width: int, height: int,
+                       max_size: int) -> None:
+  """Refuses, from its declared size and before decoding, a photo or video
+  whose pixels cannot fit in memory (a small file may declare a huge
+  image): ``errors.UserError`` with one line naming it."""
+  w, h = fit_size(width, height, max_size)
+  resources.check_fits(
+      _DECODED_BYTES_PER_PIXEL * width * height
+      + _SCALED_BYTES_PER_PIXEL * w * h,
+      f'decoding {path} ({width}x{height} pixels)',
+      'use a smaller image' + ('' if max_size else ' or set --max_size'))
 
 
 def _exif_for_copy(im, resized: bool) -> bytes:
@@ -250,15 +276,19 @@ def probe_video(path: str) -> dict:
     gen.close()
 
 
-def iter_video_frames(path: str, fps: float = 0.0) -> Iterable:
+def iter_video_frames(path: str, fps: float = 0.0,
+                      max_size: int = 0) -> Iterable:
   """Yields the video's frames as uint8 HxWx3 arrays (upright), optionally
-  resampled by ffmpeg to ``fps`` frames per second (0: every frame)."""
+  resampled by ffmpeg to ``fps`` frames per second (0: every frame). A
+  frame size that cannot fit in memory (downscaled to ``max_size`` as
+  ``extract_video_frames`` does) is refused before the first frame."""
   import imageio_ffmpeg  # pylint: disable=g-import-not-at-top
   output_params = ['-vf', f'fps={fps:g}'] if fps else None
   gen = imageio_ffmpeg.read_frames(path, output_params=output_params)
   try:
     meta = next(gen)
     width, height = meta['size']
+    _check_decode_fits(path, width, height, max_size)
     for raw in gen:
       yield np.frombuffer(raw, np.uint8).reshape(height, width, 3)
   except (OSError, RuntimeError, StopIteration) as e:
@@ -312,7 +342,7 @@ def extract_video_frames(path: str, image_dir: str, max_frames: int = 150,
                                 quality=JPEG_QUALITY)
     frames.append(Frame(name, f'{path}#{index}', score))
 
-  for index, frame in enumerate(iter_video_frames(path, fps)):
+  for index, frame in enumerate(iter_video_frames(path, fps, max_size)):
     decoded += 1
     size = fit_size(frame.shape[1], frame.shape[0], max_size)
     if size != (frame.shape[1], frame.shape[0]):
@@ -390,10 +420,37 @@ class Stages:
       self.stream.flush()
 
 
+def import_pycolmap():
+  """pycolmap, with SIGTERM and SIGINT left to Python's handlers.
+
+  Importing pycolmap installs glog's failure signal handler, which answers
+  SIGTERM with a native stack dump (about 25 lines) and kills the process
+  before Python can remove what it made (prepare_scene's temporary folder
+  beside ``out``). Python's handlers are put back at once, so SIGTERM
+  raises in Python as Ctrl-C does, once pycolmap returns or checks for
+  signals (feature extraction and mapping do, matching does not: see
+  ``run_colmap_apart``). The crash signals (SIGSEGV, SIGABRT, ...) keep
+  glog's stack dump.
+
+  Raises ImportError when pycolmap is not installed.
+  """
+  import signal  # pylint: disable=g-import-not-at-top
+  import pycolmap  # pylint: disable=g-import-not-at-top
+  for signum in (signal.SIGTERM, signal.SIGINT):
+    handler = signal.getsignal(signum)  # Python's, whatever glog set since
+    if handler is None:  # set outside Python: not ours to restore
+      continue
+    try:
+      signal.signal(signum, handler)
+    except ValueError:  # not the main thread: it cannot have handlers
+      pass
+  return pycolmap
+
+
 @contextlib.contextmanager
 def colmap_logging(verbose: bool):
   """Silences COLMAP's log (glog, on stderr) unless ``verbose``."""
-  import pycolmap  # pylint: disable=g-import-not-at-top
+  pycolmap = import_pycolmap()
   old = pycolmap.logging.minloglevel
   pycolmap.logging.minloglevel = 0 if verbose else 3
   try:
@@ -413,7 +470,7 @@ def run_colmap(image_dir: str, work_dir: str, *, camera_model: str = 'OPENCV',
   ``work_dir/sparse/0``. Returns (pycolmap.Reconstruction or None, SfmStats).
   """
   try:
-    import pycolmap  # pylint: disable=g-import-not-at-top
+    pycolmap = import_pycolmap()
   except ImportError:
     raise SfmError('pycolmap is not installed (pip install -r '
                    'requirements.txt, or pip install pycolmap)') from None
@@ -530,6 +587,142 @@ def _map_once(pycolmap, database, image_dir, work_dir, num_threads, seed):
   return rec, len(models)
 
 
+def run_colmap_apart(image_dir: str, work_dir: str, *,
+                     stages: Optional[Stages] = None, **options) -> tuple:
+  """``run_colmap`` in a child process, so that a signal stops it at once.
+
+  pycolmap's matching looks at no signal for as long as it runs (minutes on
+  a large capture), so Ctrl-C and SIGTERM would wait for it, and glog's
+  handler (installed by importing pycolmap) turns SIGTERM into a native
+  stack dump. The child (a fresh interpreter) starts with SIGINT and
+  SIGTERM blocked, so neither reaches it, even sent to the whole process
+  group; this process keeps its handlers and waits for the child's
+  messages, so a signal raises here at once, the child is killed and the
+  caller removes what it made. The child's progress lines are written to
+  ``stages``' stream here.
+
+  Args:
+    image_dir, work_dir: as ``run_colmap``; options: its keyword arguments.
+    stages: where the stages are shown and timed.
+
+  Returns:
+    What ``run_colmap`` returns, the model read back from
+    ``work_dir/sparse/0``; raises what it raised (with the child's traceback
+    as a note where it is a bug, for --verbose).
+  """
+  import pickle  # pylint: disable=g-import-not-at-top
+  import signal  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  from multiprocessing import connection  # pylint: disable=g-import-not-at-top
+  stages = stages or Stages(None)
+  out = stages.stream
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+      p for p in (root, os.environ.get('PYTHONPATH')) if p))
+  read_fd, write_fd = os.pipe()
+  receiver = connection.Connection(read_fd, writable=False)
+  child = None
+  line_open = False
+  try:
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK,
+                                  {signal.SIGINT, signal.SIGTERM})
+    try:  # the child inherits the mask: only this process sees the signals
+      child = subprocess.Popen(
+          [sys.executable, '-c', 'import sys; from nerf_jax import sfm; '
+           'sfm._colmap_child(int(sys.argv[1]))', str(write_fd)],
+          stdin=subprocess.PIPE, pass_fds=(write_fd,), env=env)
+    finally:
+      signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # pending ones land
+      os.close(write_fd)
+    with child.stdin:
+      child.stdin.write(pickle.dumps(
+          (image_dir, work_dir, options, out is not None)))
+    while True:
+      try:
+        kind, payload = receiver.recv()
+      except EOFError:
+        raise SfmError(f'COLMAP stopped unexpectedly ({_ended(child.wait())})'
+                       '; run again with --verbose for its log') from None
+      if kind == 'write':
+        if out is not None:
+          line_open = not payload.endswith('\n')  # before a signal can land
+          out.write(payload)
+          out.flush()
+      elif kind == 'error':
+        raise payload
+      else:
+        stats, times = payload
+        break
+  except BaseException:
+    if line_open:
+      out.write(' failed\n')
+      out.flush()
+    raise
+  finally:
+    if child is not None:
+      child.kill()  # if it still runs
+      child.wait()
+    receiver.close()
+  stages.times.update(times)
+  sparse = os.path.join(work_dir, 'sparse', '0')
+  rec = (import_pycolmap().Reconstruction(sparse) if os.path.isdir(sparse)
+         else None)
+  return rec, stats
+
+
+def _ended(code: int) -> str:
+  """A child's exit status in words, e.g. 'killed by SIGKILL, out of
+  memory?'."""
+  import signal  # pylint: disable=g-import-not-at-top
+  if code >= 0:
+    return f'exit code {code}'
+  try:
+    name = signal.Signals(-code).name
+  except ValueError:
+    name = f'signal {-code}'
+  return f'killed by {name}' + (', out of memory?' if -code == signal.SIGKILL
+                                else '')
+
+
+class _PipeStream:
+  """A text stream that sends what is written through a multiprocessing
+  connection, as ('write', text) messages."""
+
+  def __init__(self, connection):
+    self.connection = connection
+
+  def write(self, text: str) -> None:
+    self.connection.send(('write', text))
+
+  def flush(self) -> None:
+    pass
+
+
+def _colmap_child(fd: int) -> None:
+  """The child of ``run_colmap_apart``: reads its arguments (pickled) from
+  stdin, runs COLMAP and sends ('done', (stats, stage times)) or ('error',
+  exception) through the connection on ``fd``."""
+  import pickle  # pylint: disable=g-import-not-at-top
+  import traceback  # pylint: disable=g-import-not-at-top
+  from multiprocessing import connection  # pylint: disable=g-import-not-at-top
+  sender = connection.Connection(fd, readable=False)
+  image_dir, work_dir, options, show = pickle.load(sys.stdin.buffer)
+  stages = Stages(_PipeStream(sender) if show else None)
+  try:
+    _, stats = run_colmap(image_dir, work_dir, stages=stages, **options)
+    message = ('done', (stats, stages.times))
+  except BaseException as e:  # pylint: disable=broad-except
+    try:
+      pickle.loads(pickle.dumps(e))
+    except Exception:  # pylint: disable=broad-except
+      e = RuntimeError(f'{type(e).__name__}: {errors.first_line(e)}')
+    if not isinstance(e, errors.UserError) and hasattr(e, 'add_note'):
+      e.add_note('in the COLMAP process:\n' + traceback.format_exc())
+    message = ('error', e)
+  sender.send(message)
+  sender.close()
+
+
 def pair_agreement(database: str, rec, max_error_px: float = 4.0,
                    min_inliers: int = 15) -> float:
   """Share of the verified matches that agree with the model's poses.
@@ -544,7 +737,7 @@ def pair_agreement(database: str, rec, max_error_px: float = 4.0,
 
   Returns the share over all such matches (nan when there are none).
   """
-  import pycolmap  # pylint: disable=g-import-not-at-top
+  pycolmap = import_pycolmap()
   agree = total = 0
   with pycolmap.Database.open(database) as db:
     pair_ids, geometries = db.read_two_view_geometries()
@@ -586,8 +779,10 @@ def check_registration(num_registered: int, num_images: int,
 
 def check_cameras(rec, max_aspect: float = 1.2):
   """Raises SfmError for a camera whose focal lengths disagree by more than
-  ``max_aspect`` (pixels are square on real cameras): self-calibration fell
-  into a degenerate solution, and the poses are unreliable too."""
+  ``max_aspect`` (pixels are square on real cameras) or whose lens
+  distortion no real lens has (``camera.distortion_problem``):
+  self-calibration fell into a degenerate solution, and the poses are
+  unreliable too."""
   for camera_id in sorted({rec.image(i).camera_id
                            for i in rec.reg_image_ids()}):
     camera = rec.camera(camera_id)
@@ -598,6 +793,16 @@ def check_cameras(rec, max_aspect: float = 1.2):
           'expected about 1), so its poses are unreliable; try more photos '
           'with more overlap, a larger --max_size, or --camera_model '
           'SIMPLE_RADIAL')
+    k = camera_intrinsics(camera)
+    from nerf_jax import camera as camera_lib  # pylint: disable=g-import-not-at-top
+    problem = camera_lib.distortion_problem(
+        [k['k1'], k['k2'], k['p1'], k['p2']], k['fl_x'], k['fl_y'], k['cx'],
+        k['cy'], k['w'], k['h'])
+    if problem:
+      raise SfmError(
+          f'SfM found an implausible lens ({problem}), so its poses are '
+          'unreliable; try more photos with more overlap, or --camera_model '
+          'SIMPLE_RADIAL or PINHOLE')
 
 
 # ---------------------------------------------------------------------------
@@ -774,36 +979,24 @@ class PrepareResult:
   world_from_colmap: np.ndarray
 
 
+TOOL = 'prepare.py'
+
+
 def _check_out(out: str, source: str, overwrite: bool):
-  if os.path.exists(out) and not os.path.isdir(out):
-    raise SfmError(f'--out {out} exists and is not a folder')
-  if os.path.isdir(out) and os.listdir(out) and not overwrite:
-    raise SfmError(f'--out {out} exists and is not empty; pass --overwrite '
-                   'to replace it')
+  """--out must be new, empty or (with --overwrite) a scene prepare.py
+  wrote and nobody changed since (``outputs``), and must not hold the
+  input."""
+  outputs.check(out, TOOL, outputs.FOLDER, '--out', replace=overwrite)
   a_out, a_src = os.path.realpath(out), os.path.realpath(source)
   if a_src == a_out or a_src.startswith(a_out + os.sep):
     raise SfmError(f'--out {out} holds the input {source}; choose another '
                    '--out')
 
 
-def _move_into_place(tmp: str, out: str):
-  """Renames the finished ``tmp`` folder to ``out``; an existing ``out`` is
-  removed only once the new one is in place."""
-  if os.path.isdir(out) and not os.listdir(out):
-    os.rmdir(out)
-  if not os.path.exists(out):
-    os.rename(tmp, out)
-    return
-  old = tempfile.mkdtemp(prefix=f'.{os.path.basename(out)}.old-',
-                         dir=os.path.dirname(out))
-  os.rmdir(old)
-  os.rename(out, old)
-  try:
-    os.rename(tmp, out)
-  except OSError:
-    os.rename(old, out)
-    raise
-  shutil.rmtree(old, ignore_errors=True)
+def _move_into_place(tmp: str, out: str, overwrite: bool):
+  """Renames the finished ``tmp`` folder to ``out`` (``outputs.install``):
+  an earlier scene is removed only once the new one is in place."""
+  outputs.install(tmp, out, TOOL, outputs.FOLDER, '--out', replace=overwrite)
 
 
 def prepare_scene(source: str, out: str, *, max_size: int = 1600,
@@ -855,7 +1048,10 @@ def prepare_scene(source: str, out: str, *, max_size: int = 1600,
   if aabb_scale < 0 or aabb_scale > 128 or aabb_scale & (aabb_scale - 1):
     raise SfmError(f'--aabb_scale must be 0 (auto) or a power of 2 from 1 to '
                    f'128, got {aabb_scale}')
-  video = os.path.isfile(source)
+  video = not os.path.isdir(source)
+  if video:  # a pipe or a device is refused before anything opens it
+    inputs.check_input_file(source, 'a video file or a folder of photos',
+                            inputs.MAX_VIDEO_BYTES, SfmError)
   if video and is_image_file(source):
     raise SfmError(f'{source} is one image; pass the folder holding the '
                    'photos')
@@ -904,12 +1100,12 @@ def prepare_scene(source: str, out: str, *, max_size: int = 1600,
       raise SfmError(f'the images have {len(sizes)} different sizes (e.g. '
                      f'{a[0]}x{a[1]} and {b[0]}x{b[1]}); pass '
                      '--nosingle_camera to give each image its own camera')
-    rec, stats = run_colmap(image_dir, os.path.join(tmp, 'colmap'),
-                            camera_model=camera_model,
-                            single_camera=single_camera, matcher=matcher,
-                            focal_factor=focal_factor,
-                            num_threads=num_threads, seed=seed,
-                            verbose=verbose, stages=stages)
+    rec, stats = run_colmap_apart(image_dir, os.path.join(tmp, 'colmap'),
+                                  camera_model=camera_model,
+                                  single_camera=single_camera,
+                                  matcher=matcher, focal_factor=focal_factor,
+                                  num_threads=num_threads, seed=seed,
+                                  verbose=verbose, stages=stages)
     check_registration(stats.num_registered, len(kept))
     check_cameras(rec)
     with stages.stage('writing', 'transforms.json') as r:
@@ -923,7 +1119,7 @@ def prepare_scene(source: str, out: str, *, max_size: int = 1600,
                      f'{transforms["aabb_scale"]}'
                      + (f' ({left_out} unregistered images left out)'
                         if left_out else ''))
-    _move_into_place(tmp, out)
+    _move_into_place(tmp, out, overwrite)
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise

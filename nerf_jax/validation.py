@@ -40,9 +40,11 @@ RANGES = {
     'data.num_test': '[0, 100000]',
     'data.downsample': '[1, 64]',
     'data.max_views': '[0, inf)',
+    'data.val_indices': '[0, 1e9]',  # each index
     'data.val_fraction': '[0, 1)',
     'data.holdout': '[0, inf)',
     'data.aabb_scale': '[0, 1e4]',
+    'data.seed': '[0, 9.2e18]',  # numpy's generators take no negative seed
     'model.depth': '[1, 64]',
     'model.width': '[1, 8192]',
     'model.pos_freqs': '[0, 24]',
@@ -53,6 +55,7 @@ RANGES = {
     'train.batch_rays': '[1, 67108864]',
     'train.micro_batches': '[1, inf)',
     'train.max_steps': '[1, 1e12]',
+    'train.seed': '[-9.2e18, 9.2e18]',  # JAX's PRNGKey takes an int64
     'train.max_seconds': '[0, inf)',
     'train.lr_init': '(0, 1]',
     'train.lr_final': '(0, 1]',
@@ -70,6 +73,18 @@ RANGES = {
     'eval.chunk': '[1, 16777216]',
     'checkpoint.every': '[1, inf)',
     'checkpoint.keep': '[1, 10000]',
+}
+
+# The held-out view options and the data kinds they apply to. Their loaders
+# alone read them: set to anything but its default for another kind, one
+# would be ignored, so it is refused (the same for every kind).
+HELD_OUT_OPTIONS = {
+    'data.num_val': ('procedural',),
+    'data.num_test': ('procedural',),
+    'data.max_views': ('blender',),
+    'data.val_indices': ('tiny_npz',),
+    'data.val_fraction': ('tiny_npz',),
+    'data.holdout': ('llff', 'transforms'),
 }
 
 _INTERVAL = re.compile(r'^([\[(])\s*([^,]+),\s*([^\])]+)([\])])$')
@@ -135,6 +150,27 @@ def check_fields(config: ml_collections.ConfigDict,
                             f'must be {what} in {interval}')
 
 
+def held_out_problem(data: ml_collections.ConfigDict,
+                     defaults: ml_collections.ConfigDict) -> str:
+  """'' or the line refusing a held-out option (``HELD_OUT_OPTIONS``) set
+  for a data kind it does not apply to."""
+  from nerf_jax import datasets  # pylint: disable=g-import-not-at-top
+  if data.kind not in datasets.KINDS:
+    return ''  # the loader names the kinds
+  for key, kinds in HELD_OUT_OPTIONS.items():
+    field = key.partition('.')[2]
+    if data.kind in kinds or field not in data:
+      continue
+    value, default = data[field], defaults[field]
+    same = (tuple(value) == tuple(default) if isinstance(default, tuple)
+            else value == default)
+    if not same:
+      return (f'{key}={value!r} does not apply to data.kind={data.kind!r} '
+              f'(it is for {" and ".join(kinds)} data); leave it at its '
+              f'default {default!r}')
+  return ''
+
+
 def validate_config(config: ml_collections.ConfigDict,
                     num_devices: Optional[int] = None) -> None:
   """Raises ConfigError for values that cannot work.
@@ -142,12 +178,19 @@ def validate_config(config: ml_collections.ConfigDict,
   Args:
     config: the run's config.
     num_devices: the devices the batch is split over when training (all
-      devices of all processes by default); ``0`` skips the checks that depend
-      on the device count, as rendering a saved run on other devices does.
+      devices of all processes by default); ``0`` is a saved run's config,
+      read to render it: the checks that depend on the device count are
+      skipped, and so is ``held_out_problem`` (a run trained while such an
+      option was ignored keeps rendering).
   """
   import jax  # pylint: disable=g-import-not-at-top
   from nerf_jax import models, rundir  # pylint: disable=g-import-not-at-top
-  check_fields(config, rundir.default_config())
+  defaults = rundir.default_config()
+  check_fields(config, defaults)
+  if num_devices != 0:
+    problem = held_out_problem(config.data, defaults.data)
+    if problem:
+      raise ConfigError(problem)
   if num_devices is None:
     num_devices = jax.device_count()
   m, t = config.model, config.train

@@ -35,7 +35,7 @@ import numpy as np
 from scipy import interpolate as sp_interpolate
 from scipy.spatial import transform as sp_transform
 
-from nerf_jax import camera, render_lib, rundir, viz
+from nerf_jax import camera, outputs, render_lib, rundir, viz
 
 # Seconds the camera must rest before the full-resolution frame is rendered.
 SETTLE_S = 0.2
@@ -45,6 +45,18 @@ PREVIEW_DIVISOR = 4
 MIN_RESOLUTION, MAX_RESOLUTION = 8, 2048
 MODES = ('colour', 'depth', 'accumulation')
 DEPTH_RANGES = ('percentiles', 'near-far')
+# A browser camera's vertical field of view (radians) and aspect are
+# clamped to these.
+MIN_FOV, MAX_FOV = math.radians(1.0), math.radians(170.0)
+MIN_ASPECT, MAX_ASPECT = 1e-2, 1e2
+# Camera paths made in the viewer: keyframes, frames, and the length of the
+# file name they are saved under (in the run directory).
+MAX_KEYFRAMES = 100
+MIN_PATH_FRAMES, MAX_PATH_FRAMES = 2, 10000
+MAX_PATH_NAME = 100
+# The tool that camera paths are recorded as written by (nerf_jax.outputs):
+# view.py's and train.py --viewer's viewer.
+PATH_TOOL = 'view.py'
 # Half-turn about the camera's x axis: OpenCV <-> OpenGL camera axes.
 _FLIP_YZ = np.diag([1.0, -1.0, -1.0])
 
@@ -104,7 +116,8 @@ def view_intrinsics(fov_y: float, aspect: float,
     aspect: float, width / height of the browser's canvas.
     resolution: int, pixels along the longer side.
   """
-  aspect = float(np.clip(aspect, 1e-2, 1e2))
+  aspect, fov_y = clamp_aspect(aspect), clamp_fov(fov_y)
+  resolution = clamp_int(resolution, 1, MAX_RESOLUTION, MAX_RESOLUTION)
   if aspect >= 1.0:
     width, height = resolution, max(1, round(resolution / aspect))
   else:
@@ -124,6 +137,84 @@ def training_intrinsics_view(intrinsics: camera.Intrinsics,
   and aspect)."""
   return intrinsics.scaled(resolution / max(intrinsics.width,
                                             intrinsics.height))
+
+
+# ---------------------------------------------------------------------------
+# Values from clients. A client (any program that holds the page's token) can
+# send any value for a GUI input or a camera, whatever the slider's limits:
+# every value is checked here before it is used.
+
+
+def clamp_int(value, low: int, high: int, default: int) -> int:
+  """``value`` as a whole number in [low, high] (rounded, then clamped);
+  ``default`` when it is not a finite number (NaN, text, a list)."""
+  if isinstance(value, bool):
+    return default
+  if isinstance(value, int):
+    return min(max(value, low), high)
+  try:
+    number = float(value)
+  except (TypeError, ValueError, OverflowError):
+    return default
+  if not math.isfinite(number):
+    return default
+  return int(min(max(round(number), low), high))
+
+
+def choice(value, options, default: str) -> str:
+  """``value`` if it is one of ``options``, else ``default``."""
+  return value if isinstance(value, str) and value in options else default
+
+
+def clamp_fov(fov_y) -> float:
+  """A vertical field of view in [MIN_FOV, MAX_FOV] radians (1 radian
+  when it is not a finite number)."""
+  try:
+    fov_y = float(fov_y)
+  except (TypeError, ValueError, OverflowError):
+    fov_y = math.nan
+  return float(np.clip(fov_y, MIN_FOV, MAX_FOV)) if math.isfinite(fov_y) else (
+      1.0)
+
+
+def clamp_aspect(aspect) -> float:
+  """A width / height in [MIN_ASPECT, MAX_ASPECT] (1 when it is not a
+  positive finite number)."""
+  try:
+    aspect = float(aspect)
+  except (TypeError, ValueError, OverflowError):
+    aspect = math.nan
+  if not (math.isfinite(aspect) and aspect > 0):
+    return 1.0
+  return float(np.clip(aspect, MIN_ASPECT, MAX_ASPECT))
+
+
+def client_camera(cam) -> Optional[tuple]:
+  """(c2w f32[4, 4] with OpenGL axes, vertical fov, aspect) of a camera as
+  a client reported it (viser's ``CameraHandle``), or None when it is not
+  a camera: a rotation or position that is not 4 and 3 finite numbers, a
+  zero quaternion, or a centre farther than ``camera.MAX_CAMERA_DISTANCE``
+  from the origin. The fov and aspect are clamped (``clamp_fov``,
+  ``clamp_aspect``)."""
+  try:
+    wxyz = np.asarray(cam.wxyz, np.float64).reshape(4)
+    position = np.asarray(cam.position, np.float64).reshape(3)
+    fov = cam.fov
+  except Exception:  # pylint: disable=broad-except
+    return None  # a client may send anything: it is not a camera
+  try:
+    aspect = cam.aspect  # viser divides the canvas's width by its height
+  except Exception:  # pylint: disable=broad-except
+    aspect = 1.0
+  if not (np.isfinite(wxyz).all() and np.isfinite(position).all()):
+    return None
+  norm = float(np.linalg.norm(wxyz))
+  far = camera.MAX_CAMERA_DISTANCE
+  if norm < 1e-6 or np.abs(position).max() > far or (
+      np.linalg.norm(position) > far):
+    return None
+  return (opencv_to_opengl(wxyz / norm, position), clamp_fov(fov),
+          clamp_aspect(aspect))
 
 
 def scene_up(poses: np.ndarray) -> np.ndarray:
@@ -205,9 +296,52 @@ def interpolate_keyframes(poses, num_frames: int,
 
 def path_intrinsics(keyframe: Keyframe, height: int) -> camera.Intrinsics:
   """The camera of a saved path: ``keyframe``'s field of view and aspect at
-  ``height`` pixels."""
-  return fov_intrinsics(keyframe.fov_y, max(1, round(height * keyframe.aspect)),
-                        height)
+  ``height`` pixels (both sides at most ``render_lib.MAX_RENDER_SIDE``)."""
+  side = render_lib.MAX_RENDER_SIDE
+  aspect = clamp_aspect(keyframe.aspect)
+  height = clamp_int(height, 1, side, min(side, 256))
+  width = max(1, round(height * aspect))
+  if width > side:
+    width, height = side, max(1, round(side / aspect))
+  return fov_intrinsics(clamp_fov(keyframe.fov_y), width, height)
+
+
+def camera_path_name(name) -> str:
+  """The file name a camera path saved from the viewer gets, from what the
+  "Save as" field holds; ValueError (one line) for anything but a plain
+  file name: paths, '..', hidden names, characters other than letters,
+  digits, '.', '_', '-' and spaces, more than ``MAX_PATH_NAME``
+  characters, and the names of a run's own files. '.json' is appended when
+  missing. (The message never repeats a refused name: it is shown in the
+  page.)"""
+  if not isinstance(name, str):
+    raise ValueError('the name must be text')
+  name = name.strip()
+  if not name:
+    raise ValueError('give a file name, e.g. camera_path.json')
+  if any(sep in name for sep in ('/', '\\', os.sep, os.altsep or '/')):
+    raise ValueError('give a file name, not a path: camera paths are saved '
+                     'in the run folder')
+  if '..' in name:
+    raise ValueError('a file name may not contain ".."')
+  if name.startswith('.'):
+    raise ValueError('a file name may not start with "." (a hidden file)')
+  if not all(ch.isalnum() or ch in '._- ' for ch in name):
+    raise ValueError('use only letters, digits, ".", "_", "-" and spaces in '
+                     'the file name')
+  if not (name[0].isalnum() or name[0] == '_'):
+    raise ValueError('start the file name with a letter, digit or "_"')
+  if not name.lower().endswith('.json'):
+    name += '.json'
+  if len(name) > MAX_PATH_NAME or len(name.encode('utf-8')) > 2 * (
+      MAX_PATH_NAME):
+    raise ValueError(f'the file name is longer than {MAX_PATH_NAME} '
+                     'characters')
+  if (name in outputs.RUN_ENTRIES or name == outputs.LEDGER
+      or name.startswith(outputs.RUN_EVENT_PREFIX)):
+    raise ValueError(f'{name} is one of the run\'s own files; choose another '
+                     'name')
+  return name
 
 
 def camera_path_document(poses: np.ndarray,
@@ -220,15 +354,16 @@ def camera_path_document(poses: np.ndarray,
 
 def save_camera_path(path: str, poses: np.ndarray,
                      intrinsics: camera.Intrinsics) -> None:
-  """Writes ``camera_path_document`` to ``path`` (replacing an earlier file
-  only once complete; folders are created)."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  """Writes ``camera_path_document`` to ``path`` through ``outputs.write``
+  (as ``PATH_TOOL``): complete or not at all, replacing only a camera path
+  the viewer saved there before and never a run's own files
+  (``outputs.OutputError``, one line, otherwise)."""
 
   def write(tmp):
     with open(tmp, 'w') as f:
       json.dump(camera_path_document(poses, intrinsics), f)
 
-  render_lib.write_replacing(path, write)
+  outputs.write(path, PATH_TOOL, write, kind=outputs.FILE, what='camera path')
 
 
 def training_images(config) -> list:
@@ -408,7 +543,8 @@ class Viewer:
       next free one, as viser does).
     chunk: int, rays per jitted call of full frames.
     resolution: int, pixels along the longer side of full frames.
-    workdir: the run directory (default folder of saved camera paths).
+    workdir: the run directory: camera paths are saved in it, by file name
+      only ('': the viewer cannot save).
     max_busy: float in (0, 1], the largest fraction of wall time the
       render thread may spend rendering (lower while training shares the
       CPU).
@@ -436,7 +572,8 @@ class Viewer:
     self._train_poses = np.asarray(info.camera_poses,
                                    np.float32).reshape(-1, 4, 4)
     self.server = None
-    self.url = ''
+    self.guard = None  # viewer_access.Guard, once started
+    self.url = ''  # the page's URL, with its token
     self._host, self._port, self._title = host, int(port), title
     self._thread = threading.Thread(target=self._loop, name='viewer-render',
                                     daemon=True)
@@ -450,10 +587,18 @@ class Viewer:
   def start(self) -> str:
     """Starts the server and the render thread; returns the page's URL."""
     import viser  # pylint: disable=g-import-not-at-top
+    from nerf_jax import viewer_access  # pylint: disable=g-import-not-at-top
+    # Only the page opened with the printed URL's token may connect
+    # (viewer_access: the token, the Origin check, and how they hook in).
+    guard = viewer_access.Guard(self._host, viewer_access.new_token())
     with contextlib.redirect_stdout(io.StringIO()):  # viser's banner
-      self.server = viser.ViserServer(host=self._host, port=self._port,
-                                      label=self._title, verbose=False)
-    self.url = f'http://{self._host}:{self.server.get_port()}'
+      with viewer_access.guarding(guard):
+        server = viser.ViserServer(host=self._host, port=self._port,
+                                   label=self._title, verbose=False)
+      viewer_access.require_hooked(guard, server.stop)
+    self.server, self.guard = server, guard
+    self.url = viewer_access.page_url(self._host, server.get_port(),
+                                      guard.token)
     self._setup_scene()
     from nerf_jax import viewer_gui  # pylint: disable=g-import-not-at-top
     self.gui = viewer_gui.ViewerGui(self)
@@ -538,17 +683,19 @@ class Viewer:
       self._requests.pop(client.client_id, None)
 
   def _on_camera(self, cam, moving: bool = True) -> None:
-    """Records a client's new camera for the render thread."""
-    c2w = opencv_to_opengl(cam.wxyz, cam.position)
-    aspect = cam.aspect if cam.aspect and cam.aspect > 0 else 1.0
+    """Records a client's new camera for the render thread (a camera that
+    is not one, ``client_camera``, is ignored: the last one stays)."""
+    checked = client_camera(cam)
+    if checked is None:
+      return
+    c2w, fov_y, aspect = checked
     client_id = cam.client.client_id
     with self._cond:
       request = self._requests.get(client_id)
       if request is None:
         request = self._requests[client_id] = ViewRequest(
-            c2w=c2w, fov_y=float(cam.fov), aspect=float(aspect))
-      request.c2w, request.fov_y = c2w, float(cam.fov)
-      request.aspect = float(aspect)
+            c2w=c2w, fov_y=fov_y, aspect=aspect)
+      request.c2w, request.fov_y, request.aspect = c2w, fov_y, aspect
       request.version += 1
       request.changed_at = time.monotonic() if moving else -math.inf
       self._cond.notify_all()
@@ -568,7 +715,8 @@ class Viewer:
   def intrinsics_for(self, request: ViewRequest,
                      level: str) -> camera.Intrinsics:
     """The camera a request is rendered with at 'preview' or 'full'."""
-    resolution = self.settings.resolution
+    resolution = clamp_int(self.settings.resolution, MIN_RESOLUTION,
+                           MAX_RESOLUTION, Settings.resolution)
     if level == 'preview':
       resolution = max(8, resolution // PREVIEW_DIVISOR)
     if self.info.ndc:

@@ -14,7 +14,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from nerf_jax import render_lib, viewer as viewer_lib
+from nerf_jax import outputs, render_lib, viewer as viewer_lib
 
 # Pixels along the longer side of the frustums' thumbnails.
 THUMBNAIL_SIDE = 96
@@ -34,7 +34,13 @@ def thumbnail(image: np.ndarray, side: int = THUMBNAIL_SIDE) -> np.ndarray:
 
 
 class ViewerGui:
-  """The GUI of a ``viewer.Viewer`` (shared by every client)."""
+  """The GUI of a ``viewer.Viewer`` (shared by every client).
+
+  A client can send any value for any input, whatever its limits in the
+  page: every handler reads the inputs through ``viewer.clamp_int`` and
+  ``viewer.choice`` (and the client's camera through
+  ``viewer.client_camera``), and shows the value it used in the page.
+  """
 
   def __init__(self, viewer):
     self.viewer = viewer
@@ -42,6 +48,7 @@ class ViewerGui:
     self._frustums: list = []
     self._keyframe_nodes: list = []
     self._lock = threading.Lock()
+    self._previewing = threading.Lock()
     self._last_status = 0.0
     self._add_view_controls()
     self._add_path_controls()
@@ -80,9 +87,16 @@ class ViewerGui:
 
   def _on_settings(self, _) -> None:
     settings = self.viewer.settings
-    settings.resolution = int(self.resolution.value)
-    settings.mode = str(self.mode.value)
-    settings.depth_range = str(self.depth_range.value)
+    settings.resolution = viewer_lib.clamp_int(
+        self.resolution.value, viewer_lib.MIN_RESOLUTION,
+        viewer_lib.MAX_RESOLUTION, settings.resolution)
+    settings.mode = viewer_lib.choice(self.mode.value, viewer_lib.MODES,
+                                      settings.mode)
+    settings.depth_range = viewer_lib.choice(
+        self.depth_range.value, viewer_lib.DEPTH_RANGES, settings.depth_range)
+    _show(self.resolution, settings.resolution)
+    _show(self.mode, settings.mode)
+    _show(self.depth_range, settings.depth_range)
     self.viewer.refresh()
 
   def _on_show_cameras(self, _) -> None:
@@ -169,36 +183,68 @@ class ViewerGui:
 
   def _add_path_controls(self) -> None:
     gui, viewer = self.server.gui, self.viewer
-    default = os.path.join(viewer.workdir or '.', 'camera_path.json')
+    self._default_height = viewer_lib.clamp_int(
+        viewer.info.intrinsics.height, 8, render_lib.MAX_RENDER_SIDE, 256)
     with gui.add_folder('Camera path'):
       self.path_status = gui.add_markdown('no keyframes')
       self.add_keyframe = gui.add_button('Add keyframe')
       self.remove_keyframe = gui.add_button('Remove last keyframe')
-      self.frames = gui.add_number('Frames', 120, min=2, max=100000, step=1)
+      self.frames = gui.add_number(
+          'Frames', 120, min=viewer_lib.MIN_PATH_FRAMES,
+          max=viewer_lib.MAX_PATH_FRAMES, step=1)
       self.loop = gui.add_checkbox('Loop', False)
       self.path_height = gui.add_number(
-          'Height (px)', int(viewer.info.intrinsics.height), min=8,
+          'Height (px)', self._default_height, min=8,
           max=render_lib.MAX_RENDER_SIDE, step=1)
       self.preview = gui.add_button('Preview path')
-      self.path_file = gui.add_text('Save as', default)
+      self.path_file = gui.add_text(
+          'Save as', 'camera_path.json',
+          hint='A file name (not a path): the camera path is saved in the '
+          'run folder.')
       self.save = gui.add_button('Save path')
     self.add_keyframe.on_click(self._on_add_keyframe)
     self.remove_keyframe.on_click(self._on_remove_keyframe)
     self.loop.on_update(lambda _: self._draw_path())
-    self.frames.on_update(lambda _: self._draw_path())
+    self.frames.on_update(self._on_frames)
+    self.path_height.on_update(
+        lambda _: _show(self.path_height, self.path_height_px()))
     self.preview.on_click(self._on_preview)
     self.save.on_click(self._on_save)
+
+  def path_frames(self) -> int:
+    """The "Frames" input, clamped to [MIN_PATH_FRAMES, MAX_PATH_FRAMES]."""
+    return viewer_lib.clamp_int(self.frames.value, viewer_lib.MIN_PATH_FRAMES,
+                                viewer_lib.MAX_PATH_FRAMES, 120)
+
+  def path_height_px(self) -> int:
+    """The "Height (px)" input, clamped to [8, MAX_RENDER_SIDE]."""
+    return viewer_lib.clamp_int(self.path_height.value, 8,
+                                render_lib.MAX_RENDER_SIDE,
+                                self._default_height)
+
+  def _on_frames(self, _) -> None:
+    _show(self.frames, self.path_frames())
+    self._draw_path()
 
   def _on_add_keyframe(self, event) -> None:
     client = event.client
     if client is None:
       return
-    cam = client.camera
-    keyframe = viewer_lib.Keyframe(
-        c2w=viewer_lib.opencv_to_opengl(cam.wxyz, cam.position),
-        fov_y=float(cam.fov), aspect=float(cam.aspect or 1.0))
+    checked = viewer_lib.client_camera(client.camera)
+    if checked is None:
+      self.path_status.content = 'not added: the page\'s camera is not valid'
+      return
+    c2w, fov_y, aspect = checked
     with self._lock:
-      self.viewer.keyframes.append(keyframe)
+      full = len(self.viewer.keyframes) >= viewer_lib.MAX_KEYFRAMES
+      if not full:
+        self.viewer.keyframes.append(
+            viewer_lib.Keyframe(c2w=c2w, fov_y=fov_y, aspect=aspect))
+    if full:
+      self.path_status.content = (
+          f'not added: a path has at most {viewer_lib.MAX_KEYFRAMES} '
+          'keyframes')
+      return
     self._draw_path()
 
   def _on_remove_keyframe(self, _) -> None:
@@ -209,9 +255,9 @@ class ViewerGui:
 
   def path_poses(self) -> np.ndarray:
     """f32[frames, 4, 4], the interpolated path of the keyframes."""
-    poses = [k.c2w for k in self.viewer.keyframes]
+    poses = [k.c2w for k in list(self.viewer.keyframes)]
     return viewer_lib.interpolate_keyframes(
-        np.stack(poses), int(self.frames.value), bool(self.loop.value))
+        np.stack(poses), self.path_frames(), bool(self.loop.value))
 
   def _draw_path(self) -> None:
     """Keyframe frustums and the interpolated path's line."""
@@ -240,34 +286,58 @@ class ViewerGui:
     client = event.client
     if client is None or not self.viewer.keyframes:
       return
-    fov = self.viewer.keyframes[0].fov_y
-    frames = self.path_poses()
-    stride = max(1, len(frames) // 60)  # previews take at most ~6 s
-    for pose in frames[::stride]:
-      self.viewer.move_camera(client, pose, fov)
-      time.sleep(1.0 / PREVIEW_FPS)
+    if not self._previewing.acquire(blocking=False):
+      return  # one preview at a time
+    try:
+      fov = self.viewer.keyframes[0].fov_y
+      frames = self.path_poses()
+      stride = max(1, len(frames) // 60)  # previews take at most ~6 s
+      for pose in frames[::stride]:
+        self.viewer.move_camera(client, pose, fov)
+        time.sleep(1.0 / PREVIEW_FPS)
+    finally:
+      self._previewing.release()
 
   def _on_save(self, event) -> None:
-    path = os.path.expanduser(str(self.path_file.value).strip())
-    message = self.save_path(path)
+    message = self.save_path(self.path_file.value)
     self.path_status.content = message
     if event.client is not None:
       event.client.add_notification('Camera path', message,
                                     auto_close_seconds=8.0)
 
-  def save_path(self, path: str) -> str:
-    """Saves the keyframes' path to ``path``; returns what happened."""
-    if not self.viewer.keyframes:
+  def save_path(self, name) -> str:
+    """Saves the keyframes' path as ``name`` (a file name,
+    ``viewer.camera_path_name``) in the run folder; returns what happened,
+    naming the file written."""
+    workdir = self.viewer.workdir
+    if not workdir:
+      return 'not saved: this viewer has no run folder to save in'
+    if not os.path.isdir(workdir):
+      return f'not saved: the run folder {workdir} is gone'
+    keyframes = list(self.viewer.keyframes)
+    if not keyframes:
       return 'add a keyframe first'
-    if not path.endswith('.json'):
-      return f'not saved: {path} must end in .json'
-    intrinsics = viewer_lib.path_intrinsics(self.viewer.keyframes[0],
-                                            int(self.path_height.value))
+    try:
+      name = viewer_lib.camera_path_name(name)
+    except ValueError as e:
+      return f'not saved: {e}'
+    path = os.path.join(os.path.abspath(workdir), name)
+    intrinsics = viewer_lib.path_intrinsics(keyframes[0],
+                                            self.path_height_px())
     poses = self.path_poses()
     try:
       viewer_lib.save_camera_path(path, poses, intrinsics)
+    except outputs.OutputError as e:
+      return f'not saved: {e}'
     except OSError as e:
-      return f'not saved: {path}: {e.strerror}'
+      return f'not saved: {path}: {e.strerror or e}'
     self.viewer.saved_paths.append(path)
     return (f'saved {len(poses)} frames to {path}; render them with '
-            f'python render.py --ckpt RUN --path {path}')
+            f'python render.py --ckpt {workdir} --path {path}')
+
+
+def _show(handle, value) -> None:
+  """Shows ``value`` (the value a handler used) in a GUI input, if the
+  client sent another."""
+  if handle.value != value:
+    handle.value = value

@@ -18,3 +18,23 @@ def one_line(excinfo) -> str:
   message = str(excinfo.value)
   assert message and '\n' not in message, message
   return message
+
+
+def snapshot(folder) -> dict:
+  """Everything under ``folder``: relative path -> (bytes, mtime) of each
+  file, 'folder' of each folder, ('link', target) of each symbolic link
+  (not followed), so that a test can assert nothing changed at all."""
+  import os  # pylint: disable=g-import-not-at-top
+  out = {}
+  for dirpath, dirs, names in os.walk(folder):
+    for name in dirs + names:
+      path = os.path.join(dirpath, name)
+      rel = os.path.relpath(path, folder)
+      if os.path.islink(path):
+        out[rel] = ('link', os.readlink(path))
+      elif os.path.isdir(path):
+        out[rel] = 'folder'
+      else:
+        with open(path, 'rb') as f:
+          out[rel] = (f.read(), os.stat(path).st_mtime_ns)
+  return out

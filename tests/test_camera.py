@@ -351,6 +351,49 @@ def test_undistort_inverts_distort():
     np.testing.assert_allclose(np.asarray(back), xy, atol=2e-6)
 
 
+# The fox's camera (1080x1920, a phone) and a 94-degree wide angle.
+FOX = dict(fx=1375.52, fy=1374.49, cx=554.558, cy=965.268, width=1080,
+           height=1920)
+WIDE = dict(fx=300.0, fy=300.0, cx=320.0, cy=240.0, width=640, height=480)
+
+
+def test_real_lenses_are_plausible_and_undistort_converges():
+  for lens, k in (((0.0578421, -0.0805099, -0.000980296, 0.00015575), FOX),
+                  (LENS, FOX), ((-0.3, 0.1, 0.0, 0.0), WIDE),
+                  ((-0.4, 0.15, 1e-3, -1e-3), WIDE), ((0.3, 0.0, 0, 0), WIDE)):
+    assert camera.distortion_problem(lens, **k) == '', lens
+    assert camera.undistort_error_px(lens, **k) < 1e-3
+
+
+def test_undistort_that_diverges_is_measured_and_refused():
+  """Strong decentring: Newton's steps run away from the image's corners
+  (the radial profile alone is fine, so only convergence catches it)."""
+  lens = (0.0, 0.0, 0.1, 0.1)
+  assert camera.undistort_error_px(lens, **FOX) > 1e3
+  problem = camera.distortion_problem(lens, **FOX)
+  assert problem.startswith("p1=0.1, p2=0.1: undistorting the image's "
+                            'pixels does not converge (off by up to ')
+  assert problem.endswith('pixels, at most 0.01); not a real lens')
+
+
+@pytest.mark.parametrize('lens, expected', [
+    ((1e6, 0, 0, 0), 'k1=1e+06 is implausible for a real lens (at most 100 '
+     'in magnitude)'),
+    ((0, 0, -0.5, 0), 'p1=-0.5 is implausible'),
+    ((np.inf, 0, 0, 0), 'k1=inf must be finite'),
+    # Rays past radius 0.58 would point back towards the axis.
+    ((-1.0, 0, 0, 0), 'k1=-1, k2=0: the lens folds the image over at radius '
+     '0.578 (normalised), inside the image (its farthest pixel is at 1.33)'),
+    ((-50.0, 0, 0, 0), 'k1=-50, k2=0: the lens folds the image over at '
+     'radius 0.0825'),
+    # A point at radius 0.34 would be imaged 4.5 times as far out.
+    ((30.0, 0, 0, 0), 'k1=30, k2=0: the lens would scale distances from '
+     'the principal point by 4.'),
+])
+def test_implausible_lenses_are_named(lens, expected):
+  assert camera.distortion_problem(lens, **WIDE).startswith(expected)
+
+
 def test_distorted_rays_project_back_onto_their_pixels():
   """A ray cast through a pixel of a distorting lens, projected through the
   same lens (pinhole, then distort), lands on that pixel's centre."""

@@ -7,6 +7,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import types
 
 import numpy as np
 
@@ -46,6 +47,37 @@ def test_train_by_config_name_writes_default_workdir_and_resumes(tmp_path):
   assert again.returncode == 0, again.stderr
   assert sorted(os.listdir(workdir / 'checkpoints')) == ['3', '6']
   # (A longer budget continues from the checkpoint: test_reliability.py.)
+
+
+def test_errors_ignored_in_orbax_are_not_printed_unless_verbose():
+  # What orbax leaves when a damaged checkpoint's reads are dropped (see
+  # test_reliability's damaged checkpoint): an error in a coroutine of its
+  # own, or one whose traceback runs through it.
+  from nerf_jax import cli  # pylint: disable=g-import-not-at-top
+  shown = []
+  hook = cli._quiet_unraisable(shown.append)  # pylint: disable=protected-access
+  scope = {}
+  exec(compile('async def read():\n  pass\ndef fail():\n  raise OSError()',
+               '/venv/site-packages/orbax/checkpoint/serialization.py',
+               'exec'), scope)
+  coroutine = scope['read']()
+  try:
+    scope['fail']()
+  except OSError as e:
+    through_orbax = e
+  mine = ValueError('not a library\'s')
+
+  def unraisable(obj, error):
+    return types.SimpleNamespace(object=obj, exc_value=error,
+                                 exc_type=type(error), err_msg=None,
+                                 exc_traceback=error.__traceback__)
+
+  hook(unraisable(coroutine, Exception('Encountered error while reading')))
+  hook(unraisable(None, through_orbax))
+  assert not shown
+  hook(unraisable(None, mine))
+  assert [u.exc_value for u in shown] == [mine]
+  coroutine.close()
 
 
 def test_unknown_config_key_is_one_clear_line(tmp_path):

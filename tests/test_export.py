@@ -18,7 +18,7 @@ import pytest
 import trimesh
 from scipy.spatial import cKDTree
 
-from nerf_jax import camera, export_lib, render_lib, train_lib
+from nerf_jax import camera, export_lib, outputs, render_lib, train_lib
 from nerf_jax.datasets import procedural
 from tests.checks import error_line
 
@@ -338,7 +338,8 @@ def test_command_line_writes_mesh_points_and_maps(trained, tmp_path):
   assert 'mesh:' in proc.stdout and 'points: 3,000' in proc.stdout
   mesh = trimesh.load(str(mesh_path), process=False)
   assert len(mesh.faces) > 500 and mesh.visual.vertex_colors.shape[1] == 4
-  assert os.listdir(tmp_path / 'out') == ['mesh.ply']  # no temporaries left
+  assert sorted(os.listdir(tmp_path / 'out')) == [  # no temporaries left
+      outputs.LEDGER, 'mesh.ply']
   cloud = trimesh.load(str(points_path))
   assert len(cloud.vertices) == 3000 and cloud.colors.shape == (3000, 4)
   truth, _, _ = _visible_surface(num_cameras=20, side=48)
@@ -403,11 +404,12 @@ def test_bad_flags_are_one_line_before_loading(tmp_path, args, message):
 def test_failed_export_keeps_the_earlier_file(trained, tmp_path):
   path = tmp_path / 'mesh.ply'
   path.write_bytes(b'earlier mesh')
+  outputs.record(str(path), 'export.py')  # as an earlier export.py
   proc = export_cli('--ckpt', trained, '--mesh', str(path), '--resolution',
                     '16', '--threshold', '1e9', '--progress=false')
   assert 'never crosses the threshold' in error_line(proc)
   assert path.read_bytes() == b'earlier mesh'
-  assert os.listdir(tmp_path) == ['mesh.ply']
+  assert sorted(os.listdir(tmp_path)) == [outputs.LEDGER, 'mesh.ply']
 
 
 def test_forward_facing_scenes_are_refused(trained, tmp_path):

@@ -18,23 +18,11 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from checks import error_line, one_line  # tests/checks.py
-from nerf_jax import camera, datasets, render_lib
+from checks import error_line, one_line, snapshot  # tests/checks.py
+from nerf_jax import camera, datasets, outputs, render_lib
 from nerf_jax.datasets import base
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def snapshot(folder) -> dict:
-  """Every file under ``folder``: relative path -> (bytes, mtime)."""
-  out = {}
-  for dirpath, _, names in os.walk(folder):
-    for name in names:
-      path = os.path.join(dirpath, name)
-      with open(path, 'rb') as f:
-        out[os.path.relpath(path, folder)] = (f.read(),
-                                              os.stat(path).st_mtime_ns)
-  return out
 
 
 def _poses(n: int = 4) -> np.ndarray:
@@ -309,6 +297,14 @@ TRANSFORMS_CASES = {
     'k1_string': (dict(fl_x=10.0, k1='x'), "k1 must be a number, got 'x'"),
     'aabb_scale_negative': (dict(fl_x=10.0, aabb_scale=-4),
                             'aabb_scale=-4 must be in (0, 10000]'),
+    # Lens distortion no real lens has (camera.distortion_problem).
+    'k1_huge': (dict(fl_x=10.0, k1=1e6), 'k1=1e+06 is implausible for a '
+                'real lens (at most 100 in magnitude)'),
+    'k1_folds': (dict(fl_x=10.0, k1=-50), 'k1=-50, k2=0: the lens folds the '
+                 'image over at radius 0.0817'),
+    'k1_stretches': (dict(fl_x=4.0, k1=50.0), 'k1=50, k2=0: the lens would '
+                     'scale distances from the principal point by'),
+    'p1_nan': (dict(fl_x=10.0, p1=float('nan')), 'p1 must be finite'),
 }
 
 
@@ -386,6 +382,53 @@ CAMERA_PATH_CASES = {
 }
 
 
+_DEEP = '[' * 100000 + ']' * 100000  # RecursionError in json.load
+_OUT_OF_RANGE = ('=100000...000 (41 digits) is out of range (no field takes '
+                 'an integer beyond 9223372036854775807)')
+
+
+def test_json_nested_too_deeply_or_with_huge_integers_names_file_and_key(
+    tmp_path):
+  # Every reader of a user's JSON goes through inputs.read_json: one line
+  # naming the file and the key, never an unexpected RecursionError,
+  # OverflowError or TypeError.
+  from nerf_jax import rundir  # pylint: disable=g-import-not-at-top
+  path = _write_capture(tmp_path / 'capture', dict(fl_x=10.0))
+  meta = json.loads(pathlib.Path(path).read_text())
+  meta['frames'][1]['w'] = 10 ** 40
+  pathlib.Path(path).write_text(json.dumps(meta))
+  with pytest.raises(datasets.DatasetError) as e:
+    datasets.load_transforms(path, holdout=0)
+  assert one_line(e) == f'{path}: frames[1].w{_OUT_OF_RANGE}'
+  pathlib.Path(path).write_text(_DEEP)
+  with pytest.raises(datasets.DatasetError) as e:
+    datasets.load_transforms(path, holdout=0)
+  assert one_line(e) == f'{path}: nested more than 64 levels deep'
+  blender = tmp_path / 'blender'
+  blender.mkdir()
+  (blender / 'transforms_train.json').write_text(json.dumps(
+      dict(camera_angle_x=10 ** 400, frames=[])))
+  with pytest.raises(datasets.DatasetError) as e:
+    datasets.load_blender(str(blender), splits=('train',))
+  assert 'transforms_train.json: camera_angle_x=100000...000 (401 digits) ' \
+      'is out of range' in one_line(e)
+  # A run's own files, edited by hand.
+  run = tmp_path / 'run'
+  run.mkdir()
+  (run / 'config.json').write_text('{"train": {"lr_init": 1' + '0' * 40 + '}}')
+  with pytest.raises(rundir.CheckpointError) as e:
+    rundir.load_config(str(run))
+  assert one_line(e) == f'{run}/config.json: train.lr_init{_OUT_OF_RANGE}'
+  (run / 'scene.json').write_text(_DEEP)
+  with pytest.raises(rundir.CheckpointError) as e:
+    rundir.load_scene(str(run))
+  assert one_line(e) == f'{run}/scene.json: nested more than 64 levels deep'
+  # metrics.jsonl: such a line is skipped as a half-written one is.
+  (run / 'metrics.jsonl').write_text('{"step": 1}\n' + _DEEP + '\n'
+                                     '{"step": 1' + '0' * 40 + '}\n')
+  assert rundir.read_metrics(str(run / 'metrics.jsonl')) == [{'step': 1}]
+
+
 @pytest.mark.parametrize('case', sorted(CAMERA_PATH_CASES))
 def test_bad_camera_path_is_one_line_naming_file_and_key(tmp_path, case):
   doc, expected = CAMERA_PATH_CASES[case]
@@ -401,8 +444,15 @@ def test_bad_camera_path_is_one_line_naming_file_and_key(tmp_path, case):
 @pytest.mark.parametrize('text, expected', [
     ('[[[NaN, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 4]]]',
      'pose(s) [0] contain NaN or inf values'),
-    ('[[[1, 0', 'cannot read camera path'),
-    ('', 'cannot read camera path'),
+    ('[[[1, 0',
+     "malformed JSON (Expecting ',' delimiter at line 1, column 8)"),
+    ('', 'malformed JSON (Expecting value at line 1, column 1)'),
+    ('[' * 100000 + ']' * 100000, 'nested more than 64 levels deep'),
+    ('[' * 70 + ']' * 70, 'nested more than 64 levels deep'),
+    ('{"poses": [[[1, 0, 0, 1' + '0' * 40 + ']]]}',
+     'poses[0][0][3]=100000...000 (41 digits) is out of range'),
+    ('[[[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, -' + '9' * 5000 + ']]]',
+     '[0][2][3]=-999999...999 (5000 digits) is out of range'),
 ])
 def test_unreadable_camera_path_text(tmp_path, text, expected):
   (tmp_path / 'cams.json').write_text(text)
@@ -444,9 +494,8 @@ _FRAMES = np.full((3, 6, 8, 3), 128, np.uint8)
 
 def test_failed_write_keeps_the_earlier_video_and_leaves_no_temporary(
     tmp_path, monkeypatch):
-  (tmp_path / 'orbit_rgb.gif').write_bytes(b'earlier video')
-  (tmp_path / 'frames').mkdir()
-  (tmp_path / 'frames' / '0000.png').write_bytes(b'earlier frame')
+  render_lib.write_video(str(tmp_path / 'orbit_rgb.gif'), _FRAMES, 30.0)
+  render_lib.write_video(str(tmp_path / 'frames'), _FRAMES, 30.0)
   before = snapshot(tmp_path)
 
   def disk_full(path, *args, **kwargs):  # half a file, then the disk is full
@@ -467,19 +516,26 @@ def test_png_folder_is_replaced_whole(tmp_path):
   assert len(os.listdir(out)) == 6
   render_lib.write_video(out, _FRAMES, 30.0)
   assert sorted(os.listdir(out)) == ['0000.png', '0001.png', '0002.png']
-  assert os.listdir(tmp_path) == ['orbit_rgb']
+  assert sorted(os.listdir(tmp_path)) == [outputs.LEDGER, 'orbit_rgb']
 
 
-def test_output_of_the_wrong_kind_is_refused(tmp_path):
+def test_output_of_the_wrong_kind_or_not_ours_is_refused(tmp_path):
   (tmp_path / 'v.gif').mkdir()
   (tmp_path / 'frames').write_bytes(b'a file')
+  (tmp_path / 'mine.gif').write_bytes(b'the user\'s own file')
+  (tmp_path / 'mine_rgb').mkdir()
+  (tmp_path / 'mine_rgb' / 'notes.txt').write_text('the user\'s own file')
   before = snapshot(tmp_path)
-  for name, expected in (('v.gif', 'is a folder, not a video file'),
-                         ('frames', 'is a file, but the output is a folder '
-                          'of that name')):
-    with pytest.raises(ValueError) as e:
+  for name, expected in (
+      ('v.gif', 'is a folder, not a file'),
+      ('frames', 'is a file, not a folder'),
+      ('mine.gif', 'exists and was not written by render.py; it is left as '
+                   'it is: choose another file name'),
+      ('mine_rgb', 'exists and was not written by render.py; it is left as '
+                   'it is: choose another folder name or an empty folder')):
+    with pytest.raises(outputs.OutputError) as e:
       render_lib.write_video(str(tmp_path / name), _FRAMES, 30.0)
-    assert one_line(e) == f'{tmp_path / name} {expected}'
+    assert one_line(e) == f'output {tmp_path / name} {expected}'
   for fps, quality in ((0.0, 8.0), (np.nan, 8.0), (30.0, 11.0)):
     with pytest.raises(ValueError):
       render_lib.write_video(str(tmp_path / 'x.gif'), _FRAMES, fps, quality)
@@ -522,6 +578,8 @@ def _earlier_outputs(out: pathlib.Path) -> dict:
   (out / 'eval_views_test').mkdir(parents=True)
   (out / 'orbit_rgb.mp4').write_bytes(b'earlier video')
   (out / 'eval_views_test' / 'metrics.json').write_text('{"psnr": 30}')
+  for name in ('eval_views_test', 'orbit_rgb.mp4'):  # as render.py records
+    outputs.record(str(out / name), 'render.py')
   return snapshot(out)
 
 
@@ -595,3 +653,202 @@ def test_prepare_flags_are_refused_before_any_work(tmp_path):
     assert error_line(proc) == f'error: {expected}'
     assert proc.returncode == 2
   assert snapshot(tmp_path) == before
+
+
+# ---------------------------------------------------------------------------
+# Unbounded reads and bombs: every user-named file is looked at (os.stat)
+# before it is opened, and images and arrays by their headers before their
+# pixels are decoded.
+
+
+@pytest.fixture
+def no_hang():
+  """Fails a test that blocks (opening a FIFO waits for a writer) instead
+  of hanging the suite: SIGALRM after 20 s interrupts the blocked call."""
+  import signal  # pylint: disable=g-import-not-at-top
+
+  def alarm(signum, frame):
+    del signum, frame
+    raise TimeoutError('blocked reading a user-named input')
+
+  old = signal.signal(signal.SIGALRM, alarm)
+  signal.alarm(20)
+  yield
+  signal.alarm(0)
+  signal.signal(signal.SIGALRM, old)
+
+
+def _png_declaring(path, width: int, height: int) -> None:
+  """A valid 8x6 PNG (a few dozen bytes) whose header declares width x
+  height pixels: decoding it would allocate for all of them."""
+  import struct  # pylint: disable=g-import-not-at-top
+  import zlib  # pylint: disable=g-import-not-at-top
+  iio.imwrite(path, np.zeros((6, 8, 3), np.uint8))
+  data = bytearray(pathlib.Path(path).read_bytes())
+  assert data[12:16] == b'IHDR'  # the signature, then IHDR's length and type
+  data[16:24] = struct.pack('>II', width, height)
+  data[29:33] = struct.pack('>I', zlib.crc32(bytes(data[12:29])))
+  pathlib.Path(path).write_bytes(bytes(data))
+
+
+@pytest.fixture
+def no_decoding(monkeypatch):
+  """Makes decoding any image fail the test: what is refused must be
+  refused from its header alone."""
+  def decode(*args, **kwargs):
+    raise AssertionError(f'an image was decoded: {args} {kwargs}')
+  monkeypatch.setattr(datasets.images.iio, 'imread', decode)
+
+
+def test_pipes_devices_and_huge_files_are_refused_unopened(tmp_path, no_hang):
+  from nerf_jax import cli, inputs  # pylint: disable=g-import-not-at-top
+  fifo = str(tmp_path / 'cams.json')
+  os.mkfifo(fifo)
+  huge = tmp_path / 'huge.json'
+  with open(huge, 'wb') as f:  # sparse: no disk space used
+    f.truncate(inputs.MAX_JSON_BYTES + 1)
+  for path, expected in (
+      (fifo, f'camera path {fifo}: a named pipe (FIFO), not a .npy or .json '
+       'file'),
+      ('/dev/zero', 'camera path /dev/zero: a character device, not a .npy '
+       'or .json file'),
+      (str(huge), f'camera path {huge}: 256 MB is too large for a .npy or '
+       '.json file (at most 256 MB)')):
+    with pytest.raises(ValueError) as e:
+      render_lib.load_camera_path(path)
+    assert one_line(e) == expected
+  assert cli._config_file_problem(fifo) == (  # pylint: disable=protected-access
+      f'config file {fifo}: a named pipe (FIFO), not a .py file')
+  # Every dataset reader: a pipe where its json, npy, npz or image is.
+  (tmp_path / 'llff' / 'images').mkdir(parents=True)
+  os.mkfifo(tmp_path / 'llff' / 'poses_bounds.npy')
+  os.mkfifo(tmp_path / 'views.npz')
+  (tmp_path / 'capture').mkdir()
+  os.mkfifo(tmp_path / 'capture' / 'transforms.json')
+  _write_blender(tmp_path / 'scene', _poses(2))
+  (tmp_path / 'scene' / 'train' / 'r_1.png').unlink()
+  os.mkfifo(tmp_path / 'scene' / 'train' / 'r_1.png')
+  for load, path, expected in (
+      (datasets.load_llff, tmp_path / 'llff', 'poses_bounds.npy: a named '
+       'pipe (FIFO), not an (n, 17) .npy array'),
+      (datasets.load_tiny_npz, tmp_path / 'views.npz',
+       'views.npz: a named pipe (FIFO), not an .npz file'),
+      (datasets.load_transforms, tmp_path / 'capture', 'transforms.json: a '
+       'named pipe (FIFO), not a transforms.json file'),
+      (datasets.load_blender, tmp_path / 'scene', 'r_1.png: a named pipe '
+       '(FIFO), not an image file')):
+    with pytest.raises(datasets.DatasetError) as e:
+      load(str(path))
+    assert one_line(e).endswith(expected)
+  with pytest.raises(datasets.DatasetError) as e:
+    datasets.load_eval_split('/dev/zero', 'test')
+  assert one_line(e) == '/dev/zero: a character device, not an .npz file'
+
+
+def test_render_path_on_a_pipe_is_one_line(tmp_path):
+  """As a user runs it: a short timeout makes a regression fail, not hang
+  (the camera path is read before the checkpoint, which does not exist;
+  /dev/zero is refused by the same check, tested in-process above)."""
+  fifo = tmp_path / 'path.json'
+  os.mkfifo(fifo)
+  proc = subprocess.run(
+      [sys.executable, str(ROOT / 'render.py'), '--ckpt',
+       str(tmp_path / 'none'), '--path', str(fifo)], cwd=tmp_path,
+      env=dict(os.environ, JAX_PLATFORMS='cpu'), capture_output=True,
+      text=True, timeout=60, stdin=subprocess.DEVNULL)
+  assert error_line(proc) == (f'error: camera path {fifo}: a named pipe '
+                              '(FIFO), not a .npy or .json file')
+
+
+def test_config_file_on_dev_zero_is_one_line(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, str(ROOT / 'train.py'), '--config', '/dev/zero',
+       '--workdir', str(tmp_path / 'w')], cwd=tmp_path, capture_output=True,
+      text=True, timeout=60, stdin=subprocess.DEVNULL)
+  assert error_line(proc) == ('error: config file /dev/zero: a character '
+                              'device, not a .py file')
+  assert proc.returncode == 2 and not (tmp_path / 'w').exists()
+
+
+def test_image_bombs_are_refused_from_their_headers(tmp_path, no_decoding):
+  import time  # pylint: disable=g-import-not-at-top
+  start = time.perf_counter()
+  # Blender: one image declares 12000x12000 (a 6.4 GB decode), the other
+  # is 4x4: the scene's images share one size.
+  _write_blender(tmp_path / 'scene', _poses(2))
+  bomb = tmp_path / 'scene' / 'train' / 'r_1.png'
+  _png_declaring(bomb, 12000, 9000)
+  assert bomb.stat().st_size < 1000
+  with pytest.raises(datasets.DatasetError) as e:
+    datasets.load_blender(str(tmp_path / 'scene'))
+  assert one_line(e) == (f'{bomb}: the image is 12000x9000 but '
+                         f'{tmp_path / "scene" / "train" / "r_0.png"} is 4x4 '
+                         '(the images of a scene share one size)')
+  # transforms.json: larger than the camera the json describes (8x6).
+  path = _write_capture(tmp_path / 'capture', dict(fl_x=10.0, w=8, h=6))
+  bomb = tmp_path / 'capture' / 'images' / '1.png'
+  _png_declaring(bomb, 8000, 6000)
+  with pytest.raises(datasets.DatasetError) as e:
+    datasets.load_transforms(path, holdout=0)
+  assert one_line(e) == f'{bomb}: the image is 8000x6000 but its camera is 8x6'
+  # Beyond any photo, whatever the scene: every image declares 12000x12000.
+  _png_declaring(tmp_path / 'capture' / 'images' / '0.png', 12000, 12000)
+  _png_declaring(bomb, 12000, 12000)
+  with pytest.raises(datasets.DatasetError) as e:
+    datasets.load_transforms(path.replace('transforms.json', ''), holdout=0)
+  assert one_line(e).endswith('0.png: the image declares 12000x12000 pixels '
+                              '(at most 134,217,728 pixels)')
+  # CMYK would be read as RGBA.
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  Image.new('CMYK', (4, 4)).save(tmp_path / 'scene' / 'train' / 'r_1.jpg')
+  with pytest.raises(datasets.DatasetError) as e:
+    datasets.images.image_header(str(tmp_path / 'scene' / 'train' /
+                                     'r_1.jpg'))
+  assert 'colour mode CMYK is not supported' in one_line(e)
+  assert time.perf_counter() - start < 5.0
+
+
+def test_images_and_arrays_beyond_memory_are_refused_before_reading(
+    tmp_path, monkeypatch, no_decoding):
+  from nerf_jax import resources  # pylint: disable=g-import-not-at-top
+  # A scene of same-size images that together exceed the memory there is.
+  (tmp_path / 'llff' / 'images').mkdir(parents=True)
+  np.save(tmp_path / 'llff' / 'poses_bounds.npy', _poses_bounds(3))
+  for i in range(3):
+    _png_declaring(tmp_path / 'llff' / 'images' / f'{i}.png', 4096, 3072)
+  monkeypatch.setattr(resources, 'available_bytes',
+                      lambda device=None: 2 ** 30)
+  with pytest.raises(Exception) as e:
+    datasets.load_llff(str(tmp_path / 'llff'), downsample=1)
+  assert one_line(e).startswith('reading 3 images of 12.6 megapixels at '
+                                'most from ')
+  assert 'of memory but 1.0 GiB is available' in str(e.value)
+  # An .npz whose header declares 100,000 views of 1000x1000: a few
+  # hundred bytes that np.load would allocate 1.2 TB for.
+  import zipfile  # pylint: disable=g-import-not-at-top
+  path = tmp_path / 'bomb.npz'
+  with zipfile.ZipFile(path, 'w') as archive:
+    with archive.open('images.npy', 'w') as f:
+      np.lib.format.write_array_header_1_0(f, dict(
+          descr='<f4', fortran_order=False, shape=(100000, 1000, 1000, 3)))
+  with pytest.raises(Exception) as e:
+    datasets.load_tiny_npz(str(path))
+  assert one_line(e).startswith(f'reading {path} needs about ')
+
+
+def test_prepare_refuses_pipes_and_photos_beyond_memory(tmp_path,
+                                                        monkeypatch, no_hang):
+  from nerf_jax import resources, sfm  # pylint: disable=g-import-not-at-top
+  os.mkfifo(tmp_path / 'walk.mp4')
+  with pytest.raises(sfm.SfmError) as e:
+    sfm.prepare_scene(str(tmp_path / 'walk.mp4'), str(tmp_path / 'scene'))
+  assert one_line(e) == (f'{tmp_path / "walk.mp4"}: a named pipe (FIFO), '
+                         'not a video file or a folder of photos')
+  _png_declaring(tmp_path / 'big.png', 12000, 12000)
+  monkeypatch.setattr(resources, 'available_bytes',
+                      lambda device=None: 2 ** 30)
+  with pytest.raises(Exception) as e:
+    sfm.prepare_photos([str(tmp_path / 'big.png')], str(tmp_path / 'out'),
+                       max_size=1600)
+  assert one_line(e).startswith(f'decoding {tmp_path / "big.png"} '
+                                '(12000x12000 pixels) needs about ')

@@ -11,16 +11,19 @@ import json
 import math
 import os
 import pathlib
+import re
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 
-from checks import error_line  # tests/checks.py
+from checks import error_line, snapshot  # tests/checks.py
 import pytest
 from PIL import Image, ImageFilter
 
-from nerf_jax import sfm
+from nerf_jax import outputs, sfm
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FOX = ROOT.parent / 'shared' / 'data' / 'fox'
@@ -30,17 +33,6 @@ def run_prepare(args, cwd):
   return subprocess.run([sys.executable, str(ROOT / 'prepare.py'), *args],
                         cwd=cwd, capture_output=True, text=True, timeout=120,
                         stdin=subprocess.DEVNULL)
-
-
-def snapshot(folder):
-  """Every file under ``folder``: relative path -> (bytes, mtime)."""
-  out = {}
-  for dirpath, _, names in os.walk(folder):
-    for n in names:
-      p = os.path.join(dirpath, n)
-      out[os.path.relpath(p, folder)] = (open(p, 'rb').read(),
-                                         os.stat(p).st_mtime_ns)
-  return out
 
 
 # ---------------------------------------------------------------------------
@@ -343,13 +335,13 @@ def test_sfm_on_fox_photos_matches_published_cameras(tmp_path):
   for n in names:
     os.symlink(FOX / 'images' / n, photos / n)
   out = tmp_path / 'scene'
-  out.mkdir()
-  (out / 'stale.txt').write_text('replaced by --overwrite')
+  out.mkdir()  # an empty folder is used
   result = sfm.prepare_scene(str(photos), str(out), max_size=FOX_SIZE,
                              overwrite=True, stream=None, num_threads=1)
   assert result.num_registered == FOX_COUNT
   assert sorted(os.listdir(out)) == ['colmap', 'images', 'transforms.json']
-  assert not [p for p in os.listdir(tmp_path) if p.startswith('.')]
+  assert [p for p in os.listdir(tmp_path) if p.startswith('.')] == [
+      outputs.LEDGER]
 
   # The json on disk: keys, sizes and 4x4 rigid camera-to-world matrices.
   written = json.load(open(out / 'transforms.json'))
@@ -504,16 +496,25 @@ def test_cli_refuses_existing_out_and_keeps_it_on_failure(tmp_path):
   before = snapshot(out)
   proc = run_prepare(['photos', '--out', 'scene'], tmp_path)
   line = error_line(proc)
-  assert 'exists and is not empty' in line and '--overwrite' in line
+  assert 'exists and was not written by prepare.py' in line
   assert snapshot(out) == before
-  # With --overwrite, a capture that fails to register still leaves the old
-  # scene as it was, and no temporary folder behind.
+  # --overwrite replaces only a scene prepare.py wrote: not this one.
+  proc = run_prepare(['photos', '--out', 'scene', '--overwrite'], tmp_path)
+  assert 'exists and was not written by prepare.py' in error_line(proc)
+  assert snapshot(out) == before
+  # prepare.py's own scene (as recorded): --overwrite is needed, and a
+  # capture that fails to register still leaves the old scene as it was,
+  # and no temporary folder behind.
+  outputs.record(str(out), 'prepare.py')
+  before = snapshot(tmp_path)
+  proc = run_prepare(['photos', '--out', 'scene'], tmp_path)
+  assert 'pass --overwrite to replace it' in error_line(proc)
   proc = run_prepare(['photos', '--out', 'scene', '--overwrite'], tmp_path)
   line = error_line(proc)
   assert 'only 0 of 4 images registered' in line
   assert '--matcher exhaustive' in line
-  assert snapshot(out) == before
-  assert sorted(os.listdir(tmp_path)) == ['photos', 'scene']
+  assert snapshot(tmp_path) == before
+  assert sorted(os.listdir(tmp_path)) == [outputs.LEDGER, 'photos', 'scene']
 
 
 def test_cli_video_with_too_few_frames(tmp_path):
@@ -525,3 +526,49 @@ def test_cli_video_with_too_few_frames(tmp_path):
   proc = run_prepare(['clip.mp4', '--out', 'scene', '--blur_keep', '1.5'],
                      tmp_path)
   assert '--blur_keep must be in [0, 1)' in error_line(proc)
+
+
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_matching_stops_at_once_in_one_line(tmp_path, signum):
+  # 24 textured photos: matching (276 pairs) takes about 1.3 s on 2 cores
+  # and pycolmap looks at no signal while it runs. The signal goes to the whole
+  # process group, as Ctrl-C in a terminal or a service manager sends it.
+  photos = tmp_path / 'photos'
+  photos.mkdir()
+  rng = np.random.default_rng(0)
+  for i in range(24):
+    Image.fromarray(rng.integers(0, 256, (30, 40, 3), np.uint8)).resize(
+        (160, 120), Image.BICUBIC).save(photos / f'{i:02d}.png')
+  proc = subprocess.Popen(
+      [sys.executable, str(ROOT / 'prepare.py'), 'photos', '--out', 'scene',
+       '--max_size=0'], cwd=tmp_path, stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+      start_new_session=True)
+  shown = b''
+  while b'matching:' not in shown:
+    chunk = proc.stdout.read1(4096)
+    assert chunk, (shown + proc.stdout.read() + proc.stderr.read()).decode()
+    shown += chunk
+  # Well into matching (it takes about 80 % of the time features took),
+  # where the signal used to wait for it to end.
+  features_s = float(re.search(rb'SIFT on 24 images .* \(([\d.]+) s\)',
+                               shown)[1])
+  time.sleep(0.2 + 0.2 * features_s)
+  start = time.monotonic()
+  os.killpg(proc.pid, signum)
+  rest, stderr = proc.communicate(timeout=60)
+  stopped_after = time.monotonic() - start
+  shown = (shown + rest).decode()
+  assert 'matching: exhaustive, 276 pairs ... failed' in shown, shown
+  # At once (0.03 s here), not when matching ends (0.6 s later, or more).
+  assert stopped_after < 0.2 + 0.2 * features_s, (stopped_after, features_s)
+  assert proc.returncode == 128 + signum, stderr
+  lines = stderr.decode().splitlines()
+  name = 'interrupted' if signum == signal.SIGINT else 'stopped by SIGTERM'
+  assert lines == [f'error: {name}; scene was not changed'], lines
+  # Nothing of the interrupted run is left: no scene, no temporary folder,
+  # no COLMAP process.
+  assert sorted(os.listdir(tmp_path)) == ['photos']
+  left = subprocess.run(['ps', '-o', 'pid=,stat=,args=', '-g', str(proc.pid)],
+                        capture_output=True, text=True).stdout
+  assert not left.strip(), left

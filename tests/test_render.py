@@ -143,9 +143,9 @@ def test_camera_path_from_json_with_intrinsics(trained, tmp_path):
   (tmp_path / 'cams.json').write_text(json.dumps(doc))
   proc = render_cli('--ckpt', workdir, '--path', str(tmp_path / 'cams.json'),
                     '--format', 'gif', '--layout', 'rgb', '--out',
-                    str(tmp_path), '--progress=false')
+                    str(tmp_path / 'o'), '--progress=false')
   assert proc.returncode == 0, proc.stderr
-  frames = iio.imread(tmp_path / 'cams_rgb.gif', index=None)
+  frames = iio.imread(tmp_path / 'o' / 'cams_rgb.gif', index=None)
   assert frames.shape[:3] == (3, 10, 12)
 
 

@@ -402,6 +402,7 @@ def test_view_py_in_a_browser(trained, tmp_path):
   try:
     lines = []
     url = _wait(lambda: _ready_url(proc, lines), 120, 'view.py to serve')
+    assert re.search(r'/\?token=[\w-]{40,}$', url), url  # see viewer_access
     driver, profile = _start_browser()
     driver.get(url)
     first = _wait(lambda: (s := _status(driver)) and s[1] == 'full' and s,
@@ -430,6 +431,8 @@ def test_view_py_in_a_browser(trained, tmp_path):
         'tag name', 'body').text, 10, 'three keyframes')
     _click(driver, 'Save path')
     _wait(lambda: os.path.exists(path), 20, f'{path} to be saved')
+    _wait(lambda: 'saved 7 frames to' in driver.find_element(
+        'tag name', 'body').text, 10, 'the page to say where it saved')
     poses, intrinsics = render_lib.load_camera_path(path)
     assert len(poses) == 7 and intrinsics.height == 24
   finally:
@@ -441,11 +444,11 @@ def test_view_py_in_a_browser(trained, tmp_path):
   assert proc.returncode in (0, -15, 143), out
   render = subprocess.run(
       [sys.executable, str(ROOT / 'render.py'), '--ckpt', trained, '--path',
-       path, '--format', 'png', '--layout', 'rgb', '--out', str(tmp_path),
-       '--progress=false'], capture_output=True, text=True, timeout=300,
-      stdin=subprocess.DEVNULL)
+       path, '--format', 'png', '--layout', 'rgb', '--out',
+       str(tmp_path / 'frames'), '--progress=false'], capture_output=True,
+      text=True, timeout=300, stdin=subprocess.DEVNULL)
   assert render.returncode == 0, render.stderr
-  frames = sorted((tmp_path / 'camera_path_rgb').glob('*.png'))
+  frames = sorted((tmp_path / 'frames' / 'camera_path_rgb').glob('*.png'))
   assert len(frames) == 7
   assert iio.imread(frames[0]).shape[:2] == (24, intrinsics.width)
 
@@ -502,6 +505,7 @@ def test_train_py_viewer_serves_the_page_while_training(tmp_path):
         url = match[1]
         break
     assert url, proc.stderr.read()
+    assert '/?token=' in url  # only the page opened with it may connect
     with urllib.request.urlopen(url, timeout=30) as page:
       assert page.status == 200
       assert b'<html' in page.read().lower()
@@ -516,3 +520,336 @@ def test_train_py_viewer_serves_the_page_while_training(tmp_path):
   assert bad.returncode == 2
   assert bad.stderr.strip() == ('error: --viewer_share must be in (0, 1], '
                                 'got 0.0')
+
+
+# ---------------------------------------------------------------------------
+# Who may connect, and what a client may send: the server trusts no client.
+
+
+def _fake_run(path):
+  """A folder that looks like a training run to nerf_jax.outputs."""
+  os.makedirs(path, exist_ok=True)
+  for name in ('config.json', 'scene.json'):
+    with open(os.path.join(path, name), 'w') as f:
+      f.write('{}')
+  return str(path)
+
+
+@pytest.fixture(scope='module')
+def served(loaded, tmp_path_factory):
+  """A started viewer of a (fake) run folder; nothing is rendered, as no
+  client sends a valid camera."""
+  _, info, model, variables, step = loaded
+  run = _fake_run(tmp_path_factory.mktemp('served') / 'run')
+  view = viewer.Viewer(model, info, variables, step, port=0, chunk=256,
+                       resolution=24, workdir=run)
+  view.start()
+  yield view
+  view.close()
+
+
+def _ws_connect(view, origin=None, token=None, cookie=None):
+  """A raw websocket client of ``view``'s server (viser's subprotocol):
+  the open connection, or the HTTP status it was refused with."""
+  import viser  # pylint: disable=g-import-not-at-top
+  from websockets import exceptions  # pylint: disable=g-import-not-at-top
+  from websockets.sync import client  # pylint: disable=g-import-not-at-top
+  port = view.server.get_port()
+  uri = f'ws://127.0.0.1:{port}/' + (f'?token={token}' if token else '')
+  headers = {'Cookie': f'nerf_jax_viewer_{port}={cookie}'} if cookie else {}
+  try:
+    return client.connect(uri, origin=origin, additional_headers=headers,
+                          subprotocols=[f'viser-v{viser.__version__}'],
+                          open_timeout=20)
+  except exceptions.InvalidStatus as e:
+    return e.response.status_code
+
+
+def test_only_the_viewers_page_with_the_token_may_connect(served):
+  """A raw websocket client: a foreign Origin, a missing Origin, a missing
+  or wrong token are refused (403); the page's origin with the token (as a
+  cookie, as the page sends it, or in the query) is accepted."""
+  port, token = served.server.get_port(), served.guard.token
+  assert served.url == f'http://127.0.0.1:{port}/?token={token}'
+  assert len(token) >= 40
+  own = f'http://127.0.0.1:{port}'
+  for origin in ('http://evil.example', f'http://evil.example:{port}',
+                 f'http://localhost:{port}', 'null', None):
+    assert _ws_connect(served, origin, token=token) == 403, origin
+    assert _ws_connect(served, origin, cookie=token) == 403, origin
+  assert _ws_connect(served, own) == 403
+  wrong = token[:-1] + ('y' if token.endswith('x') else 'x')
+  assert _ws_connect(served, own, token=wrong) == 403
+  assert _ws_connect(served, own, cookie='x' + token) == 403
+  for kwargs in (dict(cookie=token), dict(token=token)):
+    connection = _ws_connect(served, own, **kwargs)
+    assert not isinstance(connection, int), (kwargs, connection)
+    try:
+      assert isinstance(connection.recv(timeout=20), bytes)  # viser's scene
+    finally:
+      connection.close()
+
+
+def test_the_page_needs_the_token_and_sets_it_as_a_cookie(served):
+  import urllib.error  # pylint: disable=g-import-not-at-top
+  import urllib.request  # pylint: disable=g-import-not-at-top
+  port = served.server.get_port()
+  plain = f'http://127.0.0.1:{port}/'
+  with pytest.raises(urllib.error.HTTPError) as refused:
+    urllib.request.urlopen(plain, timeout=20)
+  assert refused.value.code == 403
+  assert b'token' in refused.value.read()
+  with urllib.request.urlopen(served.url, timeout=20) as page:
+    assert page.status == 200 and b'<html' in page.read().lower()
+    cookie = page.headers['Set-Cookie']
+  assert cookie.startswith(f'nerf_jax_viewer_{port}={served.guard.token};')
+  assert 'HttpOnly' in cookie and 'SameSite=Strict' in cookie
+  request = urllib.request.Request(plain,
+                                   headers={'Cookie': cookie.split(';')[0]})
+  with urllib.request.urlopen(request, timeout=20) as page:
+    assert page.status == 200
+
+
+def test_origin_rules_for_loopback_and_every_interface():
+  """A DNS-rebinding page (its own name resolving to 127.0.0.1: Origin
+  equal to Host) is refused by a loopback viewer; a viewer on every
+  interface accepts the address it is reached at, with the token only."""
+  from websockets.datastructures import Headers  # pylint: disable=g-import-not-at-top
+  from websockets.http11 import Request  # pylint: disable=g-import-not-at-top
+  from nerf_jax import viewer_access  # pylint: disable=g-import-not-at-top
+
+  def request(host, origin, token='t0ken'):
+    headers = Headers({'Host': host, 'Upgrade': 'websocket'})
+    if origin:
+      headers['Origin'] = origin
+    return Request(f'/?token={token}' if token else '/', headers)
+
+  local = viewer_access.Guard('127.0.0.1', 't0ken')
+  assert local.refusal(request('127.0.0.1:8080', 'http://127.0.0.1:8080')) == ''
+  assert local.refusal(request('localhost:9000', 'http://localhost:9000')) == ''
+  assert local.refusal(request('[::1]:8080', 'http://[::1]:8080')) == ''
+  assert 'not a loopback' in local.refusal(
+      request('evil.example:8080', 'http://evil.example:8080'))
+  wide = viewer_access.Guard('0.0.0.0', 't0ken')
+  assert wide.refusal(request('192.168.1.7:8080',
+                              'http://192.168.1.7:8080')) == ''
+  assert 'token' in wide.refusal(request('192.168.1.7:8080',
+                                         'http://192.168.1.7:8080', None))
+  assert 'not the viewer' in wide.refusal(request('192.168.1.7:8080',
+                                                  'http://evil.example'))
+  # What does not parse is refused (403), and never echoed raw.
+  connection = types.SimpleNamespace(
+      local_address=('127.0.0.1', 8080),
+      respond=lambda status, text: (int(status), text))
+  guarded = local.wrap(None)
+  for origin in ('http://[::1', 'http://\x9b31m:1'):
+    status, text = guarded(connection, request('127.0.0.1:8080', origin))
+    assert status == 403 and text.isascii() and '\x9b' not in text
+  assert guarded(connection, request('127.0.0.1:8080',
+                                     'http://127.0.0.1:8080')) is None
+  assert viewer_access.page_url('0.0.0.0', 8080, 'T') == (
+      'http://127.0.0.1:8080/?token=T')
+  assert viewer_access.page_url('::1', 8080, 'T') == (
+      'http://[::1]:8080/?token=T')
+
+
+def test_a_viser_that_starts_its_server_otherwise_is_refused():
+  """The hook point is checked: a server started without going through
+  websockets' serve (a future viser) is stopped and the viewer refuses
+  to serve in one line."""
+  from websockets.asyncio import server as ws_server  # pylint: disable=g-import-not-at-top
+  from nerf_jax import viewer_access  # pylint: disable=g-import-not-at-top
+  original = ws_server.serve
+  guard = viewer_access.Guard('127.0.0.1', viewer_access.new_token())
+  with viewer_access.guarding(guard):
+    assert ws_server.serve is not original
+  assert ws_server.serve is original
+  stopped = []
+  with pytest.raises(viewer_access.AccessError,
+                     match='cannot refuse other web pages') as refused:
+    viewer_access.require_hooked(guard, lambda: stopped.append(True))
+  assert stopped and '\n' not in str(refused.value)
+
+
+def test_camera_path_names_are_plain_names_in_the_run_folder():
+  name = viewer.camera_path_name
+  assert name(' orbit ') == 'orbit.json'
+  assert name('my path_2.json') == 'my path_2.json'
+  assert name('Café.JSON') == 'Café.JSON'
+  for bad in ('../config.json', '/etc/passwd.json', 'a/b.json', 'a\\b.json',
+              '~/x.json', '..json', 'a..b.json', '.hidden.json', '', '   ',
+              'x' * 200, 'a\x00b.json', 'a\nb.json', '<img src=x>.json',
+              '-flag.json', 'config.json', 'scene.json', 'environment.json',
+              '.nerf_jax-outputs.json', None, 3, ['a']):
+    with pytest.raises(ValueError) as refused:
+      name(bad)
+    message = str(refused.value)
+    assert '\n' not in message
+    if isinstance(bad, str) and len(bad) > 3 and bad not in (
+        'config.json', 'scene.json', 'environment.json'):
+      assert bad.strip() not in message  # a refused name is never echoed
+
+
+def test_hostile_values_are_clamped_or_ignored():
+  assert viewer.clamp_int(10 ** 30, 8, 2048, 256) == 2048
+  assert viewer.clamp_int(-5, 8, 2048, 256) == 8
+  assert viewer.clamp_int(1e300, 2, 10000, 120) == 10000
+  assert viewer.clamp_int(37.6, 2, 10000, 120) == 38
+  for bad in (float('nan'), float('inf'), '12abc', None, [3], True):
+    assert viewer.clamp_int(bad, 2, 10000, 120) == 120
+  assert viewer.choice('depth', viewer.MODES, 'colour') == 'depth'
+  assert viewer.choice('rm -rf', viewer.MODES, 'colour') == 'colour'
+  assert viewer.choice(['depth'], viewer.MODES, 'colour') == 'colour'
+  for fov in (0.0, -1.0, 1e308, float('nan'), 'x'):
+    assert viewer.MIN_FOV <= viewer.clamp_fov(fov) <= viewer.MAX_FOV
+  for aspect in (0.0, -2.0, 1e308, float('nan'), float('inf')):
+    assert viewer.MIN_ASPECT <= viewer.clamp_aspect(aspect) <= (
+        viewer.MAX_ASPECT)
+  # Whatever the camera, a view is at most MAX_RESOLUTION on a side.
+  for fov, aspect, resolution in ((0.0, 1e9, 10 ** 9), (1e308, 0.0, -3),
+                                  (float('nan'), float('nan'), 2 ** 40)):
+    k = viewer.view_intrinsics(fov, aspect, resolution)
+    assert 1 <= k.width <= viewer.MAX_RESOLUTION
+    assert 1 <= k.height <= viewer.MAX_RESOLUTION
+    assert np.isfinite([k.fx, k.fy, k.cx, k.cy]).all()
+  key = viewer.Keyframe(c2w=np.eye(4), fov_y=float('nan'), aspect=1e9)
+  k = viewer.path_intrinsics(key, 10 ** 9)
+  assert max(k.width, k.height) <= render_lib.MAX_RENDER_SIDE
+  assert np.isfinite([k.fx, k.fy]).all()
+  good = types.SimpleNamespace(wxyz=(2.0, 0, 0, 0), position=(0, 0, 1),
+                               fov=1e9, aspect=0.0)
+  c2w, fov, aspect = viewer.client_camera(good)
+  np.testing.assert_allclose(c2w[:3, :3], np.diag([1.0, -1.0, -1.0]))
+  assert fov == viewer.MAX_FOV and aspect == 1.0
+  for changes in (dict(wxyz=(float('nan'), 0, 0, 0)), dict(wxyz=(0, 0, 0, 0)),
+                  dict(wxyz='abcd'), dict(wxyz=(1, 0, 0)),
+                  dict(position=(1e300, 0, 0)),
+                  dict(position=(0, float('inf'), 0)),
+                  dict(position=None), dict(fov=None)):
+    hostile = types.SimpleNamespace(**{**vars(good), **changes})
+    if 'fov' in changes:  # a missing fov is clamped, not refused
+      assert viewer.client_camera(hostile)[1] == 1.0
+    else:
+      assert viewer.client_camera(hostile) is None, changes
+
+
+def test_gui_handlers_clamp_what_a_client_sends(served):
+  """The GUI's handlers, given values past every limit (as a client can
+  send them over the websocket), use and show clamped values."""
+  gui, settings = served.gui, served.settings
+  gui.resolution.value = 10 ** 9
+  assert settings.resolution == gui.resolution.value == viewer.MAX_RESOLUTION
+  gui.resolution.value = -7
+  assert settings.resolution == gui.resolution.value == viewer.MIN_RESOLUTION
+  gui.mode.value = '<script>'
+  assert settings.mode == gui.mode.value == 'colour'
+  gui.depth_range.value = 'everything'
+  assert settings.depth_range == gui.depth_range.value == 'percentiles'
+  gui.frames.value = 300000
+  assert gui.frames.value == viewer.MAX_PATH_FRAMES
+  gui.path_height.value = 10 ** 7
+  assert gui.path_height.value == render_lib.MAX_RENDER_SIDE
+  # A value that reached the input without its handler (viser keeps a
+  # client's value when the client has not sent a camera yet).
+  gui.frames._impl.value = 10 ** 12  # pylint: disable=protected-access
+  assert gui.path_frames() == viewer.MAX_PATH_FRAMES
+  gui.frames.value = 7
+  gui.path_height.value = 24
+
+
+def _event(client=None):
+  return types.SimpleNamespace(client=client, client_id=0, target=None)
+
+
+def test_keyframes_are_capped_and_hostile_cameras_refused(served):
+  gui = served.gui
+  pose = np.asarray(served.info.camera_poses[0], np.float32)
+  client = fake_client(11, pose, 0.8)
+  served.keyframes.clear()
+  client.camera.wxyz = (float('nan'), 0.0, 0.0, 0.0)
+  gui._on_add_keyframe(_event(client))  # pylint: disable=protected-access
+  assert not served.keyframes and 'not valid' in gui.path_status.content
+  client.camera.wxyz = viewer.opengl_to_opencv(pose)[0]
+  served.keyframes.extend(
+      [viewer.Keyframe(pose, 0.8, 1.0)] * (viewer.MAX_KEYFRAMES - 1))
+  gui._on_add_keyframe(_event(client))  # pylint: disable=protected-access
+  gui._on_add_keyframe(_event(client))  # pylint: disable=protected-access
+  assert len(served.keyframes) == viewer.MAX_KEYFRAMES
+  assert 'at most' in gui.path_status.content
+  served.keyframes.clear()
+  gui._draw_path()  # pylint: disable=protected-access
+
+
+def test_saving_writes_only_a_name_inside_the_run(served, tmp_path):
+  """'Save as' takes a file name: paths, '..', the run's own files and
+  files the viewer did not write are refused in one line; a saved path
+  names where it was written; a viewer without a run folder cannot
+  save."""
+  gui, run = served.gui, served.workdir
+  gui.frames.value, gui.path_height.value = 7, 24
+  poses = random_poses(np.random.default_rng(5), 2)
+  served.keyframes[:] = [viewer.Keyframe(p.astype(np.float32), 0.8, 1.5)
+                         for p in poses]
+  victim = tmp_path / 'victim.json'
+  victim.write_text('{"mine": 1}')
+  with open(os.path.join(run, 'notes.json'), 'w') as f:
+    f.write('{"notes": 1}')
+  before = {n: pathlib.Path(run, n).read_text() for n in os.listdir(run)}
+  for name in (str(victim), '../victim.json', '../../x.json', 'config.json',
+               'scene', 'notes.json', '.hidden', 'a/b', '~/x', 'x' * 300):
+    message = gui.save_path(name)
+    assert message.startswith('not saved: '), (name, message)
+    assert '\n' not in message
+  assert victim.read_text() == '{"mine": 1}'
+  assert {n: pathlib.Path(run, n).read_text()
+          for n in os.listdir(run)} == before
+  message = gui.save_path('orbit')
+  path = os.path.join(os.path.abspath(run), 'orbit.json')
+  assert message.startswith(f'saved 7 frames to {path};'), message
+  loaded_poses, intrinsics = render_lib.load_camera_path(path)
+  assert len(loaded_poses) == 7 and intrinsics.height == 24
+  assert gui.save_path('orbit.json').startswith('saved')  # its own: replaced
+  workdir = served.workdir
+  served.workdir = ''
+  try:
+    assert gui.save_path('other') == (
+        'not saved: this viewer has no run folder to save in')
+  finally:
+    served.workdir = workdir
+    served.keyframes.clear()
+
+
+def test_a_hostile_client_over_the_websocket_cannot_crash_or_exceed(served):
+  """A raw websocket client holding the token sends a camera of NaN and
+  infinities and GUI values past their limits: the camera is ignored
+  (nothing is rendered), the values are clamped, the server keeps
+  serving."""
+  import msgspec  # pylint: disable=g-import-not-at-top
+  port, token = served.server.get_port(), served.guard.token
+  connection = _ws_connect(served, f'http://127.0.0.1:{port}', token=token)
+  assert not isinstance(connection, int), connection
+  nan, inf = float('nan'), float('inf')
+  try:
+    connection.send(msgspec.msgpack.encode(dict(
+        type='ViewerCameraMessage', wxyz=[nan, 0.0, 0.0, 0.0],
+        position=[inf, 0.0, 0.0], fov=1e308, near=0.01, far=inf,
+        image_height=0, image_width=10 ** 9, look_at=[0.0, 0.0, 0.0],
+        up_direction=[0.0, 0.0, 1.0])))
+    frames_id = served.gui.frames._impl.uuid  # pylint: disable=protected-access
+    resolution_id = served.gui.resolution._impl.uuid  # pylint: disable=protected-access
+    for uuid, value in ((frames_id, 300000), (resolution_id, 10 ** 9)):
+      connection.send(msgspec.msgpack.encode(dict(
+          type='GuiUpdateMessage', uuid=uuid, updates={'value': value})))
+    _wait(lambda: served.gui.frames.value == viewer.MAX_PATH_FRAMES, 20,
+          'the frames to be clamped')
+    _wait(lambda: served.gui.resolution.value == viewer.MAX_RESOLUTION, 20,
+          'the resolution to be clamped')
+    assert served.settings.resolution == viewer.MAX_RESOLUTION
+    assert not served._requests and served.frames_sent == 0  # pylint: disable=protected-access
+  finally:
+    connection.close()
+    served.gui.frames.value = 7
+    served.gui.resolution.value = 24
+  again = _ws_connect(served, f'http://127.0.0.1:{port}', token=token)
+  assert not isinstance(again, int), again  # still serving
+  again.close()

@@ -160,7 +160,8 @@ def load_eval_split(path: str, split: str, data_cfg: Any = None,
   if os.path.isdir(path):
     return load_blender(path, splits=(split,),
                         white_background=white_background).split(split)
-  if path.endswith('.npz') or os.path.isfile(path):
+  # Anything else that exists (a pipe, a device) is refused as an .npz.
+  if path.endswith('.npz') or os.path.exists(path):
     if white_background:
       raise DatasetError(
           f'{path}: a tiny npz is on black (no alpha channel), but this '
@@ -171,7 +172,7 @@ def load_eval_split(path: str, split: str, data_cfg: Any = None,
 
 def _capture_kind(path: str) -> str:
   """'llff' or 'transforms' for a real capture's folder or json, else ''."""
-  if path.endswith('.json') and os.path.isfile(path):
+  if path.endswith('.json') and os.path.exists(path):
     return 'transforms'
   if os.path.isfile(os.path.join(path, 'poses_bounds.npy')):
     return 'llff'

@@ -10,12 +10,12 @@ background: ``rgb * a + bg * (1 - a)``.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Sequence
 
 import numpy as np
 
+from nerf_jax import inputs
 from nerf_jax.camera import Intrinsics, pose_problem
 from nerf_jax.scene import DEFAULT_AABB
 from nerf_jax.datasets.images import read_images
@@ -28,19 +28,16 @@ def _image_path(root: str, file_path: str) -> str:
 
 def _read_transforms(json_path: str, max_views: int):
   """Parses a transforms json: (camera_angle_x, file_paths, f32[n, 4, 4])."""
+  inputs.check_input_file(json_path, 'a transforms json file',
+                          inputs.MAX_JSON_BYTES, DatasetError)
+  meta = inputs.read_json(json_path, DatasetError)
   try:
-    with open(json_path) as f:
-      meta = json.load(f)
     angle = float(meta['camera_angle_x'])
     frames = meta['frames']
     frames = frames[:max_views] if max_views > 0 else frames
     files = [str(frame['file_path']) for frame in frames]
     poses = np.array([frame['transform_matrix'] for frame in frames],
                      np.float32)
-  except OSError as e:
-    raise DatasetError(f'{json_path}: cannot read ({e})') from None
-  except json.JSONDecodeError as e:
-    raise DatasetError(f'{json_path}: malformed json ({e})') from None
   except KeyError as e:
     raise DatasetError(f'{json_path}: missing key {e}') from None
   except (TypeError, ValueError) as e:
@@ -67,7 +64,8 @@ def _load_split(root: str, name: str, downsample: int, white_background: bool,
   angle, files, poses = _read_transforms(json_path, max_views)
   paths = [_image_path(root, f) for f in files]
   images = read_images(paths, downsample,
-                       background=1.0 if white_background else 0.0)
+                       background=1.0 if white_background else 0.0,
+                       same_size=True)
   shapes = {image.shape for image in images}
   if len(shapes) != 1:
     raise DatasetError(f'{json_path}: images differ in size: {sorted(shapes)}')

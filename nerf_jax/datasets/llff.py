@@ -22,6 +22,7 @@ import re
 import numpy as np
 
 from nerf_jax import camera
+from nerf_jax import inputs
 from nerf_jax import poses as poses_lib
 from nerf_jax.datasets.base import DatasetError, Scene, Split, validate_split
 from nerf_jax.datasets.images import IMAGE_EXTENSIONS, read_images
@@ -49,8 +50,10 @@ def spiral_focus_depth(near: float, far: float) -> float:
 
 def _read_poses_bounds(path: str) -> np.ndarray:
   file = os.path.join(path, 'poses_bounds.npy')
-  if not os.path.isfile(file):
+  if not os.path.exists(file):
     raise DatasetError(f'{path}: no poses_bounds.npy, not an LLFF scene')
+  inputs.check_input_file(file, 'an (n, 17) .npy array',
+                          inputs.MAX_POSES_NPY_BYTES, DatasetError)
   try:
     data = np.load(file, allow_pickle=False)
   except (OSError, ValueError, EOFError) as e:
@@ -138,7 +141,8 @@ def load_llff(path: str, *, downsample: int = 8, ndc: bool = True,
   if len(files) != n:
     raise DatasetError(f'{folder}: {len(files)} images but poses_bounds.npy '
                        f'has {n} rows')
-  images = read_images([os.path.join(folder, f) for f in files], extra)
+  images = read_images([os.path.join(folder, f) for f in files], extra,
+                       same_size=True)
   shapes = {im.shape for im in images}
   if len(shapes) != 1:
     raise DatasetError(f'{folder}: images differ in size: {sorted(shapes)}')

@@ -3,7 +3,8 @@ camera-to-world, ``focal`` scalar (pixels).
 
 Images are floats in [0, 1] or uint8 (floats up to 255 are refused); poses
 must be rigid and the focal length sane (``camera.pose_problem``,
-``camera.intrinsics_problem``).
+``camera.intrinsics_problem``). The arrays' declared sizes (their .npy
+headers) are checked against the machine's memory before they are read.
 
 Without a path, the public ``tiny_nerf_data.npz`` (106 lego views at 100x100)
 is downloaded once into a cache directory and verified by its git blob id
@@ -25,6 +26,8 @@ from typing import Sequence
 import numpy as np
 import tqdm
 
+from nerf_jax import inputs
+from nerf_jax import resources
 from nerf_jax.camera import Intrinsics, intrinsics_problem
 from nerf_jax.scene import DEFAULT_AABB
 from nerf_jax.datasets.base import DatasetError, Scene, pinhole_split
@@ -127,15 +130,43 @@ def fetch_tiny_npz(cache_dir: str = '', url: str = '') -> str:
       f'built-in scene instead: {DEMO_HINT}')
 
 
+def _declared_bytes(path: str) -> int:
+  """The memory reading the archive takes, from its arrays' .npy headers
+  (their declared shapes decide what numpy allocates, whatever the
+  compressed file's size): the arrays, and the images again as float32 in
+  the loaded splits. 0 when a header cannot be read (np.load says why)."""
+  fmt = np.lib.format
+  need = 0
+  try:
+    with zipfile.ZipFile(path) as archive:
+      for info in archive.infolist():
+        with archive.open(info) as f:
+          version = fmt.read_magic(f)
+          read = {(1, 0): fmt.read_array_header_1_0,
+                  (2, 0): fmt.read_array_header_2_0}.get(version)
+          if read is None:
+            need += info.file_size
+            continue
+          shape, _, dtype = read(f)
+        count = int(np.prod(shape, dtype=np.float64))
+        need += count * dtype.itemsize
+        if info.filename in ('images', 'images.npy'):
+          need += count * 4 * 3  # float32: the file's views and the splits'
+  except (OSError, ValueError, EOFError, zipfile.BadZipFile,
+          NotImplementedError):
+    return 0
+  return need
+
+
 def _read_npz(path: str):
   """Reads and checks the three arrays: (images, poses, focal)."""
-  if os.path.isdir(path):
-    raise DatasetError(f'{path}: a folder, not an .npz file')
-  if not os.path.isfile(path):
-    raise DatasetError(f'{path}: file not found')
+  inputs.check_input_file(path, 'an .npz file', inputs.MAX_NPZ_BYTES,
+                          DatasetError)
   with open(path, 'rb') as f:
     if f.read(4) != b'PK\x03\x04':  # every .npz is a zip archive
       raise DatasetError(f'{path}: not an .npz file (no zip header)')
+  resources.check_fits(_declared_bytes(path), f'reading {path}',
+                       'use a file with fewer or smaller views')
   try:
     with np.load(path, allow_pickle=False) as data:
       missing = [k for k in _KEYS if k not in data.files]

@@ -23,21 +23,26 @@ smooth path through them (in file-name order, usually the capture's).
 
 Frames whose image file is missing are skipped with one warning line (the
 published fox capture lists 67 frames and ships 50 images).
+
+Everything is checked before a pixel is decoded: the json's cameras, the
+images' headers against them (``images.image_sizes``) and the lens
+distortion, which must be one a real lens can have over the image
+(``camera.distortion_problem``: invertible, converging undistortion).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
 import numpy as np
 
 from nerf_jax import camera
+from nerf_jax import inputs
 from nerf_jax import poses as poses_lib
 from nerf_jax.camera import intrinsics_problem, pose_problem
 from nerf_jax.datasets.base import DatasetError, Scene, Split, validate_split
-from nerf_jax.datasets.images import read_images
+from nerf_jax.datasets.images import image_sizes, read_images
 
 # instant-ngp's unit cube is [0, 1] after x * 0.33 + 0.5: [-1.5, 1.5] here.
 _NGP_UNIT_HALF_WIDTH = 1.5
@@ -53,10 +58,39 @@ _MAX_AABB_SCALE = 1e4
 def _json_path(path: str) -> str:
   if os.path.isdir(path):
     path = os.path.join(path, 'transforms.json')
-  if not os.path.isfile(path):
+  if not os.path.exists(path):
     raise DatasetError(f'{path}: no such file (pass --config.data.path= a '
                        'folder with transforms.json, or the json itself)')
+  inputs.check_input_file(path, 'a transforms.json file',
+                          inputs.MAX_JSON_BYTES, DatasetError)
   return path
+
+
+def _json_size(frame: dict, meta: dict):
+  """The (w, h) a frame's camera declares, or None where it does not say
+  (or says something ``_camera`` refuses later)."""
+  size = [frame.get(key, meta.get(key)) for key in ('w', 'h')]
+  if all(isinstance(v, (int, float)) and not isinstance(v, bool)
+         and np.isfinite(v) and v >= 1 for v in size):
+    return tuple(float(v) for v in size)
+  return None
+
+
+def _check_distortion(cams: list, labels: list) -> None:
+  """Refuses implausible lens distortion (``camera.distortion_problem``),
+  once per distinct camera."""
+  seen = set()
+  for (k, distortion), label in zip(cams, labels):
+    key = (k.fx, k.fy, k.cx, k.cy, k.width, k.height,
+           tuple(distortion.tolist()))
+    if key in seen or not distortion.any():
+      continue
+    seen.add(key)
+    problem = camera.distortion_problem(distortion, k.fx, k.fy, k.cx, k.cy,
+                                        k.width, k.height,
+                                        names=_DISTORTION_KEYS)
+    if problem:
+      raise DatasetError(f'{label}: {problem}')
 
 
 def _number(value, key: str, where: str) -> float:
@@ -121,13 +155,7 @@ def _camera(frame: dict, meta: dict, image_size: tuple, where: str) -> tuple:
 
 
 def _read_meta(json_path: str) -> dict:
-  try:
-    with open(json_path) as f:
-      meta = json.load(f)
-  except OSError as e:
-    raise DatasetError(f'{json_path}: cannot read ({e})') from None
-  except (json.JSONDecodeError, UnicodeDecodeError) as e:
-    raise DatasetError(f'{json_path}: malformed json ({e})') from None
+  meta = inputs.read_json(json_path, DatasetError)
   if not isinstance(meta, dict) or not isinstance(meta.get('frames'), list):
     raise DatasetError(f'{json_path}: no "frames" list')
   if not meta['frames']:
@@ -172,7 +200,8 @@ def load_transforms(path: str, *, downsample: int = 1, holdout: int = 8,
     file = os.path.normpath(os.path.join(root, str(frame['file_path'])))
     if not os.path.splitext(file)[1] and os.path.isfile(file + '.png'):
       file += '.png'
-    (frames if os.path.isfile(file) else missing).append((file, frame))
+    # What exists but is no image file (a folder, a pipe) is refused below.
+    (frames if os.path.exists(file) else missing).append((file, frame))
   if not frames:
     raise DatasetError(f'{json_path}: none of its {len(missing)} images '
                        f'exist (first: {missing[0][0]})')
@@ -199,10 +228,21 @@ def load_transforms(path: str, *, downsample: int = 1, holdout: int = 8,
   poses = poses_lib.to_4x4(poses)
   box_scale = _aabb_scale(aabb_scale, meta, json_path)
 
-  images = read_images(files, int(downsample),
+  # The cameras from the json and the images' headers: everything is
+  # checked before a pixel is decoded.
+  sizes = image_sizes(files, expected=[_json_size(frame, meta)
+                                       for _, frame in frames])
+  f = int(downsample)
+  for file, (height, width) in zip(files, sizes):
+    if min(height // f, width // f) < 1:
+      raise DatasetError(f'{file}: downsampling {width}x{height} by {f} '
+                         'leaves no pixels')
+  labels = [f'{json_path} ({file})' for file in files]
+  cams = [_camera(frame, meta, (height // f, width // f), label)
+          for (_, frame), (height, width), label in zip(frames, sizes, labels)]
+  _check_distortion(cams, labels)
+  images = read_images(files, f, sizes=sizes,
                        background=1.0 if white_background else 0.0)
-  cams = [_camera(frame, meta, image.shape[:2], f'{json_path} ({file})')
-          for (file, frame), image in zip(frames, images)]
 
   if meta.get('aabb_scale') is not None:
     center, scale = np.zeros(3), 1.0  # instant-ngp's frame: keep it

@@ -17,7 +17,8 @@ import time
 
 from absl import app, flags
 
-from nerf_jax import cli, outputs
+from nerf_jax import cli
+from nerf_jax.io import outputs
 
 TOOL = 'export.py'
 
@@ -154,7 +155,7 @@ def _file_problem(path: str, what: str, formats: tuple) -> str:
 
 def _box() -> tuple:
   """--box as ((x, y, z), (x, y, z)); ValueError (one line) if malformed."""
-  from nerf_jax import scene  # pylint: disable=g-import-not-at-top
+  from nerf_jax.datasets import scene  # pylint: disable=g-import-not-at-top
   text = _BOX.value
   try:
     values = [float(v) for v in text.split(',')]
@@ -170,7 +171,9 @@ def _box() -> tuple:
 
 
 def _run():
-  from nerf_jax import export_lib, render_lib, train_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax.export import export_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax.inference import render_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax.train import train_lib  # pylint: disable=g-import-not-at-top
   # The cheap inputs first, so their errors come before the checkpoint loads.
   path = render_lib.load_camera_path(_PATH.value) if _PATH.value else None
   config, info, model, variables, step = train_lib.load_trained(
@@ -198,7 +201,7 @@ def _run():
 
 
 def _export_mesh(fns, variables, box, points_per_call):
-  from nerf_jax import export_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax.export import export_lib  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
   export_lib.check_grid_fits(box, _RESOLUTION.value)
   threshold = _THRESHOLD.value or export_lib.default_threshold(box)
@@ -215,7 +218,8 @@ def _export_mesh(fns, variables, box, points_per_call):
 
 def _export_points(info, fns, render_fn, variables, box, chunk):
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from nerf_jax import export_lib, render_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax.export import export_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax.inference import render_lib  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
   poses = np.asarray(info.camera_poses, np.float32).reshape(-1, 4, 4)
   if not len(poses):
@@ -241,7 +245,8 @@ def _export_points(info, fns, render_fn, variables, box, chunk):
 
 
 def _export_maps(info, fns, render_fn, variables, path, chunk):
-  from nerf_jax import export_lib, render_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax.export import export_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax.inference import render_lib  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
   _, poses, intrinsics = render_lib.plan_cameras(
       info, path, _TRAJECTORY.value, _FRAMES.value, _ELEVATION.value,

@@ -77,7 +77,7 @@ flags.mark_flag_as_required('out')
 
 
 # Allowed flag values: (flag, test, what the test asks). NaN fails every
-# test. (nerf_jax.sfm checks the same for callers of the library.)
+# test. (nerf_jax.sfm.sfm checks the same for callers of the library.)
 _RANGES = (
     (_MAX_SIZE, lambda v: v == 0 or 32 <= v <= 16384,
      'must be 0 (keep) or in [32, 16384] pixels'),
@@ -112,7 +112,8 @@ def main(argv):
 
 
 def _run(source):
-  from nerf_jax import errors, sfm  # pylint: disable=g-import-not-at-top
+  from nerf_jax import errors  # pylint: disable=g-import-not-at-top
+  from nerf_jax.sfm import sfm  # pylint: disable=g-import-not-at-top
   try:
     return sfm.prepare_scene(
         source, _OUT.value, max_size=_MAX_SIZE.value,

@@ -15,7 +15,8 @@ import warnings
 
 from absl import app, flags
 
-from nerf_jax import cli, outputs
+from nerf_jax import cli
+from nerf_jax.io import outputs
 
 _CKPT = flags.DEFINE_string('ckpt', None, 'Training directory (workdir).')
 _OUT = flags.DEFINE_string('out', None, 'Output folder (default <ckpt>/render).')
@@ -121,7 +122,8 @@ def _output_folder(ckpt: str) -> str:
 
 
 def _run():
-  from nerf_jax import render_lib, train_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax.inference import render_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax.train import train_lib  # pylint: disable=g-import-not-at-top
   # The cheap inputs first, so their errors come before the checkpoint loads.
   path = render_lib.load_camera_path(_PATH.value) if (
       _PATH.value and not _EVAL.value) else None
@@ -148,7 +150,8 @@ def _run():
 
 
 def _evaluate(config, info, render_fn, variables, out_dir, step, chunk):
-  from nerf_jax import datasets, distributed, render_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax import datasets, distributed  # pylint: disable=g-import-not-at-top
+  from nerf_jax.inference import render_lib  # pylint: disable=g-import-not-at-top
   path = _EVAL.value
   split_name = _SPLIT.value or ('val' if path == 'config' else 'test')
   # The scene the model was trained on fixes near/far and the background.
@@ -193,7 +196,7 @@ def _chunk(config) -> int:
 def _plan_video(info, path) -> tuple:
   """(stem, poses f32[n, 4, 4], intrinsics) of the video: the --path file's
   or the --trajectory's, at --scale; ValueError for frames too large."""
-  from nerf_jax import render_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax.inference import render_lib  # pylint: disable=g-import-not-at-top
   kind, poses, intrinsics = render_lib.plan_cameras(
       info, path, _TRAJECTORY.value, _FRAMES.value, _ELEVATION.value,
       _RADIUS.value, _SCALE.value)
@@ -203,7 +206,9 @@ def _plan_video(info, path) -> tuple:
 
 def _video(info, render_fn, variables, poses, intrinsics, files, step, chunk):
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from nerf_jax import distributed, render_lib, viz  # pylint: disable=g-import-not-at-top
+  from nerf_jax import distributed  # pylint: disable=g-import-not-at-top
+  from nerf_jax.inference import render_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax.io import viz  # pylint: disable=g-import-not-at-top
   frames = render_lib.render_sequence(
       render_fn, variables, poses, intrinsics, info.near, info.far,
       chunk, progress=_PROGRESS.value and distributed.is_primary(),

@@ -48,7 +48,8 @@ def main(argv):
   if problem:
     cli.fail(problem, code=2)
   # Imported here so --help stays fast.
-  from nerf_jax import distributed, train_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax import distributed  # pylint: disable=g-import-not-at-top
+  from nerf_jax.train import train_lib  # pylint: disable=g-import-not-at-top
   config = _CONFIG.value
   workdir = _WORKDIR.value or os.path.join('runs', cli.config_name(sys.argv))
   live = _live_viewer()
@@ -74,7 +75,7 @@ def _live_viewer():
   import jax  # pylint: disable=g-import-not-at-top
   if jax.process_count() > 1:
     cli.fail('--viewer serves a single-process training only', code=2)
-  from nerf_jax import viewer  # pylint: disable=g-import-not-at-top
+  from nerf_jax.viewer import viewer  # pylint: disable=g-import-not-at-top
   return viewer.LiveTraining(port=_VIEWER_PORT.value,
                              max_busy=_VIEWER_SHARE.value)
 

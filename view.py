@@ -55,7 +55,9 @@ def main(argv):
 
 
 def _run():
-  from nerf_jax import errors, train_lib, viewer as viewer_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax import errors  # pylint: disable=g-import-not-at-top
+  from nerf_jax.train import train_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax.viewer import viewer as viewer_lib  # pylint: disable=g-import-not-at-top
   ckpt = _CKPT.value
   config, info, model, variables, step = train_lib.load_trained(
       ckpt, _STEP.value)

@@ -33,7 +33,7 @@ import jax  # pylint: disable=g-import-not-at-top
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 
-from nerf_jax import encoding  # pylint: disable=g-import-not-at-top
+from nerf_jax.fields import encoding  # pylint: disable=g-import-not-at-top
 
 HASH_LEVELS, HASH_FEATURES, HASH_BASE = 16, 2, 16
 

@@ -30,7 +30,8 @@ def main():
                       help='points per field call (export.py: 64 x --chunk)')
   args = parser.parse_args()
   import jax  # pylint: disable=g-import-not-at-top
-  from nerf_jax import export_lib, train_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax.export import export_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax.train import train_lib  # pylint: disable=g-import-not-at-top
   config, info, model, variables, step = train_lib.load_trained(args.ckpt)
   fns = export_lib.make_field_fns(model, export_lib.normal_step(info.aabb))
   box, threshold = info.aabb, export_lib.default_threshold(info.aabb)

@@ -23,7 +23,8 @@ _REPEATS = flags.DEFINE_integer('repeats', 3, 'timings of each (best kept)')
 
 def main(argv):
   del argv
-  from nerf_jax import datasets, scene  # pylint: disable=g-import-not-at-top
+  from nerf_jax import datasets  # pylint: disable=g-import-not-at-top
+  from nerf_jax.datasets import scene  # pylint: disable=g-import-not-at-top
   config = _CONFIG.value
   t = time.perf_counter()
   data = datasets.load_scene(config.data, splits=('train', 'val'))

@@ -41,7 +41,7 @@ def main():
                       help='keep the scene here (default: a temporary folder)')
   args = parser.parse_args()
   import pycolmap  # pylint: disable=g-import-not-at-top
-  from nerf_jax import sfm  # pylint: disable=g-import-not-at-top
+  from nerf_jax.sfm import sfm  # pylint: disable=g-import-not-at-top
   if not os.path.isfile(os.path.join(args.fox, 'transforms.json')):
     sys.exit(f'error: {args.fox}/transforms.json not found')
   tmp = tempfile.mkdtemp(prefix='prepare_speed-')

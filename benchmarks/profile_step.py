@@ -106,7 +106,9 @@ def component_times(config, rounds: int) -> tuple:
   train step's (fn, args) for the op trace."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from nerf_jax import encoding, rendering, sampling, train_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax.fields import encoding  # pylint: disable=g-import-not-at-top
+  from nerf_jax.render import compositing, sampling  # pylint: disable=g-import-not-at-top
+  from nerf_jax.train import train_lib  # pylint: disable=g-import-not-at-top
   k = int(config.train.get('micro_batches', 1))
   batch = int(config.train.batch_rays)
   m = batch // k
@@ -152,7 +154,7 @@ def component_times(config, rounds: int) -> tuple:
     t_edges = sampling.edges_from_samples(points_t, rays.near, rays.far)
 
     def loss(density, rgb):
-      out = rendering.volumetric_rendering(density, rgb, t_edges,
+      out = compositing.volumetric_rendering(density, rgb, t_edges,
                                            rays.directions)
       return jnp.mean((out['rgb'] - target) ** 2)
     return jax.value_and_grad(loss, (0, 1))(density, rgb)
@@ -337,20 +339,20 @@ def _batch_shaped_field(field):
   (as before the flat trunk), same parameters."""
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
-  from nerf_jax.models import fields  # pylint: disable=g-import-not-at-top
+  from nerf_jax.fields import networks  # pylint: disable=g-import-not-at-top
 
-  class BatchShapedMLP(fields.NerfMLP):
+  class BatchShapedMLP(networks.NerfMLP):
 
     @nn.compact
     def __call__(self, points, viewdirs=None):
       if self.use_viewdirs:
         raise ValueError('batch_shaped prototypes the viewdir-free field only')
-      inputs = fields.positional_encoding_parts(points, self.pos_freqs)
+      inputs = networks.positional_encoding_parts(points, self.pos_freqs)
       x = []
       for i in range(self.depth):
         if i == 0 or i in self.skips:
           x = x + inputs
-        x = [nn.relu(fields.ConcatDense(self.width, name=f'trunk_{i}')(x))]
+        x = [nn.relu(networks.ConcatDense(self.width, name=f'trunk_{i}')(x))]
       raw = nn.Dense(1, name='density')(x[0])[..., 0]
       density = jax.nn.softplus(raw + self.density_bias)
       return jax.nn.sigmoid(nn.Dense(3, name='rgb')(x[0])), density
@@ -375,8 +377,8 @@ def what_if(config, names: list, rounds: int) -> None:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from nerf_jax import train_lib  # pylint: disable=g-import-not-at-top
-  from nerf_jax.models import fields  # pylint: disable=g-import-not-at-top
+  from nerf_jax.train import train_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax.fields import networks  # pylint: disable=g-import-not-at-top
   runs = {}
   for name in ['baseline'] + list(names):
     parts = set(name.split('+'))
@@ -406,7 +408,7 @@ def what_if(config, names: list, rounds: int) -> None:
         if 'sine_encoding' not in parts:
           ctx.enter_context(_patched(
               fields, 'positional_encoding_parts',
-              _concatenated(fields.positional_encoding_parts)))
+              _concatenated(networks.positional_encoding_parts)))
       elif part == 'batch_shaped':
         model.field = _batch_shaped_field(model.field)
       elif part != 'baseline':

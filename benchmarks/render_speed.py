@@ -25,7 +25,8 @@ def main():
   parser.add_argument('--chunk', type=int, default=4096)
   args = parser.parse_args()
   import jax  # pylint: disable=g-import-not-at-top
-  from nerf_jax import render_lib, train_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax.inference import render_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax.train import train_lib  # pylint: disable=g-import-not-at-top
   config, info, model, params, _ = train_lib.load_trained(args.ckpt)
   intr = info.intrinsics
   if args.width:

@@ -77,7 +77,10 @@ def synthetic_setup(config, seed: int = 0, mesh=None):
   mesh, placed as train.py places them (see ``distributed``)."""
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from nerf_jax import camera, distributed, models, scene, train_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax.cameras import camera  # pylint: disable=g-import-not-at-top
+  from nerf_jax import distributed, models  # pylint: disable=g-import-not-at-top
+  from nerf_jax.datasets import scene  # pylint: disable=g-import-not-at-top
+  from nerf_jax.train import train_lib  # pylint: disable=g-import-not-at-top
   intrinsics = camera.Intrinsics.from_focal(FOCAL, SIZE, SIZE)
   info = scene.SceneInfo(name='synthetic', near=NEAR, far=FAR,
                          white_background=False, aabb=scene.DEFAULT_AABB,
@@ -104,7 +107,7 @@ def synthetic_setup(config, seed: int = 0, mesh=None):
 def make_step(config, model, tx, mesh=None):
   """The jitted training step of ``config`` (state donated)."""
   import jax  # pylint: disable=g-import-not-at-top
-  from nerf_jax import train_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax.train import train_lib  # pylint: disable=g-import-not-at-top
   return jax.jit(train_lib.make_train_step(
       model, tx, config.train.batch_rays, NEAR, FAR, mesh,
       micro_batches=config.train.get('micro_batches', 1)),

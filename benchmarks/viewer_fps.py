@@ -28,7 +28,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def measure_fps(ckpt: str, resolution: int, frames: int, chunk: int) -> None:
   from viser import _scene_api  # pylint: disable=g-import-not-at-top
-  from nerf_jax import render_lib, train_lib, viewer  # pylint: disable=g-import-not-at-top
+  from nerf_jax.inference import render_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax.train import train_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax.viewer import viewer  # pylint: disable=g-import-not-at-top
   config, info, model, variables, step = train_lib.load_trained(ckpt)
   view = viewer.Viewer(model, info, variables, step, chunk=chunk,
                        resolution=resolution)
@@ -55,7 +57,8 @@ class _DraggingClient:
 
   def __init__(self, view, info, period_s: float = 0.05):
     import types  # pylint: disable=g-import-not-at-top
-    from nerf_jax import render_lib, viewer  # pylint: disable=g-import-not-at-top
+    from nerf_jax.inference import render_lib  # pylint: disable=g-import-not-at-top
+    from nerf_jax.viewer import viewer  # pylint: disable=g-import-not-at-top
     self.frames, self.stopped = 0, False
     self.poses = render_lib.orbit_poses(360, 30.0, info.camera_radius)
     self.client = types.SimpleNamespace(client_id=1)
@@ -74,7 +77,7 @@ class _DraggingClient:
     self.frames += 1
 
   def _drag(self):
-    from nerf_jax import viewer  # pylint: disable=g-import-not-at-top
+    from nerf_jax.viewer import viewer  # pylint: disable=g-import-not-at-top
     i = 0
     while not self.stopped:
       i += 1
@@ -88,7 +91,9 @@ class _DraggingClient:
 def measure_training(config_file: str, config_args: list, steps: int,
                      repeats: int, max_busy: float, resolution: int) -> None:
   import step_speed  # pylint: disable=g-import-not-at-top
-  from nerf_jax import rundir, train_lib, viewer  # pylint: disable=g-import-not-at-top
+  from nerf_jax.runs import rundir  # pylint: disable=g-import-not-at-top
+  from nerf_jax.train import train_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax.viewer import viewer  # pylint: disable=g-import-not-at-top
   config = step_speed.load_config_file(config_file)
   for override in [a[len('--config.'):] for a in config_args] + [
       f'train.max_steps={steps}', f'eval.every={steps}',

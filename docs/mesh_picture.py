@@ -17,7 +17,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 import trimesh  # pylint: disable=g-import-not-at-top
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from nerf_jax import camera  # pylint: disable=g-import-not-at-top
+from nerf_jax.cameras import camera  # pylint: disable=g-import-not-at-top
 
 
 def main(path: str, out: str) -> None:

@@ -133,7 +133,7 @@ def _load_config_module(path: str):
 def _config_file_problem(path: str) -> str:
   """Why ``path`` cannot be a config file ('' if it can): not Python, not
   valid Python, failing when run, or without ``get_config()``."""
-  from nerf_jax import inputs  # pylint: disable=g-import-not-at-top
+  from nerf_jax.io import inputs  # pylint: disable=g-import-not-at-top
   where = f'config file {path}'
   if os.path.isdir(path):
     return f'{where} is a folder, not a .py file defining get_config()'

@@ -46,7 +46,7 @@ def builtin_fast_run() -> tuple:
   the others wait and read the same run. Tests read it only (copy it to
   change anything).
   """
-  from nerf_jax import train_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax.train import train_lib  # pylint: disable=g-import-not-at-top
   from tests.test_fast import learning_config  # pylint: disable=g-import-not-at-top
   folder = os.path.join(os.environ['NERF_JAX_TESTS_SHARED'], 'builtin_fast')
   os.makedirs(folder, exist_ok=True)

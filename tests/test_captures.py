@@ -14,9 +14,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
   sys.path.insert(0, str(ROOT))
 
-from nerf_jax import camera  # pylint: disable=g-import-not-at-top
+from nerf_jax.cameras import camera  # pylint: disable=g-import-not-at-top
 from nerf_jax import datasets
-from nerf_jax import poses as poses_lib
+from nerf_jax.cameras import poses as poses_lib
 from nerf_jax.datasets import llff
 
 from checks import one_line  # tests/checks.py
@@ -371,7 +371,8 @@ def test_fox_loads_with_its_missing_frames_skipped(capfd):
 
 
 def _train_and_render(config, workdir) -> tuple:
-  from nerf_jax import render_lib, train_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax.inference import render_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax.train import train_lib  # pylint: disable=g-import-not-at-top
   record = train_lib.train_and_evaluate(config, str(workdir), progress=False)
   _, info, model, variables, step = train_lib.load_trained(str(workdir))
   kind, path = render_lib.camera_path(info, 'auto', 2)

@@ -21,7 +21,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from anywhere without installing
   sys.path.insert(0, str(ROOT))
 
-from nerf_jax import camera  # pylint: disable=g-import-not-at-top
+from nerf_jax.cameras import camera  # pylint: disable=g-import-not-at-top
 from nerf_jax import datasets
 from nerf_jax.datasets import blender
 from nerf_jax.datasets import procedural

@@ -1,4 +1,4 @@
-"""Tests of nerf_jax.encoding: the NeRF positional encoding."""
+"""Tests of nerf_jax.fields.encoding: the NeRF positional encoding."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from anywhere without installing
   sys.path.insert(0, str(ROOT))
 
-from nerf_jax import encoding  # pylint: disable=g-import-not-at-top
+from nerf_jax.fields import encoding  # pylint: disable=g-import-not-at-top
 
 
 def _reference(x: np.ndarray, num_freqs: int, include_input: bool = True):

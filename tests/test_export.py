@@ -18,7 +18,11 @@ import pytest
 import trimesh
 from scipy.spatial import cKDTree
 
-from nerf_jax import camera, export_lib, outputs, render_lib, train_lib
+from nerf_jax.cameras import camera
+from nerf_jax.export import export_lib
+from nerf_jax.io import outputs
+from nerf_jax.inference import render_lib
+from nerf_jax.train import train_lib
 from nerf_jax.datasets import procedural
 from tests.checks import error_line
 

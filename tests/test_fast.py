@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 from configs import demo
-from nerf_jax import camera, datasets, models, occupancy, rendering
-from nerf_jax import train_lib
+from nerf_jax.cameras import camera
+from nerf_jax import datasets, models
+from nerf_jax.render import occupancy, compositing
+from nerf_jax.train import train_lib
 
 
 def fast_config(**overrides):
@@ -69,7 +71,7 @@ def _dense_reference(model, params, rays, key):
                                    rays.viewdirs[:, None])
   inside = marched['t_edges'][:, 1:] > marched['t_edges'][:, :-1]
   density = jnp.where(inside, density, 0.0)
-  out = rendering.volumetric_rendering(density, rgb, marched['t_edges'],
+  out = compositing.volumetric_rendering(density, rgb, marched['t_edges'],
                                        rays.directions,
                                        model.scene.background)
   return out

@@ -1,4 +1,4 @@
-"""Tests of nerf_jax.encoding's grid encodings (hash grid, dense grid)."""
+"""Tests of nerf_jax.fields.encoding's grid encodings (hash grid, dense grid)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from anywhere without installing
   sys.path.insert(0, str(ROOT))
 
-from nerf_jax import encoding  # pylint: disable=g-import-not-at-top
+from nerf_jax.fields import encoding  # pylint: disable=g-import-not-at-top
 
 # T = 1024 rows: levels up to 9 cells per axis ((9 + 1)^3 <= 1024) are indexed
 # one-to-one, finer ones are hashed. Few levels keep compilation quick.

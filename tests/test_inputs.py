@@ -19,7 +19,10 @@ import numpy as np
 import pytest
 
 from checks import error_line, one_line, snapshot  # tests/checks.py
-from nerf_jax import camera, datasets, outputs, render_lib
+from nerf_jax.cameras import camera
+from nerf_jax import datasets
+from nerf_jax.io import outputs
+from nerf_jax.inference import render_lib
 from nerf_jax.datasets import base
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -392,7 +395,7 @@ def test_json_nested_too_deeply_or_with_huge_integers_names_file_and_key(
   # Every reader of a user's JSON goes through inputs.read_json: one line
   # naming the file and the key, never an unexpected RecursionError,
   # OverflowError or TypeError.
-  from nerf_jax import rundir  # pylint: disable=g-import-not-at-top
+  from nerf_jax.runs import rundir  # pylint: disable=g-import-not-at-top
   path = _write_capture(tmp_path / 'capture', dict(fl_x=10.0))
   meta = json.loads(pathlib.Path(path).read_text())
   meta['frames'][1]['w'] = 10 ** 40
@@ -701,7 +704,8 @@ def no_decoding(monkeypatch):
 
 
 def test_pipes_devices_and_huge_files_are_refused_unopened(tmp_path, no_hang):
-  from nerf_jax import cli, inputs  # pylint: disable=g-import-not-at-top
+  from nerf_jax import cli  # pylint: disable=g-import-not-at-top
+  from nerf_jax.io import inputs  # pylint: disable=g-import-not-at-top
   fifo = str(tmp_path / 'cams.json')
   os.mkfifo(fifo)
   huge = tmp_path / 'huge.json'
@@ -838,7 +842,8 @@ def test_images_and_arrays_beyond_memory_are_refused_before_reading(
 
 def test_prepare_refuses_pipes_and_photos_beyond_memory(tmp_path,
                                                         monkeypatch, no_hang):
-  from nerf_jax import resources, sfm  # pylint: disable=g-import-not-at-top
+  from nerf_jax import resources  # pylint: disable=g-import-not-at-top
+  from nerf_jax.sfm import sfm  # pylint: disable=g-import-not-at-top
   os.mkfifo(tmp_path / 'walk.mp4')
   with pytest.raises(sfm.SfmError) as e:
     sfm.prepare_scene(str(tmp_path / 'walk.mp4'), str(tmp_path / 'scene'))

@@ -18,7 +18,7 @@ if str(ROOT) not in sys.path:  # run from anywhere without installing
   sys.path.insert(0, str(ROOT))
 
 from nerf_jax import models  # pylint: disable=g-import-not-at-top
-from nerf_jax.models import fields  # pylint: disable=g-import-not-at-top
+from nerf_jax.fields import networks  # pylint: disable=g-import-not-at-top
 
 
 def _dense(n_in: int, n_out: int) -> int:
@@ -207,7 +207,7 @@ def test_concat_dense_equals_dense_on_the_concatenation():
   a = jnp.asarray(rng.normal(size=(4, 5, 3)).astype(np.float32))
   b = jnp.asarray(rng.normal(size=(4, 5, 7)).astype(np.float32))
   per_ray = jnp.asarray(rng.normal(size=(4, 1, 2)).astype(np.float32))
-  layer = fields.ConcatDense(6)
+  layer = networks.ConcatDense(6)
   params = layer.init(jax.random.key(0), [a, b, per_ray])
   dense = nn.Dense(6)
   # Same parameter tree (names, shapes) and initial values as nn.Dense.

@@ -18,7 +18,9 @@ import sys
 import jax, jax.numpy as jnp, numpy as np
 sys.path.insert(0, sys.argv[1])
 from configs import demo
-from nerf_jax import datasets, distributed, models, pipeline, train_lib
+from nerf_jax import datasets, distributed, models
+from nerf_jax.render import pipeline
+from nerf_jax.train import train_lib
 devices = int(sys.argv[2])
 assert jax.device_count() == devices, jax.devices()
 config = demo.get_config()
@@ -66,7 +68,8 @@ assert all(x.sharding.is_fully_replicated
 for a, b in zip(*(jax.tree_util.tree_leaves(s.params) for s in results)):
   np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
 # Rendering spreads each chunk over the devices and matches one device.
-from nerf_jax import camera, render_lib
+from nerf_jax.cameras import camera
+from nerf_jax.inference import render_lib
 params = results[1].variables()
 intr = camera.Intrinsics.from_focal(14.0, 11, 9)
 pose = render_lib.orbit_poses(2, 30.0, 4.0)[1]
@@ -150,7 +153,7 @@ def _run(script: str, args: list, devices: int, cwd) -> subprocess.CompletedProc
 LOAD = r'''
 import sys, jax, numpy as np
 sys.path.insert(0, sys.argv[1])
-from nerf_jax import train_lib
+from nerf_jax.train import train_lib
 assert jax.device_count() == int(sys.argv[4])
 got = [train_lib.load_trained(d)[3:] for d in sys.argv[2:4]]
 assert got[0][1] == got[1][1] == int(sys.argv[5]), [g[1] for g in got]

@@ -1,4 +1,4 @@
-"""Tests of nerf_jax.occupancy: occupancy grid, ray marching and compaction."""
+"""Tests of nerf_jax.render.occupancy: occupancy grid, ray marching and compaction."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from anywhere without installing
   sys.path.insert(0, str(ROOT))
 
-from nerf_jax import occupancy  # pylint: disable=g-import-not-at-top
+from nerf_jax.render import occupancy  # pylint: disable=g-import-not-at-top
 
 UNIT_BOX = np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]], np.float32)
 BOX = np.array([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]], np.float32)

@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 from checks import error_line, one_line, snapshot  # tests/checks.py
-from nerf_jax import outputs, render_lib, rundir
+from nerf_jax.io import outputs
+from nerf_jax.inference import render_lib
+from nerf_jax.runs import rundir
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

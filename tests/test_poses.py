@@ -1,4 +1,4 @@
-"""Tests of nerf_jax.poses: capture normalisation and camera paths."""
+"""Tests of nerf_jax.cameras.poses: capture normalisation and camera paths."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
   sys.path.insert(0, str(ROOT))
 
-from nerf_jax import camera  # pylint: disable=g-import-not-at-top
-from nerf_jax import poses
+from nerf_jax.cameras import camera  # pylint: disable=g-import-not-at-top
+from nerf_jax.cameras import poses
 
 
 def _random_rotation(rng) -> np.ndarray:

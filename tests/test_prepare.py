@@ -23,7 +23,8 @@ from checks import error_line, snapshot  # tests/checks.py
 import pytest
 from PIL import Image, ImageFilter
 
-from nerf_jax import outputs, sfm
+from nerf_jax.io import outputs
+from nerf_jax.sfm import sfm
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FOX = ROOT.parent / 'shared' / 'data' / 'fox'

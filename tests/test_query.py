@@ -15,7 +15,10 @@ import numpy as np
 import pytest
 
 from configs import demo
-from nerf_jax import camera, datasets, models, rendering
+from nerf_jax.cameras import camera
+from nerf_jax import datasets, models
+from nerf_jax.fields import networks
+from nerf_jax.render import compositing
 from tests.test_fast import _dense_reference, _model, _rays
 
 
@@ -42,7 +45,7 @@ def _composite(model, params, state, rays, t_samples, t_edges):
   points = rays.origins[:, None] + t_samples[..., None] * rays.directions[:, None]
   viewdirs = jnp.broadcast_to(rays.viewdirs[:, None], points.shape)
   rgb, density = model.query(params, state, points, viewdirs)
-  return rendering.volumetric_rendering(density, rgb, t_edges,
+  return compositing.volumetric_rendering(density, rgb, t_edges,
                                         rays.directions,
                                         model.scene.background)
 
@@ -107,7 +110,7 @@ def test_fast_density_is_zero_outside_the_box_and_in_empty_cells():
   inside = jax.random.uniform(jax.random.PRNGKey(0), (200, 3), minval=lo,
                               maxval=hi)
   raw = model.field.apply({'params': params}, inside,
-                          method=models.fields.GridField.density)
+                          method=networks.GridField.density)
   np.testing.assert_allclose(model.density(params, state, inside), raw,
                              rtol=1e-6)
   outside = inside + (hi - lo) * 1.01

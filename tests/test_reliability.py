@@ -25,8 +25,9 @@ import pytest
 
 from checks import error_line, one_line  # tests/checks.py
 from configs import demo
-from nerf_jax import (distributed, errors, faults, resources, rundir, train_lib,
-                      validation)
+from nerf_jax import distributed, errors, faults, resources
+from nerf_jax.runs import rundir
+from nerf_jax.train import train_lib, validation
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SMALL = [

@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 from configs import demo
-from nerf_jax import camera, render_lib, train_lib
+from nerf_jax.cameras import camera
+from nerf_jax.inference import render_lib
+from nerf_jax.train import train_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""Tests of nerf_jax.rendering: alpha compositing (NeRF eq. 3)."""
+"""Tests of nerf_jax.render.compositing: alpha compositing (NeRF eq. 3)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from anywhere without installing
   sys.path.insert(0, str(ROOT))
 
-from nerf_jax import rendering  # pylint: disable=g-import-not-at-top
+from nerf_jax.render import compositing  # pylint: disable=g-import-not-at-top
 
 ATOL = 1e-5
 RTOL = 1e-5
@@ -51,7 +51,7 @@ def test_weights_match_reference(seed, scale):
   rng = np.random.default_rng(seed)
   edges, dirs = _rays(rng, 6, 12)
   density = (scale * rng.uniform(0.0, 5.0, size=(6, 12))).astype(np.float32)
-  got = np.asarray(rendering.compute_weights(density, edges, dirs))
+  got = np.asarray(compositing.compute_weights(density, edges, dirs))
   np.testing.assert_allclose(got, _reference_weights(density, edges, dirs),
                              atol=1e-6, rtol=1e-5)
 
@@ -63,7 +63,7 @@ def test_weights_nonnegative_sum_at_most_one(seed):
   density = 10.0**rng.uniform(-3, 3, size=(20, 16))
   density[rng.random(size=density.shape) < 0.3] = 0.0
   w = np.asarray(
-      rendering.compute_weights(density.astype(np.float32), edges, dirs))
+      compositing.compute_weights(density.astype(np.float32), edges, dirs))
   assert np.all(w >= 0)
   assert np.all(np.sum(w, axis=-1) <= 1.0 + 1e-6)
 
@@ -74,7 +74,7 @@ def test_acc_closed_form_for_constant_density(seed, sigma):
   edges, dirs = _rays(rng, 5, 10)
   density = np.full((5, 10), sigma, np.float32)
   rgb = rng.uniform(size=(5, 10, 3)).astype(np.float32)
-  out = rendering.volumetric_rendering(density, rgb, edges, dirs)
+  out = compositing.volumetric_rendering(density, rgb, edges, dirs)
   length = (edges[:, -1] - edges[:, 0]) * np.linalg.norm(dirs, axis=-1)
   np.testing.assert_allclose(out['acc'], 1.0 - np.exp(-sigma * length),
                              atol=1e-5, rtol=1e-5)
@@ -91,7 +91,7 @@ def test_one_huge_density_gives_one_hot_weight(huge, k):
   density[:, :k] = 0.0  # empty space in front
   density[:, k] = huge
   rgb = rng.uniform(size=(3, 10, 3)).astype(np.float32)
-  out = rendering.volumetric_rendering(density, rgb, edges, dirs)
+  out = compositing.volumetric_rendering(density, rgb, edges, dirs)
   expected = np.zeros((3, 10))
   expected[:, k] = 1.0
   np.testing.assert_allclose(out['weights'], expected, atol=1e-6, rtol=0)
@@ -106,7 +106,7 @@ def test_zero_density_shows_background(background):
   rng = np.random.default_rng(20)
   edges, dirs = _rays(rng, 4, 8)
   rgb = rng.uniform(size=(4, 8, 3)).astype(np.float32)
-  out = rendering.volumetric_rendering(np.zeros((4, 8), np.float32), rgb,
+  out = compositing.volumetric_rendering(np.zeros((4, 8), np.float32), rgb,
                                        edges, dirs, background)
   np.testing.assert_array_equal(out['weights'], np.zeros((4, 8)))
   np.testing.assert_array_equal(out['acc'], np.zeros(4))
@@ -125,7 +125,7 @@ def test_uniform_colour_closed_form(seed):
   colour = rng.uniform(size=(6, 3)).astype(np.float32)
   rgb = np.broadcast_to(colour[:, None, :], (6, 9, 3))
   for background in (0.0, 1.0, rng.uniform(size=(6, 3)).astype(np.float32)):
-    out = rendering.volumetric_rendering(density, rgb, edges, dirs, background)
+    out = compositing.volumetric_rendering(density, rgb, edges, dirs, background)
     acc = np.asarray(out['acc'])[:, None]
     np.testing.assert_allclose(out['rgb'],
                                colour * acc + background * (1.0 - acc),
@@ -138,7 +138,7 @@ def test_depth_and_disparity(seed):
   edges, dirs = _rays(rng, 8, 12)
   density = rng.uniform(0.0, 3.0, size=(8, 12)).astype(np.float32)
   rgb = rng.uniform(size=(8, 12, 3)).astype(np.float32)
-  out = rendering.volumetric_rendering(density, rgb, edges, dirs)
+  out = compositing.volumetric_rendering(density, rgb, edges, dirs)
   w = _reference_weights(density, edges, dirs)
   mids = 0.5 * (edges[:, 1:] + edges[:, :-1]).astype(np.float64)
   np.testing.assert_allclose(out['depth'],
@@ -161,12 +161,12 @@ def test_values_and_gradients_finite_at_extremes(value):
                       jnp.float32).at[:, 3].set(value)
 
   def loss(density, colours):
-    out = rendering.volumetric_rendering(density, colours, edges, dirs, 1.0)
+    out = compositing.volumetric_rendering(density, colours, edges, dirs, 1.0)
     return (jnp.sum(out['rgb']) + jnp.sum(out['depth']) +
             jnp.sum(out['acc']) + jnp.sum(out['disparity']))
 
   for density in (constant, mixed):
-    out = rendering.volumetric_rendering(density, rgb, edges, dirs, 1.0)
+    out = compositing.volumetric_rendering(density, rgb, edges, dirs, 1.0)
     for key, v in out.items():
       assert np.all(np.isfinite(v)), key
     g_density, g_rgb = jax.grad(loss, argnums=(0, 1))(density, rgb)
@@ -186,7 +186,7 @@ def test_gradient_matches_finite_difference():
     return np.sum(w[..., None] * rgb)
 
   def loss(d):
-    w = rendering.compute_weights(d, edges, dirs)
+    w = compositing.compute_weights(d, edges, dirs)
     return jnp.sum(w[..., None] * jnp.asarray(rgb, jnp.float32))
 
   grad = np.asarray(jax.grad(loss)(jnp.asarray(density, jnp.float32)))
@@ -209,7 +209,7 @@ def test_packed_weights_equal_per_ray_weights():
   start = np.zeros(lengths.sum(), bool)
   start[np.cumsum(lengths)[:-1][lengths[1:] > 0]] = True
   start[0] = True
-  w = np.asarray(rendering.packed_weights(density, delta, start))
+  w = np.asarray(compositing.packed_weights(density, delta, start))
   offset = 0
   for n in lengths:  # float64 NumPy: T_i (1 - exp(-sigma_i delta_i)) per ray
     o = np.minimum(density[offset:offset + n].astype(np.float64) *

@@ -15,7 +15,11 @@ import numpy as np
 import pytest
 
 from configs import demo
-from nerf_jax import camera, datasets, models, rundir, scene, train_lib
+from nerf_jax.cameras import camera
+from nerf_jax import datasets, models
+from nerf_jax.runs import rundir
+from nerf_jax.datasets import scene
+from nerf_jax.train import train_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # A run written by nerf_jax before the model interface existed (no

@@ -1,4 +1,4 @@
-"""Tests of nerf_jax.sampling: stratified and importance samples along rays."""
+"""Tests of nerf_jax.render.sampling: stratified and importance samples along rays."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from anywhere without installing
   sys.path.insert(0, str(ROOT))
 
-from nerf_jax import sampling  # pylint: disable=g-import-not-at-top
+from nerf_jax.render import sampling  # pylint: disable=g-import-not-at-top
 
 ATOL = 1e-5
 RTOL = 1e-5

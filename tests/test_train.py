@@ -12,7 +12,10 @@ import numpy as np
 import pytest
 
 from configs import demo
-from nerf_jax import camera, datasets, models, rundir, train_lib
+from nerf_jax.cameras import camera
+from nerf_jax import datasets, models
+from nerf_jax.runs import rundir
+from nerf_jax.train import train_lib
 
 
 def small_config(**overrides):

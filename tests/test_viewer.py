@@ -21,7 +21,9 @@ import pytest
 from scipy.spatial import transform as sp_transform
 
 from configs import demo
-from nerf_jax import render_lib, train_lib, viewer
+from nerf_jax.inference import render_lib
+from nerf_jax.train import train_lib
+from nerf_jax.viewer import viewer
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = '/usr/bin/chromium', '/usr/bin/chromedriver'
@@ -527,7 +529,7 @@ def test_train_py_viewer_serves_the_page_while_training(tmp_path):
 
 
 def _fake_run(path):
-  """A folder that looks like a training run to nerf_jax.outputs."""
+  """A folder that looks like a training run to nerf_jax.io.outputs."""
   os.makedirs(path, exist_ok=True)
   for name in ('config.json', 'scene.json'):
     with open(os.path.join(path, name), 'w') as f:
@@ -616,7 +618,7 @@ def test_origin_rules_for_loopback_and_every_interface():
   interface accepts the address it is reached at, with the token only."""
   from websockets.datastructures import Headers  # pylint: disable=g-import-not-at-top
   from websockets.http11 import Request  # pylint: disable=g-import-not-at-top
-  from nerf_jax import viewer_access  # pylint: disable=g-import-not-at-top
+  from nerf_jax.viewer import access  # pylint: disable=g-import-not-at-top
 
   def request(host, origin, token='t0ken'):
     headers = Headers({'Host': host, 'Upgrade': 'websocket'})
@@ -624,13 +626,13 @@ def test_origin_rules_for_loopback_and_every_interface():
       headers['Origin'] = origin
     return Request(f'/?token={token}' if token else '/', headers)
 
-  local = viewer_access.Guard('127.0.0.1', 't0ken')
+  local = access.Guard('127.0.0.1', 't0ken')
   assert local.refusal(request('127.0.0.1:8080', 'http://127.0.0.1:8080')) == ''
   assert local.refusal(request('localhost:9000', 'http://localhost:9000')) == ''
   assert local.refusal(request('[::1]:8080', 'http://[::1]:8080')) == ''
   assert 'not a loopback' in local.refusal(
       request('evil.example:8080', 'http://evil.example:8080'))
-  wide = viewer_access.Guard('0.0.0.0', 't0ken')
+  wide = access.Guard('0.0.0.0', 't0ken')
   assert wide.refusal(request('192.168.1.7:8080',
                               'http://192.168.1.7:8080')) == ''
   assert 'token' in wide.refusal(request('192.168.1.7:8080',
@@ -647,9 +649,9 @@ def test_origin_rules_for_loopback_and_every_interface():
     assert status == 403 and text.isascii() and '\x9b' not in text
   assert guarded(connection, request('127.0.0.1:8080',
                                      'http://127.0.0.1:8080')) is None
-  assert viewer_access.page_url('0.0.0.0', 8080, 'T') == (
+  assert access.page_url('0.0.0.0', 8080, 'T') == (
       'http://127.0.0.1:8080/?token=T')
-  assert viewer_access.page_url('::1', 8080, 'T') == (
+  assert access.page_url('::1', 8080, 'T') == (
       'http://[::1]:8080/?token=T')
 
 
@@ -658,16 +660,16 @@ def test_a_viser_that_starts_its_server_otherwise_is_refused():
   websockets' serve (a future viser) is stopped and the viewer refuses
   to serve in one line."""
   from websockets.asyncio import server as ws_server  # pylint: disable=g-import-not-at-top
-  from nerf_jax import viewer_access  # pylint: disable=g-import-not-at-top
+  from nerf_jax.viewer import access  # pylint: disable=g-import-not-at-top
   original = ws_server.serve
-  guard = viewer_access.Guard('127.0.0.1', viewer_access.new_token())
-  with viewer_access.guarding(guard):
+  guard = access.Guard('127.0.0.1', access.new_token())
+  with access.guarding(guard):
     assert ws_server.serve is not original
   assert ws_server.serve is original
   stopped = []
-  with pytest.raises(viewer_access.AccessError,
+  with pytest.raises(access.AccessError,
                      match='cannot refuse other web pages') as refused:
-    viewer_access.require_hooked(guard, lambda: stopped.append(True))
+    access.require_hooked(guard, lambda: stopped.append(True))
   assert stopped and '\n' not in str(refused.value)
 
 

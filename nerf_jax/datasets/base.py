@@ -7,10 +7,10 @@ from typing import Optional, Union
 
 import numpy as np
 
-from nerf_jax import camera
+from nerf_jax.cameras import camera
 from nerf_jax import errors
-from nerf_jax import scene as scene_lib
-from nerf_jax.camera import Cameras, Intrinsics
+from nerf_jax.datasets import scene as scene_lib
+from nerf_jax.cameras.camera import Cameras, Intrinsics
 
 
 class DatasetError(errors.UserError):

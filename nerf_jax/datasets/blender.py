@@ -15,9 +15,9 @@ from typing import Sequence
 
 import numpy as np
 
-from nerf_jax import inputs
-from nerf_jax.camera import Intrinsics, pose_problem
-from nerf_jax.scene import DEFAULT_AABB
+from nerf_jax.io import inputs
+from nerf_jax.cameras.camera import Intrinsics, pose_problem
+from nerf_jax.datasets.scene import DEFAULT_AABB
 from nerf_jax.datasets.images import read_images
 from nerf_jax.datasets.base import DatasetError, Scene, Split, pinhole_split
 

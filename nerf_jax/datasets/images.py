@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 import imageio.v3 as iio
 import numpy as np
 
-from nerf_jax import inputs
+from nerf_jax.io import inputs
 from nerf_jax import resources
 from nerf_jax.datasets.base import DatasetError
 

@@ -3,7 +3,7 @@
 A fixed set of coloured primitives (spheres, axis-aligned boxes and a vertical
 capped cylinder) stands on a grey plinth inside [-1.2, 1.2]^3, z up. Views are
 rendered with analytic ray intersections through the very rays that
-``nerf_jax.camera`` gives the NeRF (one ray per pixel centre), so the ground
+``nerf_jax.cameras.camera`` gives the NeRF (one ray per pixel centre), so the ground
 truth matches what the model renders.
 
 Shading is view-independent Lambertian with two fixed directional lights,
@@ -23,7 +23,7 @@ from typing import Sequence, Tuple, Union
 
 import numpy as np
 
-from nerf_jax import camera
+from nerf_jax.cameras import camera
 from nerf_jax.datasets.base import DatasetError, Scene, Split, pinhole_split
 
 CAMERA_RADIUS = 4.0  # distance of every camera from the origin

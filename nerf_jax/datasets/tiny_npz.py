@@ -26,10 +26,10 @@ from typing import Sequence
 import numpy as np
 import tqdm
 
-from nerf_jax import inputs
+from nerf_jax.io import inputs
 from nerf_jax import resources
-from nerf_jax.camera import Intrinsics, intrinsics_problem
-from nerf_jax.scene import DEFAULT_AABB
+from nerf_jax.cameras.camera import Intrinsics, intrinsics_problem
+from nerf_jax.datasets.scene import DEFAULT_AABB
 from nerf_jax.datasets.base import DatasetError, Scene, pinhole_split
 
 TINY_NPZ_URLS = (

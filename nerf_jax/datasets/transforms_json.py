@@ -37,10 +37,10 @@ import sys
 
 import numpy as np
 
-from nerf_jax import camera
-from nerf_jax import inputs
-from nerf_jax import poses as poses_lib
-from nerf_jax.camera import intrinsics_problem, pose_problem
+from nerf_jax.cameras import camera
+from nerf_jax.io import inputs
+from nerf_jax.cameras import poses as poses_lib
+from nerf_jax.cameras.camera import intrinsics_problem, pose_problem
 from nerf_jax.datasets.base import DatasetError, Scene, Split, validate_split
 from nerf_jax.datasets.images import image_sizes, read_images
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from nerf_jax.models.base import OUTPUT_KEYS, Model
 from nerf_jax.models.fast import FastNerf
-from nerf_jax.models.fields import (PRESETS, NerfMLP, compute_dtype,
-                                    make_field, preset)
+from nerf_jax.fields.networks import PRESETS, NerfMLP, compute_dtype, make_field, preset
 from nerf_jax.models.vanilla import VanillaNerf
 
 KINDS = {'mlp': VanillaNerf, 'fast': FastNerf}

@@ -28,8 +28,8 @@ import jax.numpy as jnp
 import optax
 
 from nerf_jax import optim
-from nerf_jax.camera import Rays
-from nerf_jax.scene import SceneInfo
+from nerf_jax.cameras.camera import Rays
+from nerf_jax.datasets.scene import SceneInfo
 
 # Per-ray outputs every model's ``render`` returns (the renderer's contract).
 OUTPUT_KEYS = ('rgb', 'depth', 'disparity', 'acc')

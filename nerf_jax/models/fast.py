@@ -22,9 +22,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from nerf_jax import occupancy, optim, rendering
-from nerf_jax.camera import Rays
-from nerf_jax.models import base, fields
+from nerf_jax.render import occupancy, compositing
+from nerf_jax import optim
+from nerf_jax.cameras.camera import Rays
+from nerf_jax.models import base
+from nerf_jax.fields import networks
 
 
 class FastNerf(base.Model):
@@ -69,7 +71,7 @@ class FastNerf(base.Model):
     cfg = model_cfg.fast
     self.cfg = cfg
     self.aabb = np.asarray(scene.aabb, np.float32)
-    self.field = fields.GridField(
+    self.field = networks.GridField(
         aabb=tuple(map(tuple, scene.aabb)), levels=int(cfg.levels),
         features=int(cfg.features), log2_table=int(cfg.log2_table),
         base_resolution=int(cfg.base_resolution),
@@ -78,7 +80,7 @@ class FastNerf(base.Model):
         use_viewdirs=bool(model_cfg.use_viewdirs),
         dir_freqs=int(model_cfg.dir_freqs),
         density_bias=float(model_cfg.density_bias),
-        dtype=fields.compute_dtype(model_cfg))
+        dtype=networks.compute_dtype(model_cfg))
     self.num_steps = int(cfg.num_steps)
     # World-space step length and the density whose opacity per step is
     # occupancy_alpha (instant-ngp: 0.01 per step).
@@ -112,7 +114,7 @@ class FastNerf(base.Model):
 
     def density_fn(points):
       return self.field.apply({'params': params}, points,
-                              method=fields.GridField.density)
+                              method=networks.GridField.density)
 
     def refresh(grid):
       return occupancy.update_grid(
@@ -137,7 +139,7 @@ class FastNerf(base.Model):
 
   def density(self, params, state, points) -> jnp.ndarray:
     density = self.field.apply({'params': params}, points,
-                               method=fields.GridField.density)
+                               method=networks.GridField.density)
     return density * self._occupied(state, points)
 
   def _occupied(self, state, points) -> jnp.ndarray:
@@ -205,7 +207,7 @@ class FastNerf(base.Model):
     density = jnp.where(used, density, 0.0)
     ray_start = jnp.concatenate([jnp.ones((1,), bool),
                                  ray_ids[1:] != ray_ids[:-1]])
-    w = rendering.packed_weights(density, (hi - lo) * speed, ray_start)
+    w = compositing.packed_weights(density, (hi - lo) * speed, ray_start)
     # Padding slots go to segment num_rays, which segment_sum drops.
     seg = jnp.where(used, ray_ids, num_rays)
 
@@ -256,7 +258,7 @@ class FastNerf(base.Model):
       # between them holds no density, so it changes no weight).
       local = jnp.concatenate([jnp.zeros((num_rays, 1)),
                                jnp.cumsum(hi - lo, axis=1)], axis=1)
-      w = rendering.compute_weights(density, local, rays.directions)
+      w = compositing.compute_weights(density, local, rays.directions)
       w = w * trans[:, None]
       rgb_sum = rgb_sum + jnp.sum(w[..., None] * rgb, axis=-2)
       depth_sum = depth_sum + jnp.sum(w * 0.5 * (lo + hi), axis=-1)

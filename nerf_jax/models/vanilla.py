@@ -10,9 +10,10 @@ from typing import Any, Optional
 import jax
 import jax.numpy as jnp
 
-from nerf_jax import pipeline
-from nerf_jax.camera import Rays
-from nerf_jax.models import base, fields
+from nerf_jax.render import pipeline
+from nerf_jax.cameras.camera import Rays
+from nerf_jax.models import base
+from nerf_jax.fields import networks
 
 
 class VanillaNerf(base.Model):
@@ -39,7 +40,7 @@ class VanillaNerf(base.Model):
 
   def __init__(self, model_cfg, scene):
     super().__init__(model_cfg, scene)
-    self.field = fields.make_field(model_cfg)
+    self.field = networks.make_field(model_cfg)
     self.options = pipeline.RenderOptions(
         num_coarse=int(model_cfg.num_coarse),
         num_fine=int(model_cfg.num_fine),

@@ -35,7 +35,10 @@ import numpy as np
 from scipy import interpolate as sp_interpolate
 from scipy.spatial import transform as sp_transform
 
-from nerf_jax import camera, outputs, render_lib, rundir, viz
+from nerf_jax.cameras import camera
+from nerf_jax.io import outputs, viz
+from nerf_jax.inference import render_lib
+from nerf_jax.runs import rundir
 
 # Seconds the camera must rest before the full-resolution frame is rendered.
 SETTLE_S = 0.2
@@ -54,7 +57,7 @@ MIN_ASPECT, MAX_ASPECT = 1e-2, 1e2
 MAX_KEYFRAMES = 100
 MIN_PATH_FRAMES, MAX_PATH_FRAMES = 2, 10000
 MAX_PATH_NAME = 100
-# The tool that camera paths are recorded as written by (nerf_jax.outputs):
+# The tool that camera paths are recorded as written by (nerf_jax.io.outputs):
 # view.py's and train.py --viewer's viewer.
 PATH_TOOL = 'view.py'
 # Half-turn about the camera's x axis: OpenCV <-> OpenGL camera axes.
@@ -572,7 +575,7 @@ class Viewer:
     self._train_poses = np.asarray(info.camera_poses,
                                    np.float32).reshape(-1, 4, 4)
     self.server = None
-    self.guard = None  # viewer_access.Guard, once started
+    self.guard = None  # access.Guard, once started
     self.url = ''  # the page's URL, with its token
     self._host, self._port, self._title = host, int(port), title
     self._thread = threading.Thread(target=self._loop, name='viewer-render',
@@ -587,21 +590,21 @@ class Viewer:
   def start(self) -> str:
     """Starts the server and the render thread; returns the page's URL."""
     import viser  # pylint: disable=g-import-not-at-top
-    from nerf_jax import viewer_access  # pylint: disable=g-import-not-at-top
+    from nerf_jax.viewer import access  # pylint: disable=g-import-not-at-top
     # Only the page opened with the printed URL's token may connect
     # (viewer_access: the token, the Origin check, and how they hook in).
-    guard = viewer_access.Guard(self._host, viewer_access.new_token())
+    guard = access.Guard(self._host, access.new_token())
     with contextlib.redirect_stdout(io.StringIO()):  # viser's banner
-      with viewer_access.guarding(guard):
+      with access.guarding(guard):
         server = viser.ViserServer(host=self._host, port=self._port,
                                    label=self._title, verbose=False)
-      viewer_access.require_hooked(guard, server.stop)
+      access.require_hooked(guard, server.stop)
     self.server, self.guard = server, guard
-    self.url = viewer_access.page_url(self._host, server.get_port(),
+    self.url = access.page_url(self._host, server.get_port(),
                                       guard.token)
     self._setup_scene()
-    from nerf_jax import viewer_gui  # pylint: disable=g-import-not-at-top
-    self.gui = viewer_gui.ViewerGui(self)
+    from nerf_jax.viewer import gui  # pylint: disable=g-import-not-at-top
+    self.gui = gui.ViewerGui(self)
     self.server.on_client_connect(self._on_connect)
     self.server.on_client_disconnect(self._on_disconnect)
     self._thread.start()

@@ -25,10 +25,14 @@ import optax
 import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from nerf_jax import (camera, datasets, distributed, errors, faults, metrics,
-                      models, render_lib, resources, rundir, validation, viz)
+from nerf_jax.cameras import camera
+from nerf_jax import datasets, distributed, errors, faults, metrics, models, resources
+from nerf_jax.inference import render_lib
+from nerf_jax.runs import rundir
+from nerf_jax.train import validation
+from nerf_jax.io import viz
 from nerf_jax.optim import make_schedule
-from nerf_jax.scene import SceneInfo
+from nerf_jax.datasets.scene import SceneInfo
 
 CheckpointError = rundir.CheckpointError
 

@@ -16,8 +16,10 @@ import jax
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
-from nerf_jax import camera, distributed, metrics, models, outputs, poses, viz
-from nerf_jax import inputs
+from nerf_jax.cameras import camera, poses
+from nerf_jax import distributed, metrics, models
+from nerf_jax.io import outputs, viz
+from nerf_jax.io import inputs
 
 
 def make_render_fn(model: models.Model) -> Callable:

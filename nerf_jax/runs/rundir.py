@@ -32,9 +32,10 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from nerf_jax import errors, faults, metrics, outputs
-from nerf_jax import inputs
-from nerf_jax import scene as scene_lib
+from nerf_jax import errors, faults, metrics
+from nerf_jax.io import outputs
+from nerf_jax.io import inputs
+from nerf_jax.datasets import scene as scene_lib
 
 CONFIG_FILE = 'config.json'
 SCENE_FILE = 'scene.json'
@@ -43,8 +44,8 @@ CHECKPOINT_DIR = 'checkpoints'
 DAMAGED_DIR = 'checkpoints.damaged'
 ENVIRONMENT_FILE = 'environment.json'
 LOCK_FILE = '.lock'
-_BASE_CONFIG = os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), 'configs', 'base.py')
+_BASE_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), 'configs', 'base.py')
 
 
 class CheckpointError(errors.UserError):

@@ -184,7 +184,8 @@ def validate_config(config: ml_collections.ConfigDict,
       option was ignored keeps rendering).
   """
   import jax  # pylint: disable=g-import-not-at-top
-  from nerf_jax import models, rundir  # pylint: disable=g-import-not-at-top
+  from nerf_jax import models  # pylint: disable=g-import-not-at-top
+  from nerf_jax.runs import rundir  # pylint: disable=g-import-not-at-top
   defaults = rundir.default_config()
   check_fields(config, defaults)
   if num_devices != 0:

@@ -86,7 +86,7 @@ def plot_progress(metrics_path: str, out_path: str) -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  from nerf_jax.rundir import read_metrics  # pylint: disable=g-import-not-at-top
+  from nerf_jax.runs.rundir import read_metrics  # pylint: disable=g-import-not-at-top
   records = read_metrics(metrics_path)
   def has(r, key):
     return isinstance(r.get(key), (int, float)) and np.isfinite(r[key])

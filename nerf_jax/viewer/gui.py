@@ -14,7 +14,9 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from nerf_jax import outputs, render_lib, viewer as viewer_lib
+from nerf_jax.io import outputs
+from nerf_jax.inference import render_lib
+from nerf_jax.viewer import viewer as viewer_lib
 
 # Pixels along the longer side of the frustums' thumbnails.
 THUMBNAIL_SIDE = 96

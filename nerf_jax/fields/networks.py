@@ -10,7 +10,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from nerf_jax.encoding import positional_encoding_parts
+from nerf_jax.fields.encoding import positional_encoding_parts
 
 # name -> (depth, width, skips). Skip layers concatenate the encoded input
 # to the activations *before* the layer with that index (NeRF: before layer 5).
@@ -203,7 +203,7 @@ class GridField(nn.Module):
   dtype: Any = jnp.float32
 
   def setup(self):
-    from nerf_jax import encoding  # pylint: disable=g-import-not-at-top
+    from nerf_jax.fields import encoding  # pylint: disable=g-import-not-at-top
     self._encoding = encoding
     self.resolutions = encoding.hash_grid_resolutions(
         self.levels, self.base_resolution, self.max_resolution)

@@ -24,7 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nerf_jax import camera, render_lib
+from nerf_jax.cameras import camera
+from nerf_jax.inference import render_lib
 
 MESH_FORMATS = ('.ply', '.obj', '.glb')
 POINT_FORMATS = ('.ply',)

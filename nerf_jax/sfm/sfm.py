@@ -46,8 +46,9 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from nerf_jax import errors, inputs, outputs, resources
-from nerf_jax import poses as poses_lib
+from nerf_jax import errors, resources
+from nerf_jax.io import inputs, outputs
+from nerf_jax.cameras import poses as poses_lib
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 VIDEO_EXTENSIONS = ('.mp4', '.mov', '.m4v', '.avi', '.mkv', '.webm', '.mpg',
@@ -616,7 +617,8 @@ def run_colmap_apart(image_dir: str, work_dir: str, *,
   from multiprocessing import connection  # pylint: disable=g-import-not-at-top
   stages = stages or Stages(None)
   out = stages.stream
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  root = os.path.dirname(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__))))
   env = dict(os.environ, PYTHONPATH=os.pathsep.join(
       p for p in (root, os.environ.get('PYTHONPATH')) if p))
   read_fd, write_fd = os.pipe()
@@ -628,7 +630,7 @@ def run_colmap_apart(image_dir: str, work_dir: str, *,
                                   {signal.SIGINT, signal.SIGTERM})
     try:  # the child inherits the mask: only this process sees the signals
       child = subprocess.Popen(
-          [sys.executable, '-c', 'import sys; from nerf_jax import sfm; '
+          [sys.executable, '-c', 'import sys; from nerf_jax.sfm import sfm; '
            'sfm._colmap_child(int(sys.argv[1]))', str(write_fd)],
           stdin=subprocess.PIPE, pass_fds=(write_fd,), env=env)
     finally:
@@ -794,7 +796,7 @@ def check_cameras(rec, max_aspect: float = 1.2):
           'with more overlap, a larger --max_size, or --camera_model '
           'SIMPLE_RADIAL')
     k = camera_intrinsics(camera)
-    from nerf_jax import camera as camera_lib  # pylint: disable=g-import-not-at-top
+    from nerf_jax.cameras import camera as camera_lib  # pylint: disable=g-import-not-at-top
     problem = camera_lib.distortion_problem(
         [k['k1'], k['k2'], k['p1'], k['p2']], k['fl_x'], k['fl_y'], k['cx'],
         k['cy'], k['w'], k['h'])

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from nerf_jax.camera import Cameras, Intrinsics
+from nerf_jax.cameras.camera import Cameras, Intrinsics
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """render_rays: sampling -> field -> compositing, coarse and (optionally) fine.
 
 This is the one place where the sampler, the field (models.py) and the
-compositor (rendering.py) meet.
+compositor (compositing.py) meet.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
-from nerf_jax import rendering, sampling
-from nerf_jax.models.fields import NerfMLP
-from nerf_jax.camera import Rays
+from nerf_jax.render import compositing, sampling
+from nerf_jax.fields.networks import NerfMLP
+from nerf_jax.cameras.camera import Rays
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +57,7 @@ def _evaluate(field, params, rays: Rays, t_samples: jnp.ndarray,
   points = sampling.points_along_rays(rays.origins, rays.directions, t_samples)
   viewdirs = rays.viewdirs[..., None, :]
   rgb, density = field.apply({'params': params}, points, viewdirs)
-  out = rendering.volumetric_rendering(density, rgb, t_edges, rays.directions,
+  out = compositing.volumetric_rendering(density, rgb, t_edges, rays.directions,
                                        background)
   out['t_edges'] = t_edges
   out['t_samples'] = t_samples
@@ -78,7 +78,7 @@ def render_rays(field: NerfMLP, params: dict, rays: Rays,
 
   Returns:
     dict from level ('coarse', and 'fine' when num_fine > 0) to the outputs of
-    ``rendering.volumetric_rendering`` (rgb f32[..., 3], depth, disparity and
+    ``compositing.volumetric_rendering`` (rgb f32[..., 3], depth, disparity and
     acc f32[...], weights f32[..., n]) plus t_edges and t_samples.
   """
   background = 1.0 if options.white_background else 0.0

@@ -1,0 +1,1 @@
+"""Cameras: intrinsics, ray casting, lens distortion, NDC, poses."""

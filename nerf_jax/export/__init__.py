@@ -1,0 +1,1 @@
+"""Exporting a trained field: meshes, point clouds, depth maps."""

@@ -1,0 +1,1 @@
+"""Radiance fields: encodings and the Flax networks."""

@@ -1,0 +1,1 @@
+"""Rendering whole images and sequences from a trained model."""

@@ -1,0 +1,1 @@
+"""Files: checked inputs, owned outputs, images."""

@@ -1,0 +1,1 @@
+"""Rendering math: sampling along rays, occupancy marching, compositing."""

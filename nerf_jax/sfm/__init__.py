@@ -1,0 +1,1 @@
+"""Photos or a video to a posed scene (COLMAP through pycolmap)."""

@@ -30,16 +30,17 @@ def main():
                       help='points per field call (export.py: 64 x --chunk)')
   args = parser.parse_args()
   import jax  # pylint: disable=g-import-not-at-top
-  from nerf_jax.export import export_lib  # pylint: disable=g-import-not-at-top
-  from nerf_jax.train import train_lib  # pylint: disable=g-import-not-at-top
-  config, info, model, variables, step = train_lib.load_trained(args.ckpt)
-  fns = export_lib.make_field_fns(model, export_lib.normal_step(info.aabb))
-  box, threshold = info.aabb, export_lib.default_threshold(info.aabb)
+  from nerf_jax.export import fields  # pylint: disable=g-import-not-at-top
+  from nerf_jax.export import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax.runs import load  # pylint: disable=g-import-not-at-top
+  config, info, model, variables, step = load.load_trained(args.ckpt)
+  fns = fields.make_field_fns(model, fields.normal_step(info.aabb))
+  box, threshold = info.aabb, mesh_lib.default_threshold(info.aabb)
   resolutions = [int(r) for r in args.resolutions.split(',')]
-  warm = export_lib.extract_mesh(fns, variables, box, 32, threshold,
-                                 args.chunk)  # compiles; imports trimesh
+  warm = mesh_lib.extract_mesh(fns, variables, box, 32, threshold,
+                               args.chunk)  # compiles; imports trimesh
   with tempfile.TemporaryDirectory() as tmp:
-    export_lib.write_mesh(os.path.join(tmp, 'warm.ply'), warm)
+    mesh_lib.write_mesh(os.path.join(tmp, 'warm.ply'), warm)
   print(f'{config.name} ({config.model.kind}, step {step}) on '
         f'{jax.device_count()} {jax.devices()[0].platform}, chunk '
         f'{args.chunk}, threshold {threshold:.3g}')
@@ -50,20 +51,20 @@ def main():
   for res in resolutions:
     times = []
     t0 = time.perf_counter()
-    grid = export_lib.density_grid(fns['density'], variables, box, res,
-                                   args.chunk)
+    grid = mesh_lib.density_grid(fns['density'], variables, box, res,
+                                 args.chunk)
     times.append(time.perf_counter() - t0)
     t0 = time.perf_counter()
-    mesh = export_lib.marching_cubes(grid, box, threshold)
+    mesh = mesh_lib.marching_cubes(grid, box, threshold)
     times.append(time.perf_counter() - t0)
     t0 = time.perf_counter()
-    mesh.colors = export_lib.vertex_colors(fns['rgb'], variables,
-                                           mesh.vertices, mesh.normals,
-                                           args.chunk)
+    mesh.colors = mesh_lib.vertex_colors(fns['rgb'], variables,
+                                         mesh.vertices, mesh.normals,
+                                         args.chunk)
     times.append(time.perf_counter() - t0)
     with tempfile.TemporaryDirectory() as tmp:
       t0 = time.perf_counter()
-      export_lib.write_mesh(os.path.join(tmp, 'mesh.ply'), mesh)
+      mesh_lib.write_mesh(os.path.join(tmp, 'mesh.ply'), mesh)
       times.append(time.perf_counter() - t0)
     total = sum(times)
     first = first or total

@@ -41,14 +41,15 @@ def main():
                       help='keep the scene here (default: a temporary folder)')
   args = parser.parse_args()
   import pycolmap  # pylint: disable=g-import-not-at-top
-  from nerf_jax.sfm import sfm  # pylint: disable=g-import-not-at-top
+  from nerf_jax.sfm import prepare  # pylint: disable=g-import-not-at-top
+  from nerf_jax.sfm import transforms  # pylint: disable=g-import-not-at-top
   if not os.path.isfile(os.path.join(args.fox, 'transforms.json')):
     sys.exit(f'error: {args.fox}/transforms.json not found')
   tmp = tempfile.mkdtemp(prefix='prepare_speed-')
   out = args.out or os.path.join(tmp, 'scene')
   start = time.perf_counter()
   try:
-    result = sfm.prepare_scene(
+    result = prepare.prepare_scene(
         os.path.join(args.fox, 'images'), out, max_size=args.max_size,
         matcher=args.matcher, camera_model=args.camera_model,
         num_threads=args.threads, overwrite=bool(args.out),
@@ -65,7 +66,7 @@ def main():
   ours = np.array([f['transform_matrix'] for f in frames])
   theirs = np.stack([ref_c2w[os.path.basename(f['file_path'])]
                      for f in frames])
-  err = sfm.alignment_errors(ours, theirs)
+  err = transforms.alignment_errors(ours, theirs)
   t = result.transforms
   focal = t['fl_y'] * ref['h'] / t['h'] if 'fl_y' in t else float('nan')
 

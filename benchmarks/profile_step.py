@@ -108,7 +108,7 @@ def component_times(config, rounds: int) -> tuple:
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from nerf_jax.fields import encoding  # pylint: disable=g-import-not-at-top
   from nerf_jax.render import compositing, sampling  # pylint: disable=g-import-not-at-top
-  from nerf_jax.train import train_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax.train import train_step  # pylint: disable=g-import-not-at-top
   k = int(config.train.get('micro_batches', 1))
   batch = int(config.train.batch_rays)
   m = batch // k
@@ -117,9 +117,9 @@ def component_times(config, rounds: int) -> tuple:
   field, opts = model.field, model.options
   key = jax.random.PRNGKey(1)
   params, mstate, step_no = state.params, state.model_state, state.step
-  rays, target = jax.jit(lambda key: train_lib.sample_batch(
+  rays, target = jax.jit(lambda key: train_step.sample_batch(
       key, data, batch, near, far))(key)
-  micro = train_lib.split_micro_batches((rays, target), k)
+  micro = train_step.split_micro_batches((rays, target), k)
   keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(k))
 
   def points_of(rays, key):
@@ -177,7 +177,7 @@ def component_times(config, rounds: int) -> tuple:
   none = jnp.zeros((k,))
   mb = (micro, keys, none)
   components = {
-      'sample rays': (scanned(lambda r, t, k_, e: train_lib.sample_batch(
+      'sample rays': (scanned(lambda r, t, k_, e: train_step.sample_batch(
           k_, data, m, near, far)), mb),
       'points + encoding': (scanned(lambda r, t, k_, e: encoding.
                                     positional_encoding(points_of(r, k_)[0],
@@ -377,8 +377,8 @@ def what_if(config, names: list, rounds: int) -> None:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from nerf_jax.train import train_lib  # pylint: disable=g-import-not-at-top
-  from nerf_jax.fields import networks  # pylint: disable=g-import-not-at-top
+  from nerf_jax.train import train_step  # pylint: disable=g-import-not-at-top
+  from nerf_jax.fields import encoding  # pylint: disable=g-import-not-at-top
   runs = {}
   for name in ['baseline'] + list(names):
     parts = set(name.split('+'))
@@ -402,18 +402,18 @@ def what_if(config, names: list, rounds: int) -> None:
         encode = sine_encoding_parts
         if 'concat_encoding' in parts:
           encode = _concatenated(encode)
-        ctx.enter_context(_patched(fields, 'positional_encoding_parts',
+        ctx.enter_context(_patched(encoding, 'positional_encoding_parts',
                                    encode))
       elif part == 'concat_encoding':
         if 'sine_encoding' not in parts:
           ctx.enter_context(_patched(
-              fields, 'positional_encoding_parts',
-              _concatenated(networks.positional_encoding_parts)))
+              encoding, 'positional_encoding_parts',
+              _concatenated(encoding.positional_encoding_parts)))
       elif part == 'batch_shaped':
         model.field = _batch_shaped_field(model.field)
       elif part != 'baseline':
         raise app.UsageError(f'unknown --what_if variant {part!r}')
-    fn = train_lib.make_train_step(
+    fn = train_step.make_train_step(
         model, tx, config.train.batch_rays, step_speed.NEAR, step_speed.FAR,
         micro_batches=config.train.get('micro_batches', 1))
     key = jax.random.PRNGKey(1)

@@ -173,7 +173,7 @@ def _cpu_model():
 def read_records(path: str) -> list:
   """metrics.jsonl records (a half-written last line is skipped)."""
   sys.path.insert(0, ROOT)
-  from nerf_jax.runs.rundir import read_metrics  # pylint: disable=g-import-not-at-top
+  from nerf_jax.runs.metrics_log import read_metrics  # pylint: disable=g-import-not-at-top
   return read_metrics(path)
 
 

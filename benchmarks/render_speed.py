@@ -25,22 +25,23 @@ def main():
   parser.add_argument('--chunk', type=int, default=4096)
   args = parser.parse_args()
   import jax  # pylint: disable=g-import-not-at-top
-  from nerf_jax.inference import render_lib  # pylint: disable=g-import-not-at-top
-  from nerf_jax.train import train_lib  # pylint: disable=g-import-not-at-top
-  config, info, model, params, _ = train_lib.load_trained(args.ckpt)
+  from nerf_jax.cameras import paths  # pylint: disable=g-import-not-at-top
+  from nerf_jax.inference import chunked  # pylint: disable=g-import-not-at-top
+  from nerf_jax.runs import load  # pylint: disable=g-import-not-at-top
+  config, info, model, params, _ = load.load_trained(args.ckpt)
   intr = info.intrinsics
   if args.width:
     intr = intr.scaled(args.width / intr.width)
-  fn = render_lib.make_render_fn(model)
-  poses = render_lib.orbit_poses(args.frames + 1, 30.0, info.camera_radius)
+  fn = chunked.make_render_fn(model)
+  poses = paths.orbit_poses(args.frames + 1, 30.0, info.camera_radius)
   t0 = time.perf_counter()
-  render_lib.render_view(fn, params, intr, poses[0], info.near, info.far,
-                         args.chunk)
+  chunked.render_view(fn, params, intr, poses[0], info.near, info.far,
+                      args.chunk)
   first = time.perf_counter() - t0
   t0 = time.perf_counter()
   for pose in poses[1:]:
-    render_lib.render_view(fn, params, intr, pose, info.near, info.far,
-                           args.chunk)
+    chunked.render_view(fn, params, intr, pose, info.near, info.far,
+                        args.chunk)
   dt = max(time.perf_counter() - t0, 1e-9)
   peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
   print(f'{config.name} {intr.width}x{intr.height} chunk {args.chunk} on '

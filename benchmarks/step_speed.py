@@ -80,23 +80,23 @@ def synthetic_setup(config, seed: int = 0, mesh=None):
   from nerf_jax.cameras import camera  # pylint: disable=g-import-not-at-top
   from nerf_jax import distributed, models  # pylint: disable=g-import-not-at-top
   from nerf_jax.datasets import scene  # pylint: disable=g-import-not-at-top
-  from nerf_jax.train import train_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax.train import train_state  # pylint: disable=g-import-not-at-top
   intrinsics = camera.Intrinsics.from_focal(FOCAL, SIZE, SIZE)
   info = scene.SceneInfo(name='synthetic', near=NEAR, far=FAR,
                          white_background=False, aabb=scene.DEFAULT_AABB,
                          intrinsics=intrinsics)
   model = models.make_model(config.model, info)
   tx = model.optimizer(config.train)
-  state = train_lib.create_train_state(jax.random.PRNGKey(seed), model, tx)
+  state = train_state.create_train_state(jax.random.PRNGKey(seed), model, tx)
   rng = np.random.default_rng(seed)
   poses = np.stack([camera.pose_spherical(a, -30.0, 4.0)
                     for a in np.linspace(0, 360, NUM_VIEWS, endpoint=False)])
-  data = train_lib.TrainData.create(
+  data = train_state.TrainData.create(
       rng.integers(0, 256, (NUM_VIEWS, SIZE, SIZE, 3), np.uint8), poses,
       intrinsics)
   if mesh is not None:
     state = distributed.replicate(state, mesh)
-    data = train_lib.TrainData(
+    data = train_state.TrainData(
         pixels=distributed.shard_rows(np.asarray(data.pixels), mesh),
         starts=distributed.replicate(np.asarray(data.starts), mesh),
         cameras=distributed.replicate(data.cameras, mesh),
@@ -107,8 +107,8 @@ def synthetic_setup(config, seed: int = 0, mesh=None):
 def make_step(config, model, tx, mesh=None):
   """The jitted training step of ``config`` (state donated)."""
   import jax  # pylint: disable=g-import-not-at-top
-  from nerf_jax.train import train_lib  # pylint: disable=g-import-not-at-top
-  return jax.jit(train_lib.make_train_step(
+  from nerf_jax.train import train_step  # pylint: disable=g-import-not-at-top
+  return jax.jit(train_step.make_train_step(
       model, tx, config.train.batch_rays, NEAR, FAR, mesh,
       micro_batches=config.train.get('micro_batches', 1)),
                  donate_argnums=(0,))

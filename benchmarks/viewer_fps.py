@@ -10,8 +10,8 @@ browser) for a camera orbiting the scene: still frames at ``--resolution``
 (256x256) and the quarter-resolution frames shown while the camera moves.
 
 ``training``: training steps per second without and with ``--viewer``
-(``viewer.LiveTraining``) and a client whose camera moves all the time (a
-new camera every 50 ms: the viewer renders as much as it may). Runs
+(``viewer.live.LiveTraining``) and a client whose camera moves all the time
+(a new camera every 50 ms: the viewer renders as much as it may). Runs
 alternate, off / on / off / on, in fresh workdirs of one process; the rate
 is steps over the loop's clock (compilation and evaluation excluded).
 """
@@ -28,21 +28,23 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def measure_fps(ckpt: str, resolution: int, frames: int, chunk: int) -> None:
   from viser import _scene_api  # pylint: disable=g-import-not-at-top
-  from nerf_jax.inference import render_lib  # pylint: disable=g-import-not-at-top
-  from nerf_jax.train import train_lib  # pylint: disable=g-import-not-at-top
-  from nerf_jax.viewer import viewer  # pylint: disable=g-import-not-at-top
-  config, info, model, variables, step = train_lib.load_trained(ckpt)
-  view = viewer.Viewer(model, info, variables, step, chunk=chunk,
+  from nerf_jax.cameras import paths  # pylint: disable=g-import-not-at-top
+  from nerf_jax.runs import load  # pylint: disable=g-import-not-at-top
+  from nerf_jax.viewer import cameras  # pylint: disable=g-import-not-at-top
+  from nerf_jax.viewer import frames as frames_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax.viewer import server  # pylint: disable=g-import-not-at-top
+  config, info, model, variables, step = load.load_trained(ckpt)
+  view = server.Viewer(model, info, variables, step, chunk=chunk,
                        resolution=resolution)
   view.compile()
-  poses = render_lib.orbit_poses(frames, 30.0, info.camera_radius)
-  fov = viewer.vertical_fov(info.intrinsics)
+  poses = paths.orbit_poses(frames, 30.0, info.camera_radius)
+  fov = cameras.vertical_fov(info.intrinsics)
   for level in ('full', 'preview'):
-    request = viewer.ViewRequest(c2w=poses[0], fov_y=fov, aspect=1.0)
+    request = frames_lib.ViewRequest(c2w=poses[0], fov_y=fov, aspect=1.0)
     view.render_request(request, level)  # warm-up
     start = time.perf_counter()
     for pose in poses:
-      request = viewer.ViewRequest(c2w=pose, fov_y=fov, aspect=1.0)
+      request = frames_lib.ViewRequest(c2w=pose, fov_y=fov, aspect=1.0)
       image, _ = view.render_request(request, level)
       _scene_api._encode_image_binary(image, 'jpeg', jpeg_quality=90)  # pylint: disable=protected-access
     seconds = (time.perf_counter() - start) / len(poses)
@@ -57,15 +59,15 @@ class _DraggingClient:
 
   def __init__(self, view, info, period_s: float = 0.05):
     import types  # pylint: disable=g-import-not-at-top
-    from nerf_jax.inference import render_lib  # pylint: disable=g-import-not-at-top
-    from nerf_jax.viewer import viewer  # pylint: disable=g-import-not-at-top
+    from nerf_jax.cameras import paths  # pylint: disable=g-import-not-at-top
+    from nerf_jax.viewer import cameras  # pylint: disable=g-import-not-at-top
     self.frames, self.stopped = 0, False
-    self.poses = render_lib.orbit_poses(360, 30.0, info.camera_radius)
+    self.poses = paths.orbit_poses(360, 30.0, info.camera_radius)
     self.client = types.SimpleNamespace(client_id=1)
-    wxyz, position = viewer.opengl_to_opencv(self.poses[0])
+    wxyz, position = cameras.opengl_to_opencv(self.poses[0])
     self.client.camera = types.SimpleNamespace(
         wxyz=wxyz, position=position, aspect=1.0, client=self.client,
-        fov=viewer.vertical_fov(info.intrinsics), on_update=lambda cb: None)
+        fov=cameras.vertical_fov(info.intrinsics), on_update=lambda cb: None)
     self.client.scene = types.SimpleNamespace(
         set_background_image=self._receive)
     view._on_connect(self.client)  # pylint: disable=protected-access
@@ -77,12 +79,12 @@ class _DraggingClient:
     self.frames += 1
 
   def _drag(self):
-    from nerf_jax.viewer import viewer  # pylint: disable=g-import-not-at-top
+    from nerf_jax.viewer import cameras  # pylint: disable=g-import-not-at-top
     i = 0
     while not self.stopped:
       i += 1
       cam = self.client.camera
-      cam.wxyz, cam.position = viewer.opengl_to_opencv(
+      cam.wxyz, cam.position = cameras.opengl_to_opencv(
           self.poses[i % len(self.poses)])
       self.view._on_camera(cam)  # pylint: disable=protected-access
       time.sleep(self.period_s)
@@ -91,16 +93,16 @@ class _DraggingClient:
 def measure_training(config_file: str, config_args: list, steps: int,
                      repeats: int, max_busy: float, resolution: int) -> None:
   import step_speed  # pylint: disable=g-import-not-at-top
-  from nerf_jax.runs import rundir  # pylint: disable=g-import-not-at-top
-  from nerf_jax.train import train_lib  # pylint: disable=g-import-not-at-top
-  from nerf_jax.viewer import viewer  # pylint: disable=g-import-not-at-top
+  from nerf_jax.runs import metrics_log, rundir  # pylint: disable=g-import-not-at-top
+  from nerf_jax.train import loop  # pylint: disable=g-import-not-at-top
+  from nerf_jax.viewer import live as live_lib  # pylint: disable=g-import-not-at-top
   config = step_speed.load_config_file(config_file)
   for override in [a[len('--config.'):] for a in config_args] + [
       f'train.max_steps={steps}', f'eval.every={steps}',
       f'checkpoint.every={steps}']:
     step_speed.apply_override(config, override)
 
-  class Watched(viewer.LiveTraining):
+  class Watched(live_lib.LiveTraining):
 
     def start(self, model, info, variables, step, workdir, images=None):
       super().start(model, info, variables, step, workdir, None)
@@ -114,14 +116,14 @@ def measure_training(config_file: str, config_args: list, steps: int,
       live = (Watched(port=0, resolution=resolution, max_busy=max_busy)
               if with_viewer else None)
       try:
-        train_lib.train_and_evaluate(config, workdir, progress=False,
-                                     live=live)
+        loop.train_and_evaluate(config, workdir, progress=False,
+                                live=live)
       finally:
         if live is not None:
           live.client.stopped = True
           frames.append(live.client.frames)
           live.close()
-      records = [r for r in rundir.read_metrics(
+      records = [r for r in metrics_log.read_metrics(
           os.path.join(workdir, rundir.METRICS_FILE))
                  if r.get('split') == 'train']
       rate = records[-1]['step'] / records[-1]['elapsed_s']

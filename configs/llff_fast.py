@@ -1,27 +1,11 @@
-"""LLFF fern at 1/8 resolution with the fast model (hash grid + occupancy
-grid) in NDC space: the scene box is NDC's [-1.5, 1.5]^2 x [-1, 1] (what the
+"""LLFF fern at 1/8 resolution with the fast model (hash grid + occupancy grid)
+in NDC space: the scene box is NDC's [-1.5, 1.5]^2 x [-1, 1] (what the
 cameras see between the near plane and infinity). llff.py's data and budget
-with tiny_fast's model and optimizer, a larger table and finer grids. 24.7 dB
-in 15 minutes on 2 CPU cores (BENCHMARKS.md)."""
+with tiny_fast's model and optimizer, a larger table and finer grids. 24.7
+dB in 15 minutes on 2 CPU cores (BENCHMARKS.md).
 
-from configs import llff
-from configs import tiny_fast
+The built-in config ``nerf_jax/configs/llff_fast.py``:
+``--config llff_fast.py``.
+"""
 
-
-def get_config():
-  config = llff.get_config()
-  config.name = 'llff_fast'
-  recipe = tiny_fast.get_config()
-  config.model = recipe.model
-  for key in ('lr_init', 'lr_final', 'warmup_steps', 'adam_b2', 'adam_eps'):
-    config.train[key] = recipe.train[key]
-  fast = config.model.fast
-  fast.log2_table = 18
-  fast.max_resolution = 1024
-  fast.num_steps = 512
-  fast.budget_per_ray = 16
-  fast.occupancy_resolution = 128
-  config.train.batch_rays = 4096
-  config.train.max_steps = 4000
-  config.eval.chunk = 16384
-  return config
+from nerf_jax.configs.llff_fast import get_config

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 import sys
 from typing import Callable
 
-CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), 'configs')
+from nerf_jax import configs
 
 
 def resolve_config_arg(argv: list) -> list:
-  """Lets ``--config tiny.py`` (or ``tiny``) mean ``configs/tiny.py``.
+  """Lets ``--config tiny.py`` (or ``tiny``, or ``configs/tiny.py`` where no
+  such file is) mean the built-in config ``nerf_jax/configs/tiny.py``.
 
   Rewrites the first ``--config`` argument of ``argv`` (both ``--config X`` and
-  ``--config=X`` forms) when X is not an existing file but names one in
-  ``configs/``. A config-file override suffix ``:arg`` is preserved.
+  ``--config=X`` forms) when X is not an existing file but names a built-in
+  config (``builtin_config_file``). A config-file override suffix ``:arg`` is
+  preserved.
   """
   argv = list(argv)
   for i, arg in enumerate(argv):
@@ -30,13 +32,32 @@ def resolve_config_arg(argv: list) -> list:
 
 def _resolve(value: str) -> str:
   path, sep, suffix = value.partition(':')
-  if os.path.isfile(path):
+  if os.path.isfile(path) or os.path.dirname(path) not in ('', 'configs'):
     return value
   for candidate in (path, path + '.py'):
-    full = os.path.join(CONFIGS_DIR, os.path.basename(candidate))
-    if os.path.isfile(full) and os.path.dirname(candidate) in ('', 'configs'):
+    full = builtin_config_file(os.path.basename(candidate))
+    if full:
       return full + sep + suffix
   return value
+
+
+def builtin_config_file(name: str) -> str | None:
+  """The path of the built-in config file ``name`` ('tiny.py'), or None.
+
+  The configs ship inside the package (``nerf_jax.configs``) and are found
+  through it, wherever the package is installed.
+  """
+  entry = importlib.resources.files(configs).joinpath(name)
+  return str(entry) if name and entry.is_file() else None
+
+
+def builtin_config_names() -> list:
+  """The names of the built-in configs ('demo', 'tiny', ...), sorted."""
+  return sorted(
+      os.path.splitext(entry.name)[0]
+      for entry in importlib.resources.files(configs).iterdir()
+      if entry.name.endswith('.py')
+      and entry.name not in ('__init__.py', 'base.py'))
 
 
 def config_name(argv: list) -> str:
@@ -102,10 +123,8 @@ def parse_flags(argv: list) -> list:
   define_verbose_flag()
   config_file = _config_file(argv)
   if config_file is not None and not os.path.exists(config_file):
-    names = sorted(os.path.splitext(f)[0] for f in os.listdir(CONFIGS_DIR)
-                   if f.endswith('.py') and f not in ('__init__.py', 'base.py'))
     fail(f'config file {config_file!r} not found (built-in configs: '
-         f'{", ".join(names)})', code=2)
+         f'{", ".join(builtin_config_names())})', code=2)
   if config_file is not None:
     problem = _config_file_problem(config_file)
     if problem:

@@ -46,7 +46,7 @@ def builtin_fast_run() -> tuple:
   the others wait and read the same run. Tests read it only (copy it to
   change anything).
   """
-  from nerf_jax.train import train_lib  # pylint: disable=g-import-not-at-top
+  from nerf_jax.train import loop  # pylint: disable=g-import-not-at-top
   from tests.test_fast import learning_config  # pylint: disable=g-import-not-at-top
   folder = os.path.join(os.environ['NERF_JAX_TESTS_SHARED'], 'builtin_fast')
   os.makedirs(folder, exist_ok=True)
@@ -56,8 +56,8 @@ def builtin_fast_run() -> tuple:
     fcntl.flock(lock, fcntl.LOCK_EX)
     if not os.path.exists(done):
       shutil.rmtree(workdir, ignore_errors=True)  # a worker that died
-      record = train_lib.train_and_evaluate(learning_config(), workdir,
-                                            progress=False)
+      record = loop.train_and_evaluate(learning_config(), workdir,
+                                       progress=False)
       with open(done + '.tmp', 'w') as f:
         json.dump({'psnr': record['psnr'], 'step': record['step']}, f)
       os.replace(done + '.tmp', done)

@@ -1,4 +1,5 @@
-"""Tests of nerf_jax.cameras.camera: intrinsics, pinhole rays and orbit poses."""
+"""Tests of nerf_jax.cameras.camera (intrinsics, pinhole rays and orbit
+poses) and nerf_jax.cameras.distortion (lens distortion)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from anywhere without installing
   sys.path.insert(0, str(ROOT))
 
-from nerf_jax.cameras import camera  # pylint: disable=g-import-not-at-top
+from nerf_jax.cameras import camera, distortion  # pylint: disable=g-import-not-at-top
 
 ATOL = 1e-5
 RTOL = 1e-5
@@ -345,9 +346,9 @@ def test_undistort_inverts_distort():
   rng = np.random.default_rng(4)
   xy = rng.uniform(-0.7, 0.7, (1000, 2)).astype(np.float32)
   for xnp in (np, jnp):
-    distorted = camera.distort(xy, LENS, xnp=xnp)
+    distorted = distortion.distort(xy, LENS, xnp=xnp)
     assert np.abs(np.asarray(distorted) - xy).max() > 1e-2  # a real lens
-    back = camera.undistort(distorted, LENS, xnp=xnp)
+    back = distortion.undistort(distorted, LENS, xnp=xnp)
     np.testing.assert_allclose(np.asarray(back), xy, atol=2e-6)
 
 
@@ -361,16 +362,16 @@ def test_real_lenses_are_plausible_and_undistort_converges():
   for lens, k in (((0.0578421, -0.0805099, -0.000980296, 0.00015575), FOX),
                   (LENS, FOX), ((-0.3, 0.1, 0.0, 0.0), WIDE),
                   ((-0.4, 0.15, 1e-3, -1e-3), WIDE), ((0.3, 0.0, 0, 0), WIDE)):
-    assert camera.distortion_problem(lens, **k) == '', lens
-    assert camera.undistort_error_px(lens, **k) < 1e-3
+    assert distortion.distortion_problem(lens, **k) == '', lens
+    assert distortion.undistort_error_px(lens, **k) < 1e-3
 
 
 def test_undistort_that_diverges_is_measured_and_refused():
   """Strong decentring: Newton's steps run away from the image's corners
   (the radial profile alone is fine, so only convergence catches it)."""
   lens = (0.0, 0.0, 0.1, 0.1)
-  assert camera.undistort_error_px(lens, **FOX) > 1e3
-  problem = camera.distortion_problem(lens, **FOX)
+  assert distortion.undistort_error_px(lens, **FOX) > 1e3
+  problem = distortion.distortion_problem(lens, **FOX)
   assert problem.startswith("p1=0.1, p2=0.1: undistorting the image's "
                             'pixels does not converge (off by up to ')
   assert problem.endswith('pixels, at most 0.01); not a real lens')
@@ -391,7 +392,7 @@ def test_undistort_that_diverges_is_measured_and_refused():
      'the principal point by 4.'),
 ])
 def test_implausible_lenses_are_named(lens, expected):
-  assert camera.distortion_problem(lens, **WIDE).startswith(expected)
+  assert distortion.distortion_problem(lens, **WIDE).startswith(expected)
 
 
 def test_distorted_rays_project_back_onto_their_pixels():
@@ -406,7 +407,7 @@ def test_distorted_rays_project_back_onto_their_pixels():
   rotation = np.asarray(cams.poses)[view, :3, :3]
   d_cam = np.einsum('nji,nj->ni', rotation, np.asarray(rays.directions))
   xy = np.stack([d_cam[:, 0] / -d_cam[:, 2], -d_cam[:, 1] / -d_cam[:, 2]], -1)
-  uv = camera.distort(xy, LENS, xnp=np)
+  uv = distortion.distort(xy, LENS, xnp=np)
   u = uv[:, 0] * np.asarray(cams.fx)[view] + np.asarray(cams.cx)[view]
   v = uv[:, 1] * np.asarray(cams.fy)[view] + np.asarray(cams.cy)[view]
   np.testing.assert_allclose(u, cols + 0.5, atol=2e-3)
@@ -473,3 +474,11 @@ def test_distorted_whole_image_rays_on_device_equal_numpy():
   reference = camera.cast_rays(cams, view, rows, cols, 2.0, 6.0, xnp=np)
   assert on_device.origins.shape == (24, 24, 3)
   np.testing.assert_allclose(on_device.viewdirs, reference.viewdirs, atol=1e-5)
+
+
+def test_to_4x4_adds_the_bottom_row():
+  p = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+  out = camera.to_4x4(p)
+  assert out.shape == (2, 4, 4)
+  np.testing.assert_array_equal(out[:, :3], p)
+  np.testing.assert_array_equal(out[:, 3], [[0, 0, 0, 1]] * 2)

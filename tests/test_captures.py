@@ -371,13 +371,15 @@ def test_fox_loads_with_its_missing_frames_skipped(capfd):
 
 
 def _train_and_render(config, workdir) -> tuple:
-  from nerf_jax.inference import render_lib  # pylint: disable=g-import-not-at-top
-  from nerf_jax.train import train_lib  # pylint: disable=g-import-not-at-top
-  record = train_lib.train_and_evaluate(config, str(workdir), progress=False)
-  _, info, model, variables, step = train_lib.load_trained(str(workdir))
-  kind, path = render_lib.camera_path(info, 'auto', 2)
-  frames = render_lib.render_sequence(
-      render_lib.make_render_fn(model), variables, path,
+  from nerf_jax.cameras import paths  # pylint: disable=g-import-not-at-top
+  from nerf_jax.inference import chunked  # pylint: disable=g-import-not-at-top
+  from nerf_jax.runs import load  # pylint: disable=g-import-not-at-top
+  from nerf_jax.train import loop  # pylint: disable=g-import-not-at-top
+  record = loop.train_and_evaluate(config, str(workdir), progress=False)
+  _, info, model, variables, step = load.load_trained(str(workdir))
+  kind, path = paths.camera_path(info, 'auto', 2)
+  frames = chunked.render_sequence(
+      chunked.make_render_fn(model), variables, path,
       info.intrinsics.scaled(0.25), info.near, info.far, 4096,
       progress=False, ndc=info.ndc)
   return record, info, kind, frames, step

@@ -1,4 +1,4 @@
-"""Tests of export_lib and export.py: meshes against the built-in scene's
+"""Tests of nerf_jax.export and export.py: meshes against the built-in scene's
 analytic geometry, point clouds, depth and normal maps, the command line."""
 
 from __future__ import annotations
@@ -19,10 +19,13 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from nerf_jax.cameras import camera
-from nerf_jax.export import export_lib
+from nerf_jax.export import fields
+from nerf_jax.export import maps as maps_lib
+from nerf_jax.export import mesh as mesh_lib
+from nerf_jax.export import points as points_lib
 from nerf_jax.io import outputs
-from nerf_jax.inference import render_lib
-from nerf_jax.train import train_lib
+from nerf_jax.inference import chunked
+from nerf_jax.runs import load
 from nerf_jax.datasets import procedural
 from tests.checks import error_line
 
@@ -58,7 +61,7 @@ def jax_sigmoid(x):
 
 
 def sphere_render_fn(variables, rays):
-  """A render function (``render_lib.make_render_fn``'s contract) that
+  """A render function (``chunked.make_render_fn``'s contract) that
   traces the analytic SphereField: depth of the first hit, acc 1 on hits."""
   del variables
   o, d = np.asarray(rays.origins), np.asarray(rays.directions)
@@ -77,8 +80,8 @@ def sphere_render_fn(variables, rays):
 
 
 def test_sphere_mesh_lies_on_the_sphere_with_outward_normals_and_winding():
-  fns = export_lib.make_field_fns(SphereField())
-  mesh = export_lib.extract_mesh(fns, VARIABLES, BOX, 48, 50.0, 4096)
+  fns = fields.make_field_fns(SphereField())
+  mesh = mesh_lib.extract_mesh(fns, VARIABLES, BOX, 48, 50.0, 4096)
   cell = 2.0 / 47
   offset = mesh.vertices - CENTER
   radius = np.linalg.norm(offset, axis=-1)
@@ -96,19 +99,19 @@ def test_sphere_mesh_lies_on_the_sphere_with_outward_normals_and_winding():
 
 
 def test_density_grid_samples_the_box_corners_and_chunks_do_not_matter():
-  fns = export_lib.make_field_fns(SphereField())
+  fns = fields.make_field_fns(SphereField())
   box = ((-1.0, -0.5, 0.0), (1.0, 0.5, 0.5))
-  assert export_lib.grid_shape(box, 40) == (40, 20, 10)
-  whole = export_lib.density_grid(fns['density'], VARIABLES, box, 40, 10 ** 6)
-  chunked = export_lib.density_grid(fns['density'], VARIABLES, box, 40, 333)
+  assert mesh_lib.grid_shape(box, 40) == (40, 20, 10)
+  whole = mesh_lib.density_grid(fns['density'], VARIABLES, box, 40, 10 ** 6)
+  chunked = mesh_lib.density_grid(fns['density'], VARIABLES, box, 40, 333)
   np.testing.assert_allclose(whole, chunked, rtol=1e-4, atol=1e-4)
   corner = np.asarray(fns['density'](VARIABLES, jnp.array([[1.0, 0.5, 0.5]])))
   np.testing.assert_allclose(whole[-1, -1, -1], corner[0], rtol=1e-6)
 
 
 def test_default_threshold_is_scale_free():
-  base = export_lib.default_threshold(BOX)
-  doubled = export_lib.default_threshold(((-2.0,) * 3, (2.0,) * 3))
+  base = mesh_lib.default_threshold(BOX)
+  doubled = mesh_lib.default_threshold(((-2.0,) * 3, (2.0,) * 3))
   np.testing.assert_allclose(doubled, base / 2, rtol=1e-12)
   # A layer 2% of the diagonal thick is then half opaque.
   layer = 0.02 * np.sqrt(12.0)
@@ -116,32 +119,32 @@ def test_default_threshold_is_scale_free():
 
 
 def test_no_surface_is_one_line():
-  fns = export_lib.make_field_fns(SphereField())
-  with pytest.raises(export_lib.NoSurfaceError, match='never crosses'):
-    export_lib.extract_mesh(fns, VARIABLES, BOX, 16, 1e6, 4096)
+  fns = fields.make_field_fns(SphereField())
+  with pytest.raises(mesh_lib.NoSurfaceError, match='never crosses'):
+    mesh_lib.extract_mesh(fns, VARIABLES, BOX, 16, 1e6, 4096)
 
 
 def test_keep_largest_components_drops_the_small_ball():
   field = SphereField(centers=(CENTER, np.array([-0.7, 0.7, 0.7])),
                       radii=(RADIUS, 0.15))
-  fns = export_lib.make_field_fns(field)
-  mesh = export_lib.extract_mesh(fns, VARIABLES, BOX, 48, 50.0, 4096)
-  big = export_lib.keep_largest_components(mesh, 1)
+  fns = fields.make_field_fns(field)
+  mesh = mesh_lib.extract_mesh(fns, VARIABLES, BOX, 48, 50.0, 4096)
+  big = mesh_lib.keep_largest_components(mesh, 1)
   assert 0 < len(big.faces) < len(mesh.faces)
   np.testing.assert_allclose(np.linalg.norm(big.vertices - CENTER, axis=-1),
                              RADIUS, atol=0.02)
   assert big.faces.max() == len(big.vertices) - 1
-  assert len(export_lib.keep_largest_components(mesh, 0).faces) == len(
+  assert len(mesh_lib.keep_largest_components(mesh, 0).faces) == len(
       mesh.faces)
 
 
 def test_normals_of_a_sphere_point_outward():
-  fns = export_lib.make_field_fns(SphereField())
+  fns = fields.make_field_fns(SphereField())
   rng = np.random.default_rng(0)
   dirs = rng.normal(size=(100, 3))
   dirs /= np.linalg.norm(dirs, axis=-1, keepdims=True)
   points = (CENTER + RADIUS * dirs).astype(np.float32)
-  normals = export_lib.map_chunked(fns['normal'], VARIABLES, (points,), 32)
+  normals = fields.map_chunked(fns['normal'], VARIABLES, (points,), 32)
   np.testing.assert_allclose(normals, dirs, atol=3e-3)
 
 
@@ -153,7 +156,7 @@ def test_point_cloud_backprojects_onto_the_rendered_sphere():
   poses = np.stack([_look_at_sphere([2.0, 0.5, 1.0]),
                     _look_at_sphere([-1.5, -1.0, 0.5])])
   intrinsics = camera.Intrinsics.from_focal(40.0, 32, 24)
-  points, colors = export_lib.point_cloud(
+  points, colors = points_lib.point_cloud(
       sphere_render_fn, VARIABLES, poses, intrinsics, 0.1, 6.0, 100, BOX,
       num_points=500)
   assert len(points) == 500
@@ -170,14 +173,14 @@ def test_depth_and_normal_maps_of_a_sphere_match_its_closed_form(tmp_path):
   and normals, within the PNG's quantisation."""
   c2w = _look_at_sphere([0.0, -2.5, 0.0])
   intrinsics = camera.Intrinsics.from_focal(30.0, 24, 20)
-  fns = export_lib.make_field_fns(SphereField())
+  fns = fields.make_field_fns(SphereField())
   for fmt in ('png16', 'npy'):
     folder = str(tmp_path / fmt)
-    info = export_lib.write_surface_maps(
+    info = maps_lib.write_surface_maps(
         folder, sphere_render_fn, fns['normal'], VARIABLES, c2w[None],
         intrinsics, 0.1, 6.0, 128, fmt=fmt, frame='camera')
     ext = '.png' if fmt == 'png16' else '.npy'
-    read = np.load if fmt == 'npy' else export_lib.read_png16
+    read = np.load if fmt == 'npy' else maps_lib.read_png16
     depth, normals = (read(os.path.join(folder, kind, '0000' + ext))
                       for kind in ('depth', 'normals'))
     if fmt == 'png16':
@@ -193,14 +196,14 @@ def test_depth_and_normal_maps_of_a_sphere_match_its_closed_form(tmp_path):
           'scale']
       assert scale == info['depth']['scale'] == 10922  # floor(65534 / 6)
       valid = depth > 0
-      depth = export_lib.png16_to_depth(depth, scale)
-      normals = export_lib.png16_to_normals(normals)
+      depth = maps_lib.png16_to_depth(depth, scale)
+      normals = maps_lib.png16_to_normals(normals)
       depth_tol, normal_tol = 0.5 / scale + 1e-6, 1.5 / 65535 + 1e-5
     else:
       valid = depth > 0
       depth_tol, normal_tol = 1e-5, 1e-3
     cameras = camera.Cameras.create(c2w[None], intrinsics)
-    rays = render_lib.image_rays(cameras, 0, 0.1, 6.0)
+    rays = chunked.image_rays(cameras, 0, 0.1, 6.0)
     truth = sphere_render_fn(None, rays)
     np.testing.assert_array_equal(valid, truth['acc'] > 0)
     np.testing.assert_allclose(depth[valid], truth['depth'][valid],
@@ -221,35 +224,36 @@ def test_exr_maps_round_trip(tmp_path):
   depth = np.random.default_rng(0).uniform(2, 6, (5, 7)).astype(np.float32)
   normals = np.random.default_rng(1).normal(size=(5, 7, 3)).astype(np.float32)
   valid = np.ones((5, 7), bool)
-  path = export_lib.write_map(str(tmp_path / 'd'), 'depth', depth, valid,
-                              'exr', 1.0)
-  np.testing.assert_array_equal(export_lib.read_exr(path)['Z'], depth)
-  path = export_lib.write_map(str(tmp_path / 'n'), 'normals', normals, valid,
-                              'exr', 1.0)
-  np.testing.assert_array_equal(export_lib.read_exr(path)['RGB'], normals)
+  path = maps_lib.write_map(str(tmp_path / 'd'), 'depth', depth, valid,
+                            'exr', 1.0)
+  np.testing.assert_array_equal(maps_lib.read_exr(path)['Z'], depth)
+  path = maps_lib.write_map(str(tmp_path / 'n'), 'normals', normals, valid,
+                            'exr', 1.0)
+  np.testing.assert_array_equal(maps_lib.read_exr(path)['RGB'], normals)
 
 
 def test_png16_depth_round_trip_within_quantisation():
-  scale = export_lib.depth_png_scale(6.0)
+  scale = maps_lib.depth_png_scale(6.0)
   depth = np.random.default_rng(2).uniform(0.0, 6.0, (30, 40))
   valid = depth > 0.5
-  decoded = export_lib.png16_to_depth(
-      export_lib.depth_to_png16(depth, valid, scale), scale)
+  decoded = maps_lib.png16_to_depth(
+      maps_lib.depth_to_png16(depth, valid, scale), scale)
   np.testing.assert_allclose(decoded[valid], depth[valid], atol=0.5 / scale)
   assert np.all(decoded[~valid] == 0)
 
 
 def test_command_line_knows_the_library_formats():
   """export.py keeps copies of the formats (to check flags without JAX)."""
-  tree = ast.parse((ROOT / 'export.py').read_text())
+  command = ROOT / 'nerf_jax' / 'commands' / 'export.py'
+  tree = ast.parse(command.read_text())
   values = {node.targets[0].id: ast.literal_eval(node.value)
             for node in tree.body if isinstance(node, ast.Assign)
             and isinstance(node.targets[0], ast.Name)
             and node.targets[0].id in ('_MESH_FORMATS', '_POINT_FORMATS',
                                        '_EXR_PACKAGE')}
-  assert values == {'_MESH_FORMATS': export_lib.MESH_FORMATS,
-                    '_POINT_FORMATS': export_lib.POINT_FORMATS,
-                    '_EXR_PACKAGE': export_lib.EXR_PACKAGE}
+  assert values == {'_MESH_FORMATS': mesh_lib.MESH_FORMATS,
+                    '_POINT_FORMATS': points_lib.POINT_FORMATS,
+                    '_EXR_PACKAGE': maps_lib.EXR_PACKAGE}
 
 
 # ---------------------------------------------------------------------------
@@ -296,9 +300,9 @@ def test_mesh_of_the_builtin_scene_matches_its_analytic_geometry(trained):
   ways) between the exported mesh and the visible analytic surface: below
   2% of the scene box diagonal; vertex colours are the shapes' shaded
   colours."""
-  _, info, model, variables, _ = train_lib.load_trained(trained)
-  fns = export_lib.make_field_fns(model)
-  mesh = export_lib.extract_mesh(fns, variables, info.aabb, 80, None, 65536)
+  _, info, model, variables, _ = load.load_trained(trained)
+  fns = fields.make_field_fns(model)
+  mesh = mesh_lib.extract_mesh(fns, variables, info.aabb, 80, None, 65536)
   diagonal = np.linalg.norm(np.subtract(*info.aabb))
   truth, truth_rgb, poses = _visible_surface()
   cell = diagonal / np.sqrt(3) / 79
@@ -356,17 +360,17 @@ def test_command_line_writes_mesh_points_and_maps(trained, tmp_path):
   assert sorted(os.listdir(maps / 'depth')) == ['0000.png', '0001.png']
   intrinsics = camera.Intrinsics(**info['intrinsics'])
   for i, c2w in enumerate(np.asarray(info['poses'], np.float32)):
-    raw = export_lib.read_png16(str(maps / 'depth' / f'{i:04d}.png'))
-    depth = export_lib.png16_to_depth(raw, info['depth']['scale'])
+    raw = maps_lib.read_png16(str(maps / 'depth' / f'{i:04d}.png'))
+    depth = maps_lib.png16_to_depth(raw, info['depth']['scale'])
     _, truth_depth, alpha = procedural.render_view(c2w, intrinsics)
     both = (raw > 0) & (alpha > 0)
     assert both.mean() > 0.3
     assert np.median(np.abs(depth[both] - truth_depth[both])) < 0.15
-    encoded = export_lib.read_png16(str(maps / 'normals' / f'{i:04d}.png'))
+    encoded = maps_lib.read_png16(str(maps / 'normals' / f'{i:04d}.png'))
     has_normal = np.any(encoded > 0, axis=-1)
     assert not np.any(has_normal & (raw == 0))
     assert has_normal[raw > 0].mean() > 0.95  # flat density: no normal
-    normals = export_lib.png16_to_normals(encoded)[has_normal]
+    normals = maps_lib.png16_to_normals(encoded)[has_normal]
     np.testing.assert_allclose(np.linalg.norm(normals, axis=-1), 1.0,
                                atol=0.01)
     # Surfaces mostly face the camera that sees them. The gradient of this
@@ -378,10 +382,10 @@ def test_command_line_writes_mesh_points_and_maps(trained, tmp_path):
 
 @pytest.mark.parametrize('ext', ['.obj', '.glb'])
 def test_obj_and_glb_meshes_load_with_their_colours(tmp_path, ext):
-  fns = export_lib.make_field_fns(SphereField())
-  mesh = export_lib.extract_mesh(fns, VARIABLES, BOX, 24, 50.0, 4096)
+  fns = fields.make_field_fns(SphereField())
+  mesh = mesh_lib.extract_mesh(fns, VARIABLES, BOX, 24, 50.0, 4096)
   path = str(tmp_path / ('mesh' + ext))
-  export_lib.write_mesh(path, mesh)
+  mesh_lib.write_mesh(path, mesh)
   loaded = trimesh.load(path, force='mesh', process=False)
   assert len(loaded.faces) == len(mesh.faces)
   np.testing.assert_allclose(loaded.visual.vertex_colors[:, :3] / 255.0,
@@ -431,9 +435,9 @@ def test_a_grid_larger_than_memory_is_refused_in_one_line(monkeypatch):
   from nerf_jax import errors, resources  # pylint: disable=g-import-not-at-top
   monkeypatch.setattr(resources, 'available_bytes', lambda device=None: 2 ** 30)
   box = ((-1.0, -1.0, -1.0), (1.0, 1.0, 0.0))
-  export_lib.check_grid_fits(box, 256)  # 256 x 256 x 128 x 8 B = 64 MiB
+  mesh_lib.check_grid_fits(box, 256)  # 256 x 256 x 128 x 8 B = 64 MiB
   with pytest.raises(errors.UserError) as excinfo:
-    export_lib.check_grid_fits(box, 1024)
+    mesh_lib.check_grid_fits(box, 1024)
   assert str(excinfo.value) == (
       'a 1024x1024x512 density grid (--resolution 1024) needs about 4.0 GiB '
       'of memory but 1.0 GiB is available; lower --resolution or crop with '

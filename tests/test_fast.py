@@ -14,7 +14,8 @@ from configs import demo
 from nerf_jax.cameras import camera
 from nerf_jax import datasets, models
 from nerf_jax.render import occupancy, compositing
-from nerf_jax.train import train_lib
+from nerf_jax.runs import load, validation
+from nerf_jax.train import train_state, train_step
 
 
 def fast_config(**overrides):
@@ -158,12 +159,12 @@ def test_step_compiles_once_across_occupancy_updates_and_refreshes_the_grid():
   scene = datasets.load_scene(config.data)
   model = models.make_model(config.model, scene.info())
   tx = model.optimizer(config.train)
-  state = train_lib.create_train_state(jax.random.PRNGKey(0), model, tx)
+  state = train_state.create_train_state(jax.random.PRNGKey(0), model, tx)
   split = scene.split('train')
-  data = train_lib.TrainData.create(jnp.asarray(split.images),
-                             jnp.asarray(split.poses), split.intrinsics)
+  data = train_state.TrainData.create(
+      jnp.asarray(split.images), jnp.asarray(split.poses), split.intrinsics)
   traces = []
-  step = train_lib.make_train_step(model, tx, 256, scene.near, scene.far)
+  step = train_step.make_train_step(model, tx, 256, scene.near, scene.far)
 
   def counted(*args):
     traces.append(1)
@@ -209,7 +210,7 @@ def test_fast_model_learns_the_builtin_scene_and_checkpoints_its_grid(
   grid must find the objects and clear the empty top of the box."""
   workdir, record = builtin_fast_run
   assert record['psnr'] > 22.0, record
-  _, info, model, variables, _ = train_lib.load_trained(workdir)
+  _, info, model, variables, _ = load.load_trained(workdir)
   mask = np.asarray(variables['state']['grid']['mask'])
   assert 0.02 < mask.mean() < 0.6
   g = mask.shape[0]
@@ -231,5 +232,5 @@ def test_fast_model_learns_the_builtin_scene_and_checkpoints_its_grid(
     ('levels', 0), ('log2_table', 30), ('num_steps', 1), ('budget_per_ray', 0),
     ('occupancy_alpha', 1.5), ('max_resolution', 2)])
 def test_invalid_fast_settings_are_refused_with_the_field_named(field, value):
-  with pytest.raises(train_lib.ConfigError, match=f'model.fast.{field}'):
-    train_lib.validate_config(fast_config(**{f'model__fast__{field}': value}))
+  with pytest.raises(validation.ConfigError, match=f'model.fast.{field}'):
+    validation.validate_config(fast_config(**{f'model__fast__{field}': value}))

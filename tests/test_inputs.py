@@ -19,17 +19,17 @@ import numpy as np
 import pytest
 
 from checks import error_line, one_line, snapshot  # tests/checks.py
-from nerf_jax.cameras import camera
+from nerf_jax.cameras import camera, paths
+from nerf_jax.cameras import checks as camera_checks
 from nerf_jax import datasets
-from nerf_jax.io import outputs
-from nerf_jax.inference import render_lib
+from nerf_jax.io import outputs, video
 from nerf_jax.datasets import base
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _poses(n: int = 4) -> np.ndarray:
-  return render_lib.orbit_poses(n, 30.0, 4.0).astype(np.float64)
+  return paths.orbit_poses(n, 30.0, 4.0).astype(np.float64)
 
 
 def _with(array: np.ndarray, index, value) -> np.ndarray:
@@ -51,17 +51,17 @@ def _mirrored(poses: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------
-# The shared ranges (camera.pose_problem, camera.intrinsics_problem).
+# The shared ranges (checks.pose_problem, checks.intrinsics_problem).
 
 
 def test_real_cameras_are_in_range():
-  assert camera.pose_problem(_poses(8)) == ''
-  assert camera.pose_problem(np.stack([camera.look_at((3.0, -2.0, 1.0))])) == ''
+  assert camera_checks.pose_problem(_poses(8)) == ''
+  assert camera_checks.pose_problem(np.stack([camera.look_at((3.0, -2.0, 1.0))])) == ''
   # Blender's lego (800 px, 1111 px focal), a phone, a long lens, a crop
   # whose principal point is off-centre.
   for fx, cx, w, h in ((1111.1, 400, 800, 800), (3000, 2016, 4032, 3024),
                        (50000, 960, 1920, 1080), (500, -300, 640, 480)):
-    assert camera.intrinsics_problem(fx, fx, cx, h / 2, w, h) == ''
+    assert camera_checks.intrinsics_problem(fx, fx, cx, h / 2, w, h) == ''
 
 
 @pytest.mark.parametrize('fx, cx, width, expected', [
@@ -73,15 +73,15 @@ def test_real_cameras_are_in_range():
     (10.0, 4, 0, 'width=0 must be a positive number of pixels'),
 ])
 def test_intrinsics_out_of_range_are_named(fx, cx, width, expected):
-  assert camera.intrinsics_problem(fx, 10.0, cx, 4, width, 8).startswith(
+  assert camera_checks.intrinsics_problem(fx, 10.0, cx, 4, width, 8).startswith(
       expected)
 
 
 def test_several_views_name_the_first_bad_one():
-  problem = camera.intrinsics_problem([10, 10, -1], 10, 4, 4, 8, 8,
+  problem = camera_checks.intrinsics_problem([10, 10, -1], 10, 4, 4, 8, 8,
                                       what='row')
   assert problem == 'row 2: fx=-1 must be a positive number'
-  assert camera.pose_problem(_scaled_rotation(_poses())).startswith(
+  assert camera_checks.pose_problem(_scaled_rotation(_poses())).startswith(
       'pose 1: rotation is not orthonormal')
 
 
@@ -300,7 +300,7 @@ TRANSFORMS_CASES = {
     'k1_string': (dict(fl_x=10.0, k1='x'), "k1 must be a number, got 'x'"),
     'aabb_scale_negative': (dict(fl_x=10.0, aabb_scale=-4),
                             'aabb_scale=-4 must be in (0, 10000]'),
-    # Lens distortion no real lens has (camera.distortion_problem).
+    # Lens distortion no real lens has (distortion.distortion_problem).
     'k1_huge': (dict(fl_x=10.0, k1=1e6), 'k1=1e+06 is implausible for a '
                 'real lens (at most 100 in magnitude)'),
     'k1_folds': (dict(fl_x=10.0, k1=-50), 'k1=-50, k2=0: the lens folds the '
@@ -339,7 +339,7 @@ def test_bad_transform_matrix_names_the_image(tmp_path, poses, expected):
 # ---------------------------------------------------------------------------
 # Camera paths (render.py --path).
 
-_PATH_POSES = render_lib.orbit_poses(2, 20.0, 4.5)[:, :3].tolist()
+_PATH_POSES = paths.orbit_poses(2, 20.0, 4.5)[:, :3].tolist()
 _INTRINSICS = dict(fx=20.0, fy=20.0, cx=6.0, cy=5.0, width=12, height=10)
 
 
@@ -395,7 +395,7 @@ def test_json_nested_too_deeply_or_with_huge_integers_names_file_and_key(
   # Every reader of a user's JSON goes through inputs.read_json: one line
   # naming the file and the key, never an unexpected RecursionError,
   # OverflowError or TypeError.
-  from nerf_jax.runs import rundir  # pylint: disable=g-import-not-at-top
+  from nerf_jax.runs import metrics_log, rundir  # pylint: disable=g-import-not-at-top
   path = _write_capture(tmp_path / 'capture', dict(fl_x=10.0))
   meta = json.loads(pathlib.Path(path).read_text())
   meta['frames'][1]['w'] = 10 ** 40
@@ -429,7 +429,7 @@ def test_json_nested_too_deeply_or_with_huge_integers_names_file_and_key(
   # metrics.jsonl: such a line is skipped as a half-written one is.
   (run / 'metrics.jsonl').write_text('{"step": 1}\n' + _DEEP + '\n'
                                      '{"step": 1' + '0' * 40 + '}\n')
-  assert rundir.read_metrics(str(run / 'metrics.jsonl')) == [{'step': 1}]
+  assert metrics_log.read_metrics(str(run / 'metrics.jsonl')) == [{'step': 1}]
 
 
 @pytest.mark.parametrize('case', sorted(CAMERA_PATH_CASES))
@@ -439,7 +439,7 @@ def test_bad_camera_path_is_one_line_naming_file_and_key(tmp_path, case):
   with open(path, 'w') as f:
     json.dump(doc, f)
   with pytest.raises(ValueError) as e:
-    render_lib.load_camera_path(path)
+    paths.load_camera_path(path)
   line = one_line(e)
   assert line.startswith(f'camera path {path}') and expected in line, line
 
@@ -460,32 +460,32 @@ def test_bad_camera_path_is_one_line_naming_file_and_key(tmp_path, case):
 def test_unreadable_camera_path_text(tmp_path, text, expected):
   (tmp_path / 'cams.json').write_text(text)
   with pytest.raises(ValueError) as e:
-    render_lib.load_camera_path(str(tmp_path / 'cams.json'))
+    paths.load_camera_path(str(tmp_path / 'cams.json'))
   assert expected in one_line(e) and 'cams.json' in str(e.value)
 
 
 def test_camera_path_npy_and_folder(tmp_path):
   np.save(tmp_path / 'cams.npy', np.zeros((2, 4, 4), np.complex64))
   with pytest.raises(ValueError) as e:
-    render_lib.load_camera_path(str(tmp_path / 'cams.npy'))
+    paths.load_camera_path(str(tmp_path / 'cams.npy'))
   assert 'expected real numbers, got complex64' in one_line(e)
   np.save(tmp_path / 'cams.npy', np.zeros((2, 4, 4)))
   with pytest.raises(ValueError) as e:
-    render_lib.load_camera_path(str(tmp_path / 'cams.npy'))
+    paths.load_camera_path(str(tmp_path / 'cams.npy'))
   assert 'pose 0: rotation is not orthonormal' in one_line(e)
   with pytest.raises(ValueError) as e:
-    render_lib.load_camera_path(str(tmp_path))
+    paths.load_camera_path(str(tmp_path))
   assert one_line(e).endswith('is a folder, not a .npy or .json file')
 
 
 def test_good_camera_path_keeps_working(tmp_path):
   (tmp_path / 'cams.json').write_text(json.dumps(dict(
       poses=_PATH_POSES, intrinsics=dict(_INTRINSICS, width=12.0))))
-  poses, intrinsics = render_lib.load_camera_path(str(tmp_path / 'cams.json'))
+  poses, intrinsics = paths.load_camera_path(str(tmp_path / 'cams.json'))
   assert poses.shape == (2, 4, 4) and poses.dtype == np.float32
   assert intrinsics == camera.Intrinsics(**_INTRINSICS)
   (tmp_path / 'list.json').write_text(json.dumps(_PATH_POSES))
-  poses, intrinsics = render_lib.load_camera_path(str(tmp_path / 'list.json'))
+  poses, intrinsics = paths.load_camera_path(str(tmp_path / 'list.json'))
   assert poses.shape == (2, 4, 4) and intrinsics is None
 
 
@@ -497,8 +497,8 @@ _FRAMES = np.full((3, 6, 8, 3), 128, np.uint8)
 
 def test_failed_write_keeps_the_earlier_video_and_leaves_no_temporary(
     tmp_path, monkeypatch):
-  render_lib.write_video(str(tmp_path / 'orbit_rgb.gif'), _FRAMES, 30.0)
-  render_lib.write_video(str(tmp_path / 'frames'), _FRAMES, 30.0)
+  video.write_video(str(tmp_path / 'orbit_rgb.gif'), _FRAMES, 30.0)
+  video.write_video(str(tmp_path / 'frames'), _FRAMES, 30.0)
   before = snapshot(tmp_path)
 
   def disk_full(path, *args, **kwargs):  # half a file, then the disk is full
@@ -506,18 +506,18 @@ def test_failed_write_keeps_the_earlier_video_and_leaves_no_temporary(
     pathlib.Path(path).write_bytes(b'partial')
     raise OSError(28, 'No space left on device', str(path))
 
-  monkeypatch.setattr(render_lib.iio, 'imwrite', disk_full)
+  monkeypatch.setattr(video.iio, 'imwrite', disk_full)
   for name in ('orbit_rgb.gif', 'frames'):
     with pytest.raises(OSError):
-      render_lib.write_video(str(tmp_path / name), _FRAMES, 30.0)
+      video.write_video(str(tmp_path / name), _FRAMES, 30.0)
   assert snapshot(tmp_path) == before
 
 
 def test_png_folder_is_replaced_whole(tmp_path):
   out = str(tmp_path / 'orbit_rgb')
-  assert render_lib.write_video(out, np.repeat(_FRAMES, 2, 0), 30.0) == out
+  assert video.write_video(out, np.repeat(_FRAMES, 2, 0), 30.0) == out
   assert len(os.listdir(out)) == 6
-  render_lib.write_video(out, _FRAMES, 30.0)
+  video.write_video(out, _FRAMES, 30.0)
   assert sorted(os.listdir(out)) == ['0000.png', '0001.png', '0002.png']
   assert sorted(os.listdir(tmp_path)) == [outputs.LEDGER, 'orbit_rgb']
 
@@ -537,11 +537,11 @@ def test_output_of_the_wrong_kind_or_not_ours_is_refused(tmp_path):
       ('mine_rgb', 'exists and was not written by render.py; it is left as '
                    'it is: choose another folder name or an empty folder')):
     with pytest.raises(outputs.OutputError) as e:
-      render_lib.write_video(str(tmp_path / name), _FRAMES, 30.0)
+      video.write_video(str(tmp_path / name), _FRAMES, 30.0)
     assert one_line(e) == f'output {tmp_path / name} {expected}'
   for fps, quality in ((0.0, 8.0), (np.nan, 8.0), (30.0, 11.0)):
     with pytest.raises(ValueError):
-      render_lib.write_video(str(tmp_path / 'x.gif'), _FRAMES, fps, quality)
+      video.write_video(str(tmp_path / 'x.gif'), _FRAMES, fps, quality)
   assert snapshot(tmp_path) == before
 
 
@@ -719,7 +719,7 @@ def test_pipes_devices_and_huge_files_are_refused_unopened(tmp_path, no_hang):
       (str(huge), f'camera path {huge}: 256 MB is too large for a .npy or '
        '.json file (at most 256 MB)')):
     with pytest.raises(ValueError) as e:
-      render_lib.load_camera_path(path)
+      paths.load_camera_path(path)
     assert one_line(e) == expected
   assert cli._config_file_problem(fifo) == (  # pylint: disable=protected-access
       f'config file {fifo}: a named pipe (FIFO), not a .py file')
@@ -843,17 +843,19 @@ def test_images_and_arrays_beyond_memory_are_refused_before_reading(
 def test_prepare_refuses_pipes_and_photos_beyond_memory(tmp_path,
                                                         monkeypatch, no_hang):
   from nerf_jax import resources  # pylint: disable=g-import-not-at-top
-  from nerf_jax.sfm import sfm  # pylint: disable=g-import-not-at-top
+  from nerf_jax.sfm import images  # pylint: disable=g-import-not-at-top
+  from nerf_jax.sfm import prepare  # pylint: disable=g-import-not-at-top
+  from nerf_jax.sfm import report  # pylint: disable=g-import-not-at-top
   os.mkfifo(tmp_path / 'walk.mp4')
-  with pytest.raises(sfm.SfmError) as e:
-    sfm.prepare_scene(str(tmp_path / 'walk.mp4'), str(tmp_path / 'scene'))
+  with pytest.raises(report.SfmError) as e:
+    prepare.prepare_scene(str(tmp_path / 'walk.mp4'), str(tmp_path / 'scene'))
   assert one_line(e) == (f'{tmp_path / "walk.mp4"}: a named pipe (FIFO), '
                          'not a video file or a folder of photos')
   _png_declaring(tmp_path / 'big.png', 12000, 12000)
   monkeypatch.setattr(resources, 'available_bytes',
                       lambda device=None: 2 ** 30)
   with pytest.raises(Exception) as e:
-    sfm.prepare_photos([str(tmp_path / 'big.png')], str(tmp_path / 'out'),
-                       max_size=1600)
+    images.prepare_photos([str(tmp_path / 'big.png')], str(tmp_path / 'out'),
+                          max_size=1600)
   assert one_line(e).startswith(f'decoding {tmp_path / "big.png"} '
                                 '(12000x12000 pixels) needs about ')

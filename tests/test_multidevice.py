@@ -19,8 +19,8 @@ import jax, jax.numpy as jnp, numpy as np
 sys.path.insert(0, sys.argv[1])
 from configs import demo
 from nerf_jax import datasets, distributed, models
-from nerf_jax.render import pipeline
-from nerf_jax.train import train_lib
+from nerf_jax.models import pipeline
+from nerf_jax.train import train_state, train_step
 devices = int(sys.argv[2])
 assert jax.device_count() == devices, jax.devices()
 config = demo.get_config()
@@ -32,9 +32,9 @@ model = models.make_model(config.model, scene.info())
 tx = model.optimizer(config.train)
 split = scene.split('train')
 mesh = distributed.make_mesh()
-plain = train_lib.TrainData.create(train_lib._to_uint8(split.images),
-                                   split.poses, split.intrinsics)
-sharded = train_lib.put_data(split, mesh)  # 7 x 132 pixels, padded
+plain = train_state.TrainData.create(train_state._to_uint8(split.images),
+                                     split.poses, split.intrinsics)
+sharded = train_state.put_data(split, mesh)  # 7 x 132 pixels, padded
 assert sharded.pixels.shape[0] % devices == 0
 assert 0 < sharded.pixels.shape[0] - 7 * 132 < devices
 assert len(sharded.pixels.addressable_shards) == devices
@@ -42,8 +42,8 @@ assert sharded.pixels.addressable_shards[0].data.shape[0] == (
     sharded.pixels.shape[0] // devices)
 # The same batch, whatever the devices: pixels gathered from sharded rows.
 key = jax.random.PRNGKey(5)
-one = train_lib.sample_batch(key, plain, 256, scene.near, scene.far)
-many = jax.jit(lambda k, d: train_lib.sample_batch(
+one = train_step.sample_batch(key, plain, 256, scene.near, scene.far)
+many = jax.jit(lambda k, d: train_step.sample_batch(
     k, d, 256, scene.near, scene.far, mesh))(key, sharded)
 assert many[1].sharding.spec == jax.sharding.PartitionSpec('data')
 np.testing.assert_array_equal(np.asarray(one[1]), np.asarray(many[1]))
@@ -53,11 +53,11 @@ for a, b in zip(jax.tree_util.tree_leaves(one[0]),
 # Three steps from the same state on 1 device and on all devices.
 results = []
 for m, data in ((None, plain), (mesh, sharded)):
-  state = train_lib.create_train_state(jax.random.PRNGKey(0), model, tx)
+  state = train_state.create_train_state(jax.random.PRNGKey(0), model, tx)
   if m is not None:
     state = distributed.replicate(state, m)
-  step = jax.jit(train_lib.make_train_step(model, tx, 256, scene.near,
-                                           scene.far, m, micro_batches=2),
+  step = jax.jit(train_step.make_train_step(model, tx, 256, scene.near,
+                                            scene.far, m, micro_batches=2),
                  donate_argnums=(0,))
   for _ in range(3):
     state, metrics = step(state, data, jax.random.PRNGKey(1))
@@ -68,16 +68,16 @@ assert all(x.sharding.is_fully_replicated
 for a, b in zip(*(jax.tree_util.tree_leaves(s.params) for s in results)):
   np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
 # Rendering spreads each chunk over the devices and matches one device.
-from nerf_jax.cameras import camera
-from nerf_jax.inference import render_lib
+from nerf_jax.cameras import camera, paths
+from nerf_jax.inference import chunked
 params = results[1].variables()
 intr = camera.Intrinsics.from_focal(14.0, 11, 9)
-pose = render_lib.orbit_poses(2, 30.0, 4.0)[1]
-fn = render_lib.make_render_fn(model)
-multi = render_lib.render_view(fn, params, intr, pose, 2.0, 6.0, 30)
+pose = paths.orbit_poses(2, 30.0, 4.0)[1]
+fn = chunked.make_render_fn(model)
+multi = chunked.render_view(fn, params, intr, pose, 2.0, 6.0, 30)
 ref = jax.jit(lambda v, r: pipeline.render_rays(
     model.field, v['params'], r, None, model.options))
-rays = render_lib.image_rays(camera.Cameras.create(pose[None], intr), 0, 2.0, 6.0)
+rays = chunked.image_rays(camera.Cameras.create(pose[None], intr), 0, 2.0, 6.0)
 single = ref(jax.device_put(results[0].variables(), jax.devices()[0]),
              rays)['coarse']
 np.testing.assert_allclose(multi['rgb'], single['rgb'], rtol=1e-4, atol=1e-5)
@@ -96,9 +96,9 @@ class Coupled:
 coupled = Coupled()
 results = []
 for m, data in ((None, plain), (mesh, sharded)):
-  state = train_lib.create_train_state(jax.random.PRNGKey(0), model, tx)
-  step = jax.jit(train_lib.make_train_step(coupled, tx, 256, scene.near,
-                                           scene.far, m))
+  state = train_state.create_train_state(jax.random.PRNGKey(0), model, tx)
+  step = jax.jit(train_step.make_train_step(coupled, tx, 256, scene.near,
+                                            scene.far, m))
   for _ in range(2):
     state, _ = step(state, data, jax.random.PRNGKey(1))
   results.append(state.params)
@@ -110,8 +110,8 @@ config.model.fast.log2_table, config.model.fast.max_resolution = 12, 64
 config.model.fast.occupancy_resolution = 16
 fast = models.make_model(config.model, scene.info())
 variables = dict(zip(('params', 'state'), fast.init(jax.random.PRNGKey(2))))
-multi = render_lib.render_view(render_lib.make_render_fn(fast), variables,
-                               intr, pose, 2.0, 6.0, 32)
+multi = chunked.render_view(chunked.make_render_fn(fast), variables,
+                            intr, pose, 2.0, 6.0, 32)
 single = jax.jit(lambda v, r: fast.render(v['params'], v['state'], r))(
     jax.device_put(variables, jax.devices()[0]), rays)
 np.testing.assert_allclose(multi['rgb'], single['rgb'], rtol=1e-4, atol=1e-5)
@@ -153,9 +153,9 @@ def _run(script: str, args: list, devices: int, cwd) -> subprocess.CompletedProc
 LOAD = r'''
 import sys, jax, numpy as np
 sys.path.insert(0, sys.argv[1])
-from nerf_jax.train import train_lib
+from nerf_jax.runs import load
 assert jax.device_count() == int(sys.argv[4])
-got = [train_lib.load_trained(d)[3:] for d in sys.argv[2:4]]
+got = [load.load_trained(d)[3:] for d in sys.argv[2:4]]
 assert got[0][1] == got[1][1] == int(sys.argv[5]), [g[1] for g in got]
 for a, b in zip(*(jax.tree_util.tree_leaves(g[0]) for g in got)):
   np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)

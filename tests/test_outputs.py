@@ -4,7 +4,6 @@ a run's files or at the user's own folders."""
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import subprocess
@@ -14,8 +13,7 @@ import numpy as np
 import pytest
 
 from checks import error_line, one_line, snapshot  # tests/checks.py
-from nerf_jax.io import outputs
-from nerf_jax.inference import render_lib
+from nerf_jax.io import outputs, video
 from nerf_jax.runs import rundir
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -194,8 +192,8 @@ def test_a_runs_own_files_are_never_an_output(tmp_path):
 def test_a_container_holds_only_nerf_jax_outputs(tmp_path):
   out = tmp_path / 'render'
   outputs.make_container(str(out), 'render.py')
-  render_lib.write_video(str(out / 'orbit_rgb.gif'),
-                         np.zeros((2, 4, 4, 3), np.uint8), 10.0)
+  video.write_video(str(out / 'orbit_rgb.gif'),
+                    np.zeros((2, 4, 4, 3), np.uint8), 10.0)
   outputs.write(str(out / 'mesh.ply'), 'export.py', write_text('m'))
   assert outputs.problem(str(out), 'render.py', outputs.CONTAINER) == ''
   (out / 'holiday.mp4').write_bytes(b'the user\'s video')

@@ -1,4 +1,4 @@
-"""Tests of nerf_jax.render.pipeline.render_rays: sampler -> field -> compositor."""
+"""Tests of nerf_jax.models.pipeline.render_rays: sampler -> field -> compositor."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ if str(ROOT) not in sys.path:  # run from anywhere without installing
   sys.path.insert(0, str(ROOT))
 
 from nerf_jax import models  # pylint: disable=g-import-not-at-top
-from nerf_jax.render import pipeline
+from nerf_jax.models import pipeline
 from nerf_jax.cameras.camera import Rays
 
 OUTPUT_KEYS = {'rgb', 'depth', 'disparity', 'acc', 'weights', 't_edges',

@@ -1,4 +1,5 @@
-"""Tests of nerf_jax.cameras.poses: capture normalisation and camera paths."""
+"""Tests of nerf_jax.cameras.poses (capture normalisation) and of the
+camera paths through captures (nerf_jax.cameras.paths)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ if str(ROOT) not in sys.path:
   sys.path.insert(0, str(ROOT))
 
 from nerf_jax.cameras import camera  # pylint: disable=g-import-not-at-top
-from nerf_jax.cameras import poses
+from nerf_jax.cameras import paths, poses
 
 
 def _random_rotation(rng) -> np.ndarray:
@@ -116,7 +117,7 @@ def test_spiral_looks_at_the_focus_point_and_spans_the_cameras():
   p = np.tile(np.eye(4), (10, 1, 1))
   p[:, :3, 3] = rng.uniform(-1, 1, size=(10, 3)) * [0.5, 0.3, 0.1]
   p, _ = poses.recenter(p)
-  path = poses.spiral_poses(p, focus_depth=5.0, num_frames=40)
+  path = paths.spiral_poses(p, focus_depth=5.0, num_frames=40)
   assert path.shape == (40, 4, 4)
   average = poses.average_pose(p)
   target = average[:3, 3] - 5.0 * average[:3, 2]
@@ -138,7 +139,7 @@ def test_smooth_path_runs_from_the_first_camera_to_the_last():
                    for t in np.linspace(0, np.pi, 7)])
   eyes += np.random.default_rng(4).normal(scale=0.05, size=eyes.shape)
   p = np.stack([camera.look_at(e, target) for e in eyes])
-  path = poses.smooth_path(p, 50)
+  path = paths.smooth_path(p, 50)
   assert path.shape == (50, 4, 4)
   np.testing.assert_allclose(path[0], p[0], atol=1e-5)
   np.testing.assert_allclose(path[-1], p[-1], atol=1e-5)
@@ -151,11 +152,3 @@ def test_smooth_path_runs_from_the_first_camera_to_the_last():
   np.testing.assert_allclose(np.linalg.norm(path[:, :2, 3], axis=-1), 4.0,
                              atol=0.35)
   assert np.all(np.einsum('ni,ni->n', -path[:, :3, 2], -path[:, :3, 3]) > 0)
-
-
-def test_to_4x4_adds_the_bottom_row():
-  p = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
-  out = poses.to_4x4(p)
-  assert out.shape == (2, 4, 4)
-  np.testing.assert_array_equal(out[:, :3], p)
-  np.testing.assert_array_equal(out[:, 3], [[0, 0, 0, 1]] * 2)

@@ -1,4 +1,4 @@
-"""prepare.py and nerf_jax/sfm.py: photos or a video to a transforms.json scene.
+"""prepare.py and nerf_jax/sfm/: photos or a video to a transforms.json scene.
 
 The SfM test runs pycolmap for real on 8 of the fox photos and checks the
 recovered cameras against the published instant-ngp transforms.json.
@@ -24,7 +24,12 @@ import pytest
 from PIL import Image, ImageFilter
 
 from nerf_jax.io import outputs
-from nerf_jax.sfm import sfm
+from nerf_jax.sfm import colmap
+from nerf_jax.sfm import images
+from nerf_jax.sfm import prepare
+from nerf_jax.sfm import report
+from nerf_jax.sfm import transforms
+from nerf_jax.sfm import video as video_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FOX = ROOT.parent / 'shared' / 'data' / 'fox'
@@ -42,17 +47,17 @@ def run_prepare(args, cwd):
 
 def test_sharpness_closed_forms():
   # A constant image and a linear ramp have a zero Laplacian everywhere.
-  assert sfm.sharpness(np.full((20, 30), 77, np.uint8)) == 0.0
+  assert images.sharpness(np.full((20, 30), 77, np.uint8)) == 0.0
   yy, xx = np.mgrid[:20, :30]
-  assert sfm.sharpness(3.0 * xx + 5.0 * yy) == pytest.approx(0.0, abs=1e-20)
+  assert images.sharpness(3.0 * xx + 5.0 * yy) == pytest.approx(0.0, abs=1e-20)
   # A 1-pixel 0/255 checkerboard: every interior Laplacian is +-4*255, in
   # equal numbers on an 8x8 interior, so the variance is exactly 1020^2.
   board = ((xx[:10, :10] + yy[:10, :10]) % 2 * 255).astype(np.uint8)
-  assert sfm.sharpness(board) == pytest.approx(1020.0 ** 2, rel=1e-12)
+  assert images.sharpness(board) == pytest.approx(1020.0 ** 2, rel=1e-12)
   # Colour goes through ITU-R 601 luma, whose weights sum to 1.
-  assert sfm.sharpness(np.stack([board] * 3, -1)) == pytest.approx(
+  assert images.sharpness(np.stack([board] * 3, -1)) == pytest.approx(
       1020.0 ** 2, rel=1e-9)
-  assert sfm.sharpness(np.zeros((2, 50))) == 0.0
+  assert images.sharpness(np.zeros((2, 50))) == 0.0
 
 
 def test_sharpness_matches_scipy_laplace():
@@ -60,33 +65,33 @@ def test_sharpness_matches_scipy_laplace():
   rgb = np.random.default_rng(0).integers(0, 256, (37, 45, 3)).astype(np.uint8)
   luma = rgb.astype(np.float64) @ [0.299, 0.587, 0.114]
   expected = ndimage.laplace(luma)[1:-1, 1:-1].var()  # interior: no padding
-  assert sfm.sharpness(rgb) == pytest.approx(expected, rel=1e-12)
+  assert images.sharpness(rgb) == pytest.approx(expected, rel=1e-12)
 
 
 def test_sharpness_falls_as_a_checkerboard_is_blurred():
   yy, xx = np.mgrid[:96, :96]
   board = Image.fromarray(((xx // 8 + yy // 8) % 2 * 255).astype(np.uint8))
-  scores = [sfm.sharpness(np.asarray(board))] + [
-      sfm.sharpness(np.asarray(board.filter(ImageFilter.GaussianBlur(r))))
+  scores = [images.sharpness(np.asarray(board))] + [
+      images.sharpness(np.asarray(board.filter(ImageFilter.GaussianBlur(r))))
       for r in (1, 2, 4)]
   assert all(a > 1.5 * b for a, b in zip(scores, scores[1:])), scores
 
 
 def test_median_sharpness_rule():
   # Median of [10, 11, 12, 1, 13] is 11: 0.3 x 11 = 3.3 drops only the 1.
-  mask = sfm.keep_sharp([10, 11, 12, 1, 13], 0.3)
+  mask = images.keep_sharp([10, 11, 12, 1, 13], 0.3)
   assert mask.tolist() == [True, True, True, False, True]
-  assert sfm.keep_sharp([10, 11, 12, 1, 13], 0.0).all()
+  assert images.keep_sharp([10, 11, 12, 1, 13], 0.0).all()
   # The median, not the mean (63.4 here), sets the bar: 0.5 x 8 = 4.
-  mask = sfm.keep_sharp([3, 6, 8, 100, 200], 0.5)
+  mask = images.keep_sharp([3, 6, 8, 100, 200], 0.5)
   assert mask.tolist() == [False, True, True, True, True]
 
 
 def test_fit_size_downscales_only():
-  assert sfm.fit_size(1080, 1920, 480) == (270, 480)
-  assert sfm.fit_size(1920, 1080, 480) == (480, 270)
-  assert sfm.fit_size(300, 200, 480) == (300, 200)
-  assert sfm.fit_size(1080, 1920, 0) == (1080, 1920)
+  assert images.fit_size(1080, 1920, 480) == (270, 480)
+  assert images.fit_size(1920, 1080, 480) == (480, 270)
+  assert images.fit_size(300, 200, 480) == (300, 200)
+  assert images.fit_size(1080, 1920, 0) == (1080, 1920)
 
 
 def test_photos_are_written_upright_keeping_the_exif_focal_length(tmp_path):
@@ -103,8 +108,8 @@ def test_photos_are_written_upright_keeping_the_exif_focal_length(tmp_path):
   Image.fromarray(stored).save(tmp_path / 'in' / 'p.jpg', quality=95,
                                exif=exif.tobytes())
   Image.fromarray(stored).save(tmp_path / 'in' / 'q.png')
-  kept, dropped = sfm.prepare_photos(
-      sfm.list_images(str(tmp_path / 'in')), str(tmp_path / 'out'),
+  kept, dropped = images.prepare_photos(
+      images.list_images(str(tmp_path / 'in')), str(tmp_path / 'out'),
       max_size=40)
   assert [f.name for f in kept] == ['p.jpg', 'q.png'] and not dropped
   with Image.open(tmp_path / 'out' / 'p.jpg') as im:
@@ -121,7 +126,7 @@ def test_photos_are_written_upright_keeping_the_exif_focal_length(tmp_path):
   # COLMAP starts from the EXIF focal length: about 26 / 36 of the longest
   # side (measured 0.75).
   database = str(tmp_path / 'db.db')
-  with sfm.colmap_logging(False):
+  with colmap.colmap_logging(False):
     pycolmap.extract_features(database, str(tmp_path / 'out'),
                               image_names=['p.jpg'])
   with pycolmap.Database.open(database) as db:
@@ -160,7 +165,7 @@ def test_video_keeps_the_sharpest_frame_of_each_window(tmp_path):
   # cuts windows of 4, each holding exactly one sharp frame.
   video = tmp_path / 'pan.mp4'
   _write_video(video, 40, {i for i in range(40) if i % 4 != 2})
-  kept, dropped, decoded = sfm.extract_video_frames(
+  kept, dropped, decoded = video_lib.extract_video_frames(
       str(video), str(tmp_path / 'frames'), max_frames=10, max_size=64,
       blur_keep=0.3)
   assert decoded == 40
@@ -171,7 +176,7 @@ def test_video_keeps_the_sharpest_frame_of_each_window(tmp_path):
   with Image.open(tmp_path / 'frames' / kept[0].name) as im:
     assert im.size == (64, 48)  # 128x96 downscaled to --max_size 64
   # --fps resamples before picking: 10 fps -> 5 fps halves the frames.
-  _, _, decoded = sfm.extract_video_frames(
+  _, _, decoded = video_lib.extract_video_frames(
       str(video), str(tmp_path / 'half'), max_frames=100, fps=5.0)
   assert decoded == 20
 
@@ -179,7 +184,7 @@ def test_video_keeps_the_sharpest_frame_of_each_window(tmp_path):
 def test_video_drops_a_blurred_stretch(tmp_path):
   video = tmp_path / 'shake.mp4'
   _write_video(video, 30, set(range(20, 30)))
-  kept, dropped, decoded = sfm.extract_video_frames(
+  kept, dropped, decoded = video_lib.extract_video_frames(
       str(video), str(tmp_path / 'frames'), max_frames=30, blur_keep=0.3)
   assert decoded == 30
   assert [f.name for f in kept] == [f'frame_{i:06d}.jpg' for i in range(20)]
@@ -204,12 +209,12 @@ def test_umeyama_recovers_a_known_similarity():
   rng = np.random.default_rng(1)
   src = rng.normal(size=(12, 3))
   rot, scale, shift = _random_rotation(rng), 2.7, np.array([1.0, -2.0, 0.5])
-  s, r, t = sfm.umeyama(src, scale * src @ rot.T + shift)
+  s, r, t = transforms.umeyama(src, scale * src @ rot.T + shift)
   assert s == pytest.approx(scale, rel=1e-10)
   np.testing.assert_allclose(r, rot, atol=1e-10)
   np.testing.assert_allclose(t, shift, atol=1e-10)
   # Mirrored targets still give a proper rotation.
-  _, r, _ = sfm.umeyama(src, src * [1, 1, -1])
+  _, r, _ = transforms.umeyama(src, src * [1, 1, -1])
   assert np.linalg.det(r) == pytest.approx(1.0)
 
 
@@ -218,7 +223,7 @@ def test_colmap_pose_to_opengl_camera_to_world():
   # its rows (camera axes in world) are x=-y, y=-z, z=+x; t = -R C.
   centre = np.array([1.0, 2.0, 3.0])
   rot = np.array([[0.0, -1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]])
-  c2w = sfm.colmap_to_c2w(rot, -rot @ centre)
+  c2w = transforms.colmap_to_c2w(rot, -rot @ centre)
   # OpenGL: x right (-y), y up (+z), the camera looks down -z, so z = -x.
   np.testing.assert_allclose(c2w[:3, :3], [[0, 0, -1], [-1, 0, 0], [0, 1, 0]],
                              atol=1e-12)
@@ -256,7 +261,7 @@ def _synthetic_reconstruction(num=6):
 
 def test_reconstruction_to_transforms_per_camera_and_world_frame():
   rec, params, poses, target = _synthetic_reconstruction()
-  out, world = sfm.reconstruction_to_transforms(rec, aabb_scale=16)
+  out, world = transforms.reconstruction_to_transforms(rec, aabb_scale=16)
   assert out['camera_model'] == 'OPENCV' and out['aabb_scale'] == 16
   assert 'fl_x' not in out  # two cameras: intrinsics go per frame
   frames = out['frames']
@@ -294,7 +299,7 @@ def test_auto_aabb_scale_is_the_smallest_box_holding_the_cameras():
   def at(x):
     c2w = np.tile(np.eye(4), (2, 1, 1))
     c2w[1, :3, 3] = [0.0, -x, 0.5]
-    return sfm.auto_aabb_scale(c2w)
+    return transforms.auto_aabb_scale(c2w)
   assert [at(x) for x in (0.7, 1.5, 1.51, 6.0, 6.01, 150.0, 1e4)] == [
       1, 1, 2, 4, 8, 128, 128]
 
@@ -304,14 +309,14 @@ def test_camera_intrinsics_for_models_without_distortion_terms():
   cam = pycolmap.Camera.create_from_model_name(1, 'SIMPLE_RADIAL', 50.0, 40,
                                                30)
   cam.params = [50.0, 20.0, 15.0, 0.25]
-  got = sfm.camera_intrinsics(cam)
+  got = transforms.camera_intrinsics(cam)
   assert (got['fl_x'], got['fl_y'], got['cx'], got['cy']) == (50, 50, 20, 15)
   assert (got['k1'], got['k2'], got['p1'], got['p2']) == (0.25, 0, 0, 0)
   assert got['camera_angle_x'] == pytest.approx(2 * math.atan(40 / 100))
   cam = pycolmap.Camera.create_from_model_name(1, 'OPENCV_FISHEYE', 50.0, 40,
                                                30)
-  with pytest.raises(sfm.SfmError, match='cannot hold'):
-    sfm.camera_intrinsics(cam)
+  with pytest.raises(report.SfmError, match='cannot hold'):
+    transforms.camera_intrinsics(cam)
 
 
 # ---------------------------------------------------------------------------
@@ -337,8 +342,8 @@ def test_sfm_on_fox_photos_matches_published_cameras(tmp_path):
     os.symlink(FOX / 'images' / n, photos / n)
   out = tmp_path / 'scene'
   out.mkdir()  # an empty folder is used
-  result = sfm.prepare_scene(str(photos), str(out), max_size=FOX_SIZE,
-                             overwrite=True, stream=None, num_threads=1)
+  result = prepare.prepare_scene(str(photos), str(out), max_size=FOX_SIZE,
+                                 overwrite=True, stream=None, num_threads=1)
   assert result.num_registered == FOX_COUNT
   assert sorted(os.listdir(out)) == ['colmap', 'images', 'transforms.json']
   assert [p for p in os.listdir(tmp_path) if p.startswith('.')] == [
@@ -378,7 +383,8 @@ def test_sfm_on_fox_photos_matches_published_cameras(tmp_path):
   # best similarity (Umeyama) from our centres onto theirs.
   ref_c2w = {os.path.basename(f['file_path']): np.array(f['transform_matrix'])
              for f in ref['frames']}
-  err = sfm.alignment_errors(c2w, np.stack([ref_c2w[n] for n in names]))
+  err = transforms.alignment_errors(c2w,
+                                    np.stack([ref_c2w[n] for n in names]))
   print(f'fox {FOX_COUNT} photos at {FOX_SIZE}px: centre RMS '
         f'{100 * err["rms_relative"]:.2f} % of spread, rotation mean '
         f'{err["rot_mean_deg"]:.2f} / max {err["rot_max_deg"]:.2f} deg')
@@ -391,7 +397,7 @@ def test_sfm_on_fox_photos_matches_published_cameras(tmp_path):
   model = pycolmap.Reconstruction(str(out / 'colmap' / 'sparse' / '0'))
   images = {im.name: im for im in model.images.values()}
   centres = np.array([images[n].projection_center() for n in names])
-  s, r, t = sfm.umeyama(centres, c2w[:, :3, 3])
+  s, r, t = transforms.umeyama(centres, c2w[:, :3, 3])
   np.testing.assert_allclose(s * centres @ r.T + t, c2w[:, :3, 3], atol=1e-6)
   for n, m in zip(names, c2w):
     np.testing.assert_allclose(r @ images[n].viewing_direction(), -m[:3, 2],
@@ -403,8 +409,8 @@ def test_sfm_on_fox_photos_matches_published_cameras(tmp_path):
   # (a model with part of its images misplaced) breaks the agreement.
   database = str(out / 'colmap' / 'database.db')
   assert result.stats.agreement == pytest.approx(
-      sfm.pair_agreement(database, model))
-  assert result.stats.agreement >= sfm.MIN_AGREEMENT
+      colmap.pair_agreement(database, model))
+  assert result.stats.agreement >= colmap.MIN_AGREEMENT
   spread = np.sqrt(((centres - centres.mean(0)) ** 2).sum(-1).mean())
   for n in names[:4]:
     frame = model.frame(images[n].frame_id)
@@ -414,7 +420,7 @@ def test_sfm_on_fox_photos_matches_published_cameras(tmp_path):
                                             -rot @ moved)
   np.testing.assert_allclose(images[names[0]].projection_center(),
                              centres[0] + [spread / 3, 0, 0], atol=1e-9)
-  assert sfm.pair_agreement(database, model) < result.stats.agreement - 0.1
+  assert colmap.pair_agreement(database, model) < result.stats.agreement - 0.1
   # The written world: mean up is +z, mean camera distance 4, and the origin
   # is where the optical axes pass closest (zero least-squares gradient).
   up = c2w[:, :3, 1].mean(0)
@@ -467,23 +473,23 @@ def test_mapping_is_retried_while_the_model_disagrees_with_matches(
     calls.append(seed)
     return rec, 1
 
-  monkeypatch.setattr(sfm, '_map_once', fake_map)
+  monkeypatch.setattr(colmap, '_map_once', fake_map)
   for agreements, seeds, best in (([0.5, 0.8, 0.7], [5, 6, 7], 1),
                                   ([0.6, 0.93, 0.99], [5, 6], 1),
                                   ([0.91, 0.2, 0.2], [5], 0)):
     calls.clear()
     values = iter(agreements)
-    monkeypatch.setattr(sfm, 'pair_agreement', lambda db, rec: next(values))
+    monkeypatch.setattr(colmap, 'pair_agreement', lambda db, rec: next(values))
     stream = io.StringIO()
-    rec, stats = sfm.run_colmap(str(tmp_path / 'photos'),
-                                str(tmp_path / 'colmap'), seed=5,
-                                stages=sfm.Stages(stream))
+    rec, stats = colmap.run_colmap(str(tmp_path / 'photos'),
+                                   str(tmp_path / 'colmap'), seed=5,
+                                   stages=report.Stages(stream))
     assert calls == seeds
     assert stats.attempts == len(seeds)
     assert stats.agreement == agreements[best]
     assert rec.num_reg_images() == 3 + seeds[best]  # that run's model
     warned = 'warning: only' in stream.getvalue()
-    assert warned == (agreements[best] < sfm.MIN_AGREEMENT)
+    assert warned == (agreements[best] < colmap.MIN_AGREEMENT)
     if warned:
       assert '80 % of the verified matches agree' in stream.getvalue()
 

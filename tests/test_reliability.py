@@ -25,9 +25,10 @@ import pytest
 
 from checks import error_line, one_line  # tests/checks.py
 from configs import demo
-from nerf_jax import distributed, errors, faults, resources
-from nerf_jax.runs import rundir
-from nerf_jax.train import train_lib, validation
+from nerf_jax import datasets, distributed, errors, faults, models, resources
+from nerf_jax.runs import checkpoints, load, lock, metrics_log, rundir
+from nerf_jax.runs import validation
+from nerf_jax.train import loop, signals, train_state, train_step
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SMALL = [
@@ -79,7 +80,7 @@ def render(workdir, *args):
 
 
 def params(workdir, step=None) -> dict:
-  _, _, _, variables, _ = train_lib.load_trained(str(workdir), step)
+  _, _, _, variables, _ = load.load_trained(str(workdir), step)
   leaves = jax.tree_util.tree_leaves_with_path(variables['params'])
   return {jax.tree_util.keystr(p): np.asarray(x) for p, x in leaves}
 
@@ -151,16 +152,16 @@ def test_killed_at_any_moment_resumes_to_the_uninterrupted_parameters(
   # SIGKILL while training (step 5 dispatched, checkpoint 3 written or not).
   proc = train(workdir, fault='step@5')
   assert proc.returncode == -signal.SIGKILL
-  assert rundir.complete_steps(workdir) in ([], [3])
+  assert checkpoints.complete_steps(workdir) in ([], [3])
   # Resumed, then killed while checkpoint 6 is being written.
   proc = train(workdir, fault='checkpoint@6')
   assert proc.returncode == -signal.SIGKILL
-  assert rundir.complete_steps(workdir) in ([], [3])
+  assert checkpoints.complete_steps(workdir) in ([], [3])
   # Resumed again, then killed half-way through a metrics line.
   proc = train(workdir, fault='metrics@9')
   assert proc.returncode == -signal.SIGKILL
   assert not (workdir / 'metrics.jsonl').read_text().endswith('\n')
-  assert 9 not in rundir.complete_steps(workdir)
+  assert 9 not in checkpoints.complete_steps(workdir)
   # The same command once more finishes, as if nothing had happened.
   proc = train(workdir)
   assert proc.returncode == 0, proc.stderr
@@ -204,7 +205,8 @@ def test_lock_sigint_sigterm_and_rendering_a_run_in_progress(tmp_path):
   long_run = ['--config.train.max_steps=100000',
               '--config.checkpoint.every=100000']
   first = start_training(workdir, *long_run)
-  wait_for(lambda: rundir.read_metrics(str(workdir / 'metrics.jsonl')), first)
+  wait_for(lambda: metrics_log.read_metrics(str(workdir / 'metrics.jsonl')),
+           first)
   # A second training into the same workdir is refused, changing nothing.
   before = {name: (workdir / name).read_bytes()
             for name in ('config.json', 'scene.json', 'environment.json')}
@@ -217,11 +219,11 @@ def test_lock_sigint_sigterm_and_rendering_a_run_in_progress(tmp_path):
   _, stderr = first.communicate(timeout=120)
   assert first.returncode == 130, stderr
   assert stderr.count('\n') == 1 and 'stopped by SIGINT at step' in stderr
-  saved = rundir.complete_steps(workdir)
+  saved = checkpoints.complete_steps(workdir)
   assert len(saved) == 1 and f'checkpoint {saved[0]} saved' in stderr
   # Resumed; rendering while it trains reads a complete checkpoint.
   second = start_training(workdir, *long_run)
-  wait_for(lambda: max(r['step'] for r in rundir.read_metrics(
+  wait_for(lambda: max(r['step'] for r in metrics_log.read_metrics(
       str(workdir / 'metrics.jsonl'))) > saved[0], second)
   shown = render(workdir, '--out', str(tmp_path / 'frames'))
   assert shown.returncode == 0, shown.stderr
@@ -231,8 +233,8 @@ def test_lock_sigint_sigterm_and_rendering_a_run_in_progress(tmp_path):
   _, stderr = second.communicate(timeout=120)
   assert second.returncode == 128 + signal.SIGTERM, stderr
   assert 'stopped by SIGTERM' in stderr
-  assert rundir.complete_steps(workdir)[-1] > saved[0]
-  assert rundir.WorkdirLock.holder(str(workdir)) is None
+  assert checkpoints.complete_steps(workdir)[-1] > saved[0]
+  assert lock.WorkdirLock.holder(str(workdir)) is None
 
 
 def test_a_damaged_newest_checkpoint_is_named_and_the_previous_one_used(
@@ -262,20 +264,20 @@ def test_a_damaged_newest_checkpoint_is_named_and_the_previous_one_used(
 
 def test_a_checkpoint_holding_nan_is_skipped(reference, tmp_path):
   workdir = copy_of(reference, tmp_path)
-  manager = rundir.checkpoint_manager(str(workdir), keep=None)
+  manager = checkpoints.checkpoint_manager(str(workdir), keep=None)
   config = rundir.load_config(str(workdir))
-  model = train_lib.models.make_model(config.model,
-                                      rundir.load_scene(str(workdir)))
-  target = train_lib.create_train_state(jax.random.PRNGKey(0), model,
-                                        model.optimizer(config.train))
-  state, damaged = train_lib.restore_state(manager, target)
+  model = models.make_model(config.model,
+                            rundir.load_scene(str(workdir)))
+  target = train_state.create_train_state(jax.random.PRNGKey(0), model,
+                                          model.optimizer(config.train))
+  state, damaged = load.restore_state(manager, target)
   assert int(state.step) == 9 and not damaged
   poisoned = state.replace(step=state.step + 3, params=jax.tree_util.tree_map(
       lambda x: x * np.nan, state.params))
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   manager.save(12, args=ocp.args.PyTreeSave(poisoned))
   manager.wait_until_finished()
-  state, damaged = train_lib.restore_state(manager, target)
+  state, damaged = load.restore_state(manager, target)
   manager.close()
   assert int(state.step) == 9
   assert damaged == [(12, 'it holds NaN or infinite values')]
@@ -294,12 +296,12 @@ def test_disk_full_is_one_line_and_keeps_the_last_good_checkpoint(
                           preexec_fn=small_files_only))
   assert 'the disk is full' in line
   assert f'the last good checkpoint is step 9 in {workdir}' in line
-  assert rundir.complete_steps(workdir) == [3, 6, 9]
+  assert checkpoints.complete_steps(workdir) == [3, 6, 9]
   assert_same_params(params(workdir), reference[1])
   # With space again the same command resumes and finishes.
   proc = train(workdir, '--config.train.max_steps=12')
   assert proc.returncode == 0, proc.stderr
-  assert rundir.complete_steps(workdir)[-1] == 12
+  assert checkpoints.complete_steps(workdir)[-1] == 12
 
 
 # ---------------------------------------------------------------------------
@@ -324,7 +326,7 @@ def poison(monkeypatch, rows: int):
   """Makes the first ``rows`` training pixels NaN once they are on the
   device (the pixel table in float32): a batch that draws one has a NaN
   loss."""
-  real = train_lib.put_data
+  real = train_state.put_data
 
   def put_data(split, mesh):
     data = real(split, mesh)
@@ -332,7 +334,7 @@ def poison(monkeypatch, rows: int):
     pixels[:rows] = np.nan
     return data.replace(pixels=distributed.shard_rows(pixels, mesh))
 
-  monkeypatch.setattr(train_lib, 'put_data', put_data)
+  monkeypatch.setattr(train_state, 'put_data', put_data)
 
 
 def test_nonfinite_steps_are_skipped_then_persistent_ones_stop_training(
@@ -341,7 +343,7 @@ def test_nonfinite_steps_are_skipped_then_persistent_ones_stop_training(
   # 10 of the 1,440 pixels are NaN: about half the batches draw one, and
   # each such step is skipped.
   poison(monkeypatch, 10)
-  train_lib.train_and_evaluate(small_config(), workdir, progress=False)
+  loop.train_and_evaluate(small_config(), workdir, progress=False)
   records = strict_records(tmp_path / 'run')
   skipped = [r['skipped_steps'] for r in records if r['split'] == 'train']
   assert skipped[-1] > 0 and skipped == sorted(skipped)
@@ -353,8 +355,8 @@ def test_nonfinite_steps_are_skipped_then_persistent_ones_stop_training(
   # and the last good checkpoint is left as it was.
   poison(monkeypatch, 12 * 12 * 10)
   before = snapshot(os.path.join(workdir, 'checkpoints'))
-  with pytest.raises(train_lib.Diverged) as e:
-    train_lib.train_and_evaluate(
+  with pytest.raises(signals.Diverged) as e:
+    loop.train_and_evaluate(
         small_config(train__max_steps=30, train__max_nonfinite_steps=4),
         workdir, progress=False)
   message = one_line(e)
@@ -367,18 +369,18 @@ def test_nonfinite_steps_are_skipped_then_persistent_ones_stop_training(
 
 def test_the_step_keeps_the_state_when_the_loss_is_not_finite():
   config = small_config()
-  scene = train_lib.datasets.load_scene(config.data, splits=('train',))
+  scene = datasets.load_scene(config.data, splits=('train',))
   info = scene.info()
-  model = train_lib.models.make_model(config.model, info)
+  model = models.make_model(config.model, info)
   tx = model.optimizer(config.train)
-  state = train_lib.create_train_state(jax.random.PRNGKey(0), model, tx)
+  state = train_state.create_train_state(jax.random.PRNGKey(0), model, tx)
   split = scene.split('train')
   images = np.array(split.images)
-  good = train_lib.TrainData.from_cameras(images, split.cameras)
+  good = train_state.TrainData.from_cameras(images, split.cameras)
   images[:] = np.nan
-  bad = train_lib.TrainData.from_cameras(images, split.cameras)
-  step = jax.jit(train_lib.make_train_step(model, tx, 64, scene.near,
-                                           scene.far))
+  bad = train_state.TrainData.from_cameras(images, split.cameras)
+  step = jax.jit(train_step.make_train_step(model, tx, 64, scene.near,
+                                            scene.far))
   rng = jax.random.PRNGKey(1)
   after_bad, metrics = step(state, bad, rng)
   assert not np.isfinite(float(metrics['loss']))
@@ -396,13 +398,13 @@ def test_the_step_keeps_the_state_when_the_loss_is_not_finite():
 
 
 def test_metrics_stay_strict_json_and_a_half_line_is_dropped(tmp_path):
-  writer = rundir.MetricsWriter(str(tmp_path))
+  writer = metrics_log.MetricsWriter(str(tmp_path))
   writer.write({'step': 1, 'split': 'train', 'loss': float('nan'),
                 'psnr': float('inf')})
   writer.write({'step': 2, 'split': 'train', 'loss': 0.5})
   with open(writer.path, 'a') as f:
     f.write('{"step": 3, "spl')  # a crash mid-write
-  assert [r['step'] for r in rundir.read_metrics(writer.path)] == [1, 2]
+  assert [r['step'] for r in metrics_log.read_metrics(writer.path)] == [1, 2]
   writer.truncate(2)
   records = strict_records(tmp_path)
   assert records[0]['loss'] is None and records[0]['psnr'] is None
@@ -553,7 +555,7 @@ def test_work_that_cannot_fit_in_memory_is_refused_before_it_starts(
   config.data.num_train = 5000
   config.data.width = config.data.height = 256
   with pytest.raises(errors.UserError) as e:
-    train_lib.datasets.load_scene(config.data, splits=('train',))
+    datasets.load_scene(config.data, splits=('train',))
   message = one_line(e)
   assert 'needs about 6.1 GiB of memory but 1.0 GiB is available' in message
   assert 'data.num_train' in message

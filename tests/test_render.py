@@ -1,4 +1,5 @@
-"""Tests of render_lib and render.py: paths, chunking, videos, evaluation."""
+"""Tests of rendering (cameras.paths, inference.chunked) and render.py: paths,
+chunking, videos, evaluation."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ import numpy as np
 import pytest
 
 from configs import demo
-from nerf_jax.cameras import camera
-from nerf_jax.inference import render_lib
-from nerf_jax.train import train_lib
+from nerf_jax.cameras import camera, paths
+from nerf_jax.inference import chunked
+from nerf_jax.runs import load
+from nerf_jax.train import loop
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -33,7 +35,7 @@ def trained(tmp_path_factory):
   config.train.warmup_steps = 0
   config.eval.every, config.checkpoint.every = 30, 30
   workdir = str(tmp_path_factory.mktemp('run'))
-  record = train_lib.train_and_evaluate(config, workdir, progress=False)
+  record = loop.train_and_evaluate(config, workdir, progress=False)
   return workdir, record
 
 
@@ -53,7 +55,7 @@ def one_error_line(proc):
 
 @pytest.mark.parametrize('n', [1, 5, 120])
 def test_orbit_is_evenly_spaced_looks_at_origin_and_loops(n):
-  poses = render_lib.orbit_poses(n, elevation_deg=30.0, radius=4.0)
+  poses = paths.orbit_poses(n, elevation_deg=30.0, radius=4.0)
   assert poses.shape == (n, 4, 4)
   centres = poses[:, :3, 3]
   np.testing.assert_allclose(np.linalg.norm(centres, axis=-1), 4.0, rtol=1e-5)
@@ -74,13 +76,13 @@ def test_orbit_is_evenly_spaced_looks_at_origin_and_loops(n):
 
 def test_chunked_rendering_equals_unchunked(trained):
   workdir, _ = trained
-  _, _, model, params, _ = train_lib.load_trained(workdir)
-  fn = render_lib.make_render_fn(model)
+  _, _, model, params, _ = load.load_trained(workdir)
+  fn = chunked.make_render_fn(model)
   intr = camera.Intrinsics.from_focal(30.0, 13, 11)
-  pose = render_lib.orbit_poses(3, 40.0, 4.0)[1]
-  whole = render_lib.render_view(fn, params, intr, pose, 2.0, 6.0, 13 * 11)
+  pose = paths.orbit_poses(3, 40.0, 4.0)[1]
+  whole = chunked.render_view(fn, params, intr, pose, 2.0, 6.0, 13 * 11)
   for chunk in (7, 64, 1000):
-    part = render_lib.render_view(fn, params, intr, pose, 2.0, 6.0, chunk)
+    part = chunked.render_view(fn, params, intr, pose, 2.0, 6.0, chunk)
     for k in whole:
       np.testing.assert_allclose(part[k], whole[k], rtol=1e-5, atol=1e-6)
   assert whole['rgb'].shape == (11, 13, 3) and whole['depth'].shape == (11, 13)
@@ -88,12 +90,12 @@ def test_chunked_rendering_equals_unchunked(trained):
 
 def test_render_function_compiles_once_per_chunk_shape(trained):
   workdir, _ = trained
-  _, _, model, params, _ = train_lib.load_trained(workdir)
-  fn = render_lib.make_render_fn(model)
+  _, _, model, params, _ = load.load_trained(workdir)
+  fn = chunked.make_render_fn(model)
   for w, h in ((9, 7), (20, 16), (5, 7)):  # all at least one chunk
     intr = camera.Intrinsics.from_focal(20.0, w, h)
-    render_lib.render_view(fn, params, intr, np.eye(4, dtype=np.float32) +
-                           np.diag([0, 0, 0, 0]), 2.0, 6.0, 32)
+    chunked.render_view(fn, params, intr, np.eye(4, dtype=np.float32) +
+                        np.diag([0, 0, 0, 0]), 2.0, 6.0, 32)
   assert fn._cache_size() == 1
 
 
@@ -138,7 +140,7 @@ def test_mp4_encoder_failure_falls_back_to_gif(trained, tmp_path):
 
 def test_camera_path_from_json_with_intrinsics(trained, tmp_path):
   workdir, _ = trained
-  poses = render_lib.orbit_poses(3, 20.0, 4.5)
+  poses = paths.orbit_poses(3, 20.0, 4.5)
   doc = dict(poses=poses[:, :3].tolist(),
              intrinsics=dict(fx=20.0, fy=20.0, cx=6.0, cy=5.0, width=12,
                              height=10))
@@ -167,7 +169,7 @@ def test_eval_reproduces_training_psnr(trained, tmp_path):
 
 def test_eval_on_tiny_npz_uses_its_own_camera(trained, tmp_path):
   workdir, _ = trained
-  poses = render_lib.orbit_poses(4, 30.0, 4.0)
+  poses = paths.orbit_poses(4, 30.0, 4.0)
   np.savez(tmp_path / 'views.npz', images=np.zeros((4, 9, 7, 3), np.float32),
            poses=poses, focal=np.float32(12.0))
   proc = render_cli('--ckpt', workdir, '--eval', str(tmp_path / 'views.npz'),
@@ -215,7 +217,7 @@ def _write_blender(root, split, poses, size=(6, 8)):
 def test_eval_on_blender_folder_split_and_missing_split(trained, tmp_path):
   workdir, _ = trained
   scene = tmp_path / 'scene'
-  poses = render_lib.orbit_poses(3, 30.0, 4.0)
+  poses = paths.orbit_poses(3, 30.0, 4.0)
   _write_blender(scene, 'train', poses[:1])
   _write_blender(scene, 'test', poses)
   proc = render_cli('--ckpt', workdir, '--eval', str(scene), '--out',

@@ -17,9 +17,10 @@ import pytest
 from configs import demo
 from nerf_jax.cameras import camera
 from nerf_jax import datasets, models
-from nerf_jax.runs import rundir
+from nerf_jax.runs import load, metrics_log, rundir
 from nerf_jax.datasets import scene
-from nerf_jax.train import train_lib
+from nerf_jax.inference import chunked, evaluate
+from nerf_jax.train import loop
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # A run written by nerf_jax before the model interface existed (no
@@ -86,13 +87,13 @@ def test_fingerprint_sees_a_changed_pixel_and_pose():
 
 
 def test_legacy_run_evaluates_to_its_recorded_psnr(legacy):
-  records = rundir.read_metrics(os.path.join(legacy, 'metrics.jsonl'))
+  records = metrics_log.read_metrics(os.path.join(legacy, 'metrics.jsonl'))
   recorded = [r for r in records if r['split'] == 'val'][-1]
-  config, info, model, variables, step = train_lib.load_trained(legacy)
+  config, info, model, variables, step = load.load_trained(legacy)
   assert config.model.kind == 'mlp' and step == 3
   data = datasets.load_scene(config.data)
-  render_fn = train_lib.render_lib.make_render_fn(model)
-  result = train_lib.render_lib.evaluate_split(
+  render_fn = chunked.make_render_fn(model)
+  result = evaluate.evaluate_split(
       render_fn, variables, data.split('val'), info.near, info.far, 256)
   np.testing.assert_allclose(result['psnr'], recorded['psnr'], atol=1e-4)
 
@@ -100,7 +101,7 @@ def test_legacy_run_evaluates_to_its_recorded_psnr(legacy):
 def test_legacy_run_resumes_and_renders_from_the_command_line(legacy):
   config = rundir.load_config(legacy)
   config.train.max_steps = 5
-  record = train_lib.train_and_evaluate(config, legacy, progress=False)
+  record = loop.train_and_evaluate(config, legacy, progress=False)
   assert record['step'] == 5
   info = json.loads(open(os.path.join(legacy, 'scene.json')).read())
   assert info['fingerprint'] and info['aabb']  # now recorded
@@ -121,14 +122,14 @@ def test_legacy_run_resumes_and_renders_from_the_command_line(legacy):
 def test_resuming_on_other_data_is_refused_and_changes_nothing(
     tmp_path, override, what):
   workdir = str(tmp_path / 'run')
-  train_lib.train_and_evaluate(small_config(), workdir, progress=False)
+  loop.train_and_evaluate(small_config(), workdir, progress=False)
   before = {name: open(os.path.join(workdir, name)).read()
             for name in ('config.json', 'scene.json', 'metrics.jsonl')}
   ckpts = sorted(os.listdir(os.path.join(workdir, 'checkpoints')))
-  with pytest.raises(train_lib.CheckpointError,
+  with pytest.raises(rundir.CheckpointError,
                      match=f'different data .*{what}'):
-    train_lib.train_and_evaluate(small_config(train__max_steps=8, **override),
-                                 workdir, progress=False)
+    loop.train_and_evaluate(small_config(train__max_steps=8, **override),
+                            workdir, progress=False)
   for name, text in before.items():
     assert open(os.path.join(workdir, name)).read() == text
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ckpts
@@ -136,9 +137,9 @@ def test_resuming_on_other_data_is_refused_and_changes_nothing(
 
 def test_same_data_resumes(tmp_path):
   workdir = str(tmp_path / 'run')
-  train_lib.train_and_evaluate(small_config(), workdir, progress=False)
-  record = train_lib.train_and_evaluate(small_config(train__max_steps=6),
-                                        workdir, progress=False)
+  loop.train_and_evaluate(small_config(), workdir, progress=False)
+  record = loop.train_and_evaluate(small_config(train__max_steps=6),
+                                   workdir, progress=False)
   assert record['step'] == 6
 
 
@@ -159,17 +160,17 @@ def test_the_model_composites_onto_the_scenes_background():
 
 def test_eval_reads_near_far_from_scene_json_not_the_config(tmp_path):
   workdir = str(tmp_path / 'run')
-  record = train_lib.train_and_evaluate(small_config(), workdir,
-                                        progress=False)
+  record = loop.train_and_evaluate(small_config(), workdir,
+                                   progress=False)
   path = os.path.join(workdir, 'config.json')
   saved = json.loads(open(path).read())
   saved['data']['near'], saved['data']['far'] = 0.5, 60.0  # a stale copy
   open(path, 'w').write(json.dumps(saved))
-  _, info, model, variables, _ = train_lib.load_trained(workdir)
+  _, info, model, variables, _ = load.load_trained(workdir)
   assert (info.near, info.far) == (2.0, 6.0)
   data = datasets.load_scene(small_config().data)
-  result = train_lib.render_lib.evaluate_split(
-      train_lib.render_lib.make_render_fn(model), variables,
+  result = evaluate.evaluate_split(
+      chunked.make_render_fn(model), variables,
       data.split('val'), info.near, info.far, 256)
   np.testing.assert_allclose(result['psnr'], record['psnr'], atol=1e-4)
 
@@ -193,3 +194,35 @@ def test_precision_may_change_on_resume_but_the_model_may_not(tmp_path):
   with pytest.raises(rundir.CheckpointError,
                      match=r'different model \(model.preset, model.width'):
     rundir.check_resumable(config, info, str(tmp_path))
+
+
+# Run in a fresh interpreter: loads a run through nerf_jax.runs, then imports
+# every module of the tools that read runs, and names any module of
+# nerf_jax.train that came along.
+NO_TRAINING = r'''
+import importlib, pkgutil, sys
+sys.path.insert(0, sys.argv[1])
+
+def training():
+  return sorted(m for m in sys.modules
+                if m == 'nerf_jax.train' or m.startswith('nerf_jax.train.'))
+
+from nerf_jax.runs import load
+step = load.load_trained(sys.argv[2])[4]
+assert step == 3, step
+assert not training(), f'loading a run imported {training()}'
+for package in ('nerf_jax.inference', 'nerf_jax.viewer', 'nerf_jax.export'):
+  path = importlib.import_module(package).__path__
+  for module in pkgutil.iter_modules(path, package + '.'):
+    importlib.import_module(module.name)
+    assert not training(), f'importing {module.name} imported {training()}'
+print('no training imported')
+'''
+
+
+def test_loading_a_run_and_the_tools_import_no_training(legacy):
+  proc = subprocess.run(
+      [sys.executable, '-c', NO_TRAINING, str(ROOT), legacy],
+      capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+  assert proc.returncode == 0, proc.stderr
+  assert 'no training imported' in proc.stdout

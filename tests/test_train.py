@@ -13,9 +13,9 @@ import pytest
 
 from configs import demo
 from nerf_jax.cameras import camera
-from nerf_jax import datasets, models
-from nerf_jax.runs import rundir
-from nerf_jax.train import train_lib
+from nerf_jax import datasets, models, optim
+from nerf_jax.runs import checkpoints, load, rundir, validation
+from nerf_jax.train import loop, train_state, train_step
 
 
 def small_config(**overrides):
@@ -40,7 +40,7 @@ def small_config(**overrides):
 def test_log_linear_schedule_hits_both_ends_and_is_geometric():
   cfg = small_config(train__lr_init=1e-2, train__lr_final=1e-4,
                      train__max_steps=100, train__warmup_steps=0).train
-  sched = train_lib.make_schedule(cfg)
+  sched = optim.make_schedule(cfg)
   np.testing.assert_allclose(sched(0), 1e-2, rtol=1e-5)
   np.testing.assert_allclose(sched(100), 1e-4, rtol=1e-5)
   np.testing.assert_allclose(sched(50), 1e-3, rtol=1e-4)  # geometric mean
@@ -49,7 +49,7 @@ def test_log_linear_schedule_hits_both_ends_and_is_geometric():
 def test_warmup_ramps_linearly_then_decays():
   cfg = small_config(train__lr_init=1e-2, train__lr_final=1e-3,
                      train__max_steps=110, train__warmup_steps=10).train
-  sched = train_lib.make_schedule(cfg)
+  sched = optim.make_schedule(cfg)
   np.testing.assert_allclose(sched(0), 0.0, atol=1e-12)
   np.testing.assert_allclose(sched(5), 5e-3, rtol=1e-5)
   np.testing.assert_allclose(sched(10), 1e-2, rtol=1e-5)
@@ -59,7 +59,7 @@ def test_warmup_ramps_linearly_then_decays():
 def test_exponential_schedule_is_the_nerf_paper_decay():
   cfg = small_config(train__lr_schedule='exponential', train__lr_init=5e-4,
                      train__lr_decay_steps=1000, train__warmup_steps=0).train
-  sched = train_lib.make_schedule(cfg)
+  sched = optim.make_schedule(cfg)
   np.testing.assert_allclose(sched(1000), 5e-5, rtol=1e-5)
   np.testing.assert_allclose(sched(500), 5e-4 * 0.1 ** 0.5, rtol=1e-5)
 
@@ -73,9 +73,10 @@ def test_sample_batch_draws_rays_matching_their_pixels():
   images = np.stack([view, row, col], -1).astype(np.float32)
   poses = np.stack([camera.pose_spherical(a, -30.0, 4.0) for a in (0, 90, 200)])
   intr = camera.Intrinsics(fx=6.0, fy=5.0, cx=3.2, cy=2.4, width=w, height=h)
-  data = train_lib.TrainData.create(jnp.asarray(images), jnp.asarray(poses), intr)
-  rays, target = train_lib.sample_batch(jax.random.PRNGKey(3), data, 64, 2.0,
-                                        6.0)
+  data = train_state.TrainData.create(jnp.asarray(images), jnp.asarray(poses),
+                                      intr)
+  rays, target = train_step.sample_batch(jax.random.PRNGKey(3), data, 64, 2.0,
+                                         6.0)
   idx = np.asarray(target).astype(int)
   assert len(np.unique(idx[:, 0])) == n  # every view is drawn from
   for k in range(64):
@@ -100,10 +101,10 @@ def test_sample_batch_draws_uniformly_from_views_of_different_sizes():
     intrinsics.append(camera.Intrinsics(fx=5.0 + v, fy=6.0 - v, cx=w / 2 + v,
                                         cy=h / 2 - 0.3, width=w, height=h))
   poses = np.stack([camera.pose_spherical(a, -30.0, 4.0) for a in (0, 90, 200)])
-  data = train_lib.TrainData.create(images, poses, intrinsics)
+  data = train_state.TrainData.create(images, poses, intrinsics)
   assert data.num_pixels == sum(h * w for h, w in sizes)
   np.testing.assert_array_equal(data.starts, [0, 35, 71])
-  rays, target = jax.jit(lambda k: train_lib.sample_batch(
+  rays, target = jax.jit(lambda k: train_step.sample_batch(
       k, data, 6000, 2.0, 6.0))(jax.random.PRNGKey(0))
   idx = np.asarray(target).astype(int)
   for k in range(0, 6000, 97):
@@ -126,12 +127,12 @@ def _setup(config):
   scene = datasets.load_scene(config.data)
   model = models.make_model(config.model, scene.info())
   tx = model.optimizer(config.train)
-  state = train_lib.create_train_state(jax.random.PRNGKey(0), model, tx)
+  state = train_state.create_train_state(jax.random.PRNGKey(0), model, tx)
   split = scene.split('train')
-  data = train_lib.TrainData.create(jnp.asarray(split.images),
-                             jnp.asarray(split.poses), split.intrinsics)
-  step = train_lib.make_train_step(model, tx, config.train.batch_rays,
-                                   scene.near, scene.far)
+  data = train_state.TrainData.create(
+      jnp.asarray(split.images), jnp.asarray(split.poses), split.intrinsics)
+  step = train_step.make_train_step(model, tx, config.train.batch_rays,
+                                    scene.near, scene.far)
   return state, data, step
 
 
@@ -180,8 +181,8 @@ def _read(workdir):
 
 def test_loop_writes_metrics_previews_plot_gif_and_checkpoints(tmp_path):
   workdir = str(tmp_path / 'run')
-  record = train_lib.train_and_evaluate(small_config(), workdir,
-                                        progress=False)
+  record = loop.train_and_evaluate(small_config(), workdir,
+                                   progress=False)
   records = _read(workdir)
   evals = [r for r in records if r['split'] == 'val']
   assert [r['step'] for r in evals] == [10, 20]
@@ -226,9 +227,9 @@ def tensorboard_events(workdir):
 def _params(workdir, config):
   model = models.make_model(config.model, rundir.load_scene(workdir))
   tx = model.optimizer(config.train)
-  target = train_lib.create_train_state(jax.random.PRNGKey(0), model, tx)
-  manager = rundir.checkpoint_manager(workdir)
-  state, damaged = train_lib.restore_state(manager, target)
+  target = train_state.create_train_state(jax.random.PRNGKey(0), model, tx)
+  manager = checkpoints.checkpoint_manager(workdir)
+  state, damaged = load.restore_state(manager, target)
   manager.close()
   assert not damaged
   return state
@@ -238,13 +239,13 @@ def _params(workdir, config):
 def test_interrupted_and_resumed_run_equals_straight_run(tmp_path):
   config = small_config(model__num_fine=8)
   straight = str(tmp_path / 'straight')
-  train_lib.train_and_evaluate(config, straight, progress=False)
+  loop.train_and_evaluate(config, straight, progress=False)
   # An interrupted run: killed after its step-10 checkpoint was written.
   resumed = str(tmp_path / 'resumed')
   shutil.copytree(straight, resumed)
   shutil.rmtree(os.path.join(resumed, 'checkpoints', '20'))
   assert int(_params(resumed, config).step) == 10
-  train_lib.train_and_evaluate(config, resumed, progress=False)
+  loop.train_and_evaluate(config, resumed, progress=False)
   a, b = _params(straight, config), _params(resumed, config)
   assert int(a.step) == int(b.step) == 20
   for x, y in zip(jax.tree_util.tree_leaves(a.params),
@@ -254,19 +255,19 @@ def test_interrupted_and_resumed_run_equals_straight_run(tmp_path):
   steps = [r['step'] for r in _read(resumed) if r['split'] == 'train']
   assert steps == sorted(set(steps))
   # Running the finished command again trains no further.
-  train_lib.train_and_evaluate(config, resumed, progress=False)
+  loop.train_and_evaluate(config, resumed, progress=False)
   assert int(_params(resumed, config).step) == 20
 
 
 def test_workdir_of_another_model_is_refused_and_kept(tmp_path):
   workdir = str(tmp_path / 'run')
-  train_lib.train_and_evaluate(small_config(train__max_steps=10), workdir,
-                               progress=False)
+  loop.train_and_evaluate(small_config(train__max_steps=10), workdir,
+                          progress=False)
   before = sorted(os.listdir(os.path.join(workdir, 'checkpoints')))
   config_before = open(os.path.join(workdir, 'config.json')).read()
-  with pytest.raises(train_lib.CheckpointError, match='model.preset'):
-    train_lib.train_and_evaluate(small_config(model__preset='small'), workdir,
-                                 progress=False)
+  with pytest.raises(rundir.CheckpointError, match='model.preset'):
+    loop.train_and_evaluate(small_config(model__preset='small'), workdir,
+                            progress=False)
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == before
   assert open(os.path.join(workdir, 'config.json')).read() == config_before
 
@@ -275,7 +276,7 @@ def test_wall_clock_budget_stops_early_with_eval_and_checkpoint(tmp_path):
   workdir = str(tmp_path / 'run')
   config = small_config(train__max_steps=100000, train__max_seconds=1.0,
                         eval__every=0, checkpoint__every=100000)
-  record = train_lib.train_and_evaluate(config, workdir, progress=False)
+  record = loop.train_and_evaluate(config, workdir, progress=False)
   assert 0 < record['step'] < 100000
   assert record['elapsed_s'] >= 1.0
   assert str(record['step']) in os.listdir(os.path.join(workdir, 'checkpoints'))
@@ -289,8 +290,8 @@ def test_wall_clock_budget_stops_early_with_eval_and_checkpoint(tmp_path):
     (dict(model__kind='nope'), 'model.kind'),
 ])
 def test_invalid_configs_are_refused(bad, match):
-  with pytest.raises(train_lib.ConfigError, match=match):
-    train_lib.validate_config(small_config(**bad))
+  with pytest.raises(validation.ConfigError, match=match):
+    validation.validate_config(small_config(**bad))
 
 
 @pytest.mark.slow
@@ -303,8 +304,8 @@ def test_end_to_end_learns_the_builtin_scene(tmp_path):
                         train__lr_init=5e-3, train__lr_final=3e-4,
                         eval__every=0, eval__chunk=1024,
                         checkpoint__every=1000)
-  record = train_lib.train_and_evaluate(config, str(tmp_path / 'run'),
-                                        progress=False)
+  record = loop.train_and_evaluate(config, str(tmp_path / 'run'),
+                                   progress=False)
   assert record['psnr'] > 21.0, record
   assert record['ssim'] > 0.7, record
 
@@ -334,12 +335,12 @@ def _micro_setup(num_fine=0, batch_rays=256):
   config = small_config(model__num_fine=num_fine, train__batch_rays=batch_rays)
   scene = datasets.load_scene(config.data)
   model = models.make_model(config.model, scene.info())
-  state = train_lib.create_train_state(jax.random.PRNGKey(0), model,
-                                       optax.sgd(1.0))
+  state = train_state.create_train_state(jax.random.PRNGKey(0), model,
+                                         optax.sgd(1.0))
   split = scene.split('train')
   images = np.round(np.asarray(split.images) * 255).astype(np.uint8)
-  data = train_lib.TrainData.create(jnp.asarray(images), jnp.asarray(split.poses),
-                             split.intrinsics)
+  data = train_state.TrainData.create(
+      jnp.asarray(images), jnp.asarray(split.poses), split.intrinsics)
   return config, scene, model, state, data
 
 
@@ -351,7 +352,7 @@ def test_micro_batched_step_equals_the_single_batch_step(num_fine):
   rng = jax.random.PRNGKey(4)
   results = {}
   for k in (1, 4):
-    step = jax.jit(train_lib.make_train_step(
+    step = jax.jit(train_step.make_train_step(
         model, tx, config.train.batch_rays, scene.near, scene.far,
         micro_batches=k))
     results[k] = step(state, data, rng)
@@ -376,11 +377,11 @@ def test_micro_batches_average_per_micro_batch_losses_and_grads():
   # With jitter: micro-batch i (rays i, i + k, ...) renders with
   # fold_in(key, i); the result is the mean over the micro-batches.
   config, scene, model, state, data = _micro_setup()
-  rays, target = train_lib.sample_batch(jax.random.PRNGKey(1), data, 64,
-                                        scene.near, scene.far)
+  rays, target = train_step.sample_batch(jax.random.PRNGKey(1), data, 64,
+                                         scene.near, scene.far)
   key, step_no = jax.random.PRNGKey(2), jnp.zeros((), jnp.int32)
   (loss, aux), grads = jax.jit(
-      train_lib.accumulate_loss_and_grads, static_argnums=(0, 7))(
+      train_step.accumulate_loss_and_grads, static_argnums=(0, 7))(
           model.loss, state.params, state.model_state, rays, target, key,
           step_no, 4)
   grad_fn = jax.jit(jax.value_and_grad(model.loss, has_aux=True))
@@ -405,9 +406,9 @@ def test_micro_batched_step_compiles_once_and_lowers_the_loss():
   config, scene, model, _, data = _micro_setup(batch_rays=512)
   config.train.lr_init = config.train.lr_final = 5e-3
   tx = model.optimizer(config.train)
-  state = train_lib.create_train_state(jax.random.PRNGKey(0), model, tx)
-  step = train_lib.make_train_step(model, tx, 512, scene.near, scene.far,
-                                   micro_batches=4)
+  state = train_state.create_train_state(jax.random.PRNGKey(0), model, tx)
+  step = train_step.make_train_step(model, tx, 512, scene.near, scene.far,
+                                    micro_batches=4)
   traces = []
 
   def counted(*args):
@@ -427,14 +428,14 @@ def test_micro_batched_step_compiles_once_and_lowers_the_loss():
 
 def test_micro_batches_must_divide_the_batch():
   config = small_config(train__batch_rays=250, train__micro_batches=4)
-  with pytest.raises(train_lib.ConfigError) as e:
-    train_lib.validate_config(config)
+  with pytest.raises(validation.ConfigError) as e:
+    validation.validate_config(config)
   message = str(e.value)
   assert '\n' not in message
   assert 'batch_rays=250' in message and 'micro_batches=4' in message
-  with pytest.raises(train_lib.ConfigError, match='micro_batches'):
-    train_lib.validate_config(small_config(train__micro_batches=0))
-  train_lib.validate_config(small_config(train__batch_rays=256,
-                                         train__micro_batches=4))
+  with pytest.raises(validation.ConfigError, match='micro_batches'):
+    validation.validate_config(small_config(train__micro_batches=0))
+  validation.validate_config(small_config(train__batch_rays=256,
+                                          train__micro_batches=4))
   with pytest.raises(ValueError, match='micro_batches=3'):
-    train_lib.make_train_step(None, None, 256, 2.0, 6.0, micro_batches=3)
+    train_step.make_train_step(None, None, 256, 2.0, 6.0, micro_batches=3)

@@ -21,9 +21,15 @@ import pytest
 from scipy.spatial import transform as sp_transform
 
 from configs import demo
-from nerf_jax.inference import render_lib
-from nerf_jax.train import train_lib
-from nerf_jax.viewer import viewer
+from nerf_jax.cameras import paths
+from nerf_jax.inference import chunked
+from nerf_jax.runs import load
+from nerf_jax.train import loop
+from nerf_jax.viewer import cameras
+from nerf_jax.viewer import frames
+from nerf_jax.viewer import keyframes
+from nerf_jax.viewer import live as live_lib
+from nerf_jax.viewer import server
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = '/usr/bin/chromium', '/usr/bin/chromedriver'
@@ -44,13 +50,13 @@ def small_config(steps: int = 120):
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('run'))
-  train_lib.train_and_evaluate(small_config(), workdir, progress=False)
+  loop.train_and_evaluate(small_config(), workdir, progress=False)
   return workdir
 
 
 @pytest.fixture(scope='module')
 def loaded(trained):
-  return train_lib.load_trained(trained)
+  return load.load_trained(trained)
 
 
 def random_poses(rng, n):
@@ -68,7 +74,7 @@ def random_poses(rng, n):
 def test_opencv_opengl_round_trip_and_axes():
   rng = np.random.default_rng(0)
   for pose in random_poses(rng, 20):
-    wxyz, position = viewer.opengl_to_opencv(pose)
+    wxyz, position = cameras.opengl_to_opencv(pose)
     np.testing.assert_allclose(np.linalg.norm(wxyz), 1.0, atol=1e-12)
     r_cv = sp_transform.Rotation.from_quat(np.roll(wxyz, -1)).as_matrix()
     # OpenCV looks down +z with y down; OpenGL looks down -z with y up.
@@ -76,35 +82,36 @@ def test_opencv_opengl_round_trip_and_axes():
     np.testing.assert_allclose(r_cv[:, 1], -pose[:3, 1], atol=1e-6)
     np.testing.assert_allclose(r_cv[:, 0], pose[:3, 0], atol=1e-6)
     np.testing.assert_allclose(position, pose[:3, 3], atol=1e-12)
-    back = viewer.opencv_to_opengl(wxyz, position)
+    back = cameras.opencv_to_opengl(wxyz, position)
     np.testing.assert_allclose(back, pose, atol=1e-5)
 
 
 def test_view_intrinsics_fov_and_longer_side():
-  wide = viewer.view_intrinsics(np.pi / 3, 2.0, 256)
+  wide = cameras.view_intrinsics(np.pi / 3, 2.0, 256)
   assert (wide.width, wide.height) == (256, 128)
-  np.testing.assert_allclose(viewer.vertical_fov(wide), np.pi / 3, rtol=1e-9)
-  tall = viewer.view_intrinsics(np.pi / 3, 0.5, 256)
+  np.testing.assert_allclose(cameras.vertical_fov(wide), np.pi / 3, rtol=1e-9)
+  tall = cameras.view_intrinsics(np.pi / 3, 0.5, 256)
   assert (tall.width, tall.height) == (128, 256)
   assert (tall.cx, tall.cy) == (64.0, 128.0)
 
 
 def test_view_at_a_training_camera_equals_render_view(loaded):
   """The viewer's frame for a browser camera placed at training camera i
-  (through viser's OpenCV form) is render_lib's render of that pose."""
+  (through viser's OpenCV form) is chunked.render_view's render of that
+  pose."""
   _, info, model, variables, step = loaded
-  view = viewer.Viewer(model, info, variables, step, chunk=256,
+  view = server.Viewer(model, info, variables, step, chunk=256,
                        resolution=max(info.intrinsics.width,
                                       info.intrinsics.height))
   pose = np.asarray(info.camera_poses[3], np.float32)
-  wxyz, position = viewer.opengl_to_opencv(pose)
+  wxyz, position = cameras.opengl_to_opencv(pose)
   k = info.intrinsics
-  request = viewer.ViewRequest(
-      c2w=viewer.opencv_to_opengl(wxyz, position),
-      fov_y=viewer.vertical_fov(k), aspect=k.width / k.height)
+  request = frames.ViewRequest(
+      c2w=cameras.opencv_to_opengl(wxyz, position),
+      fov_y=cameras.vertical_fov(k), aspect=k.width / k.height)
   _, out = view.render_request(request, 'full')
-  expected = render_lib.render_view(view.renderer.render_fn, variables, k,
-                                    pose, info.near, info.far, 256)
+  expected = chunked.render_view(view.renderer.render_fn, variables, k,
+                                 pose, info.near, info.far, 256)
   assert out['rgb'].shape == (k.height, k.width, 3)
   np.testing.assert_allclose(out['rgb'], expected['rgb'], atol=1e-4)
   np.testing.assert_allclose(out['acc'], expected['acc'], atol=1e-4)
@@ -114,49 +121,50 @@ def test_view_at_a_training_camera_equals_render_view(loaded):
 def test_forward_facing_views_use_the_training_camera_through_ndc(loaded):
   """A forward-facing (NDC) run is shown through its training camera's
   field of view and aspect (NDC rays are only right for those), whatever
-  the browser's: the frame at a training pose is render_lib's NDC render."""
+  the browser's: the frame at a training pose is chunked.render_view's NDC
+  render."""
   _, info, model, variables, step = loaded
   info = dataclasses.replace(info, ndc=True, near=0.0, far=1.0)
   k = info.intrinsics
-  view = viewer.Viewer(model, info, variables, step, chunk=256,
+  view = server.Viewer(model, info, variables, step, chunk=256,
                        resolution=2 * max(k.width, k.height))
   pose = np.asarray(info.camera_poses[2], np.float32)
-  request = viewer.ViewRequest(c2w=pose, fov_y=1.2, aspect=2.5)
+  request = frames.ViewRequest(c2w=pose, fov_y=1.2, aspect=2.5)
   _, out = view.render_request(request, 'full')
-  expected = render_lib.render_view(view.renderer.render_fn, variables,
-                                    k.scaled(2.0), pose, 0.0, 1.0, 256,
-                                    ndc=True)
+  expected = chunked.render_view(view.renderer.render_fn, variables,
+                                 k.scaled(2.0), pose, 0.0, 1.0, 256,
+                                 ndc=True)
   assert out['rgb'].shape == (2 * k.height, 2 * k.width, 3)
   np.testing.assert_allclose(out['rgb'], expected['rgb'], atol=1e-4)
-  plain = render_lib.render_view(view.renderer.render_fn, variables,
-                                 k.scaled(2.0), pose, 0.0, 1.0, 256)
+  plain = chunked.render_view(view.renderer.render_fn, variables,
+                              k.scaled(2.0), pose, 0.0, 1.0, 256)
   assert np.abs(plain['rgb'] - out['rgb']).max() > 1e-2  # NDC was used
 
 
 def test_frames_of_any_size_compile_two_chunk_shapes(loaded):
   _, info, model, variables, step = loaded
-  renderer = viewer.FrameRenderer(model, info, chunk=512)
+  renderer = frames.FrameRenderer(model, info, chunk=512)
   renderer.compile(variables)
   compiled = renderer.render_fn._cache_size()  # pylint: disable=protected-access
   pose = np.asarray(info.camera_poses[0], np.float32)
   for aspect, resolution in ((1.0, 40), (1.7, 64), (0.6, 50), (2.3, 31)):
-    intrinsics = viewer.view_intrinsics(0.8, aspect, resolution)
+    intrinsics = cameras.view_intrinsics(0.8, aspect, resolution)
     for chunk in renderer.chunks:
       out = renderer.render(variables, pose, intrinsics, chunk)
       assert out['rgb'].shape == (intrinsics.height, intrinsics.width, 3)
   assert renderer.render_fn._cache_size() == compiled == 2  # pylint: disable=protected-access
-  with pytest.raises(viewer.Cancelled):
+  with pytest.raises(frames.Cancelled):
     renderer.render(variables, pose, intrinsics, 128, cancelled=lambda: True)
 
 
-@pytest.mark.parametrize('mode', viewer.MODES)
+@pytest.mark.parametrize('mode', frames.MODES)
 def test_colorize_modes_are_u8_images(mode):
   rng = np.random.default_rng(1)
   out = dict(rgb=rng.uniform(size=(5, 7, 3)).astype(np.float32),
              depth=rng.uniform(2, 6, size=(5, 7)).astype(np.float32),
              acc=rng.uniform(size=(5, 7)).astype(np.float32))
   for depth_range in (None, (2.0, 6.0)):
-    image = viewer.colorize(out, mode, 0.0, depth_range)
+    image = frames.colorize(out, mode, 0.0, depth_range)
     assert image.shape == (5, 7, 3) and image.dtype == np.uint8
   if mode == 'accumulation':
     np.testing.assert_allclose(image[..., 0] / 255.0, out['acc'], atol=3e-3)
@@ -167,18 +175,18 @@ def test_colorize_modes_are_u8_images(mode):
 
 
 def test_moving_camera_gets_previews_then_the_full_frame():
-  request = viewer.ViewRequest(c2w=np.eye(4), fov_y=1.0, aspect=1.0,
+  request = frames.ViewRequest(c2w=np.eye(4), fov_y=1.0, aspect=1.0,
                                version=1, changed_at=10.0)
-  assert viewer.next_level(request, 10.05) == ('preview', 0.0)
+  assert frames.next_level(request, 10.05) == ('preview', 0.0)
   request.done = (1, 'preview')
-  level, wait = viewer.next_level(request, 10.05)
-  assert level == '' and wait == pytest.approx(viewer.SETTLE_S - 0.05)
-  assert viewer.next_level(request, 10.01 + viewer.SETTLE_S)[0] == 'full'
+  level, wait = frames.next_level(request, 10.05)
+  assert level == '' and wait == pytest.approx(frames.SETTLE_S - 0.05)
+  assert frames.next_level(request, 10.01 + frames.SETTLE_S)[0] == 'full'
   request.done = (1, 'full')
-  assert viewer.next_level(request, 11.0) == ('', np.inf)
+  assert frames.next_level(request, 11.0) == ('', np.inf)
   request.version, request.changed_at = 2, 11.0  # moved again
-  assert viewer.next_level(request, 11.01)[0] == 'preview'
-  assert viewer.next_level(request, 12.0)[0] == 'full'  # rested meanwhile
+  assert frames.next_level(request, 11.01)[0] == 'preview'
+  assert frames.next_level(request, 12.0)[0] == 'full'  # rested meanwhile
 
 
 # ---------------------------------------------------------------------------
@@ -188,7 +196,7 @@ def test_moving_camera_gets_previews_then_the_full_frame():
 def test_keyframe_path_passes_through_keyframes_and_is_smooth():
   keys = random_poses(np.random.default_rng(2), 4)
   m = 30
-  path = viewer.interpolate_keyframes(keys, m * 3 + 1)
+  path = keyframes.interpolate_keyframes(keys, m * 3 + 1)
   np.testing.assert_allclose(path[::m], keys, atol=1e-5)
   positions = path[:, :3, 3].astype(np.float64)
   step = np.diff(positions, axis=0)
@@ -204,24 +212,24 @@ def test_keyframe_path_passes_through_keyframes_and_is_smooth():
 
 def test_looped_path_closes_smoothly():
   keys = random_poses(np.random.default_rng(3), 3)
-  path = viewer.interpolate_keyframes(keys, 60, loop=True)
+  path = keyframes.interpolate_keyframes(keys, 60, loop=True)
   np.testing.assert_allclose(path[::20], keys, atol=1e-5)
   positions = np.concatenate([path[:, :3, 3], path[:1, :3, 3]])
   step = np.linalg.norm(np.diff(positions, axis=0), axis=-1)
   assert step[-1] < 2.0 * np.median(step)  # no jump back to the start
-  single = viewer.interpolate_keyframes(keys[:1], 5)
+  single = keyframes.interpolate_keyframes(keys[:1], 5)
   np.testing.assert_allclose(single, np.repeat(keys[:1], 5, axis=0),
                              atol=1e-6)
 
 
-def test_saved_path_is_what_render_lib_reads(tmp_path):
+def test_saved_path_is_what_load_camera_path_reads(tmp_path):
   keys = random_poses(np.random.default_rng(4), 3)
-  key = viewer.Keyframe(c2w=keys[0], fov_y=0.9, aspect=1.5)
-  intrinsics = viewer.path_intrinsics(key, 40)
-  poses = viewer.interpolate_keyframes(keys, 9)
+  key = keyframes.Keyframe(c2w=keys[0], fov_y=0.9, aspect=1.5)
+  intrinsics = keyframes.path_intrinsics(key, 40)
+  poses = keyframes.interpolate_keyframes(keys, 9)
   path = str(tmp_path / 'paths' / 'p.json')
-  viewer.save_camera_path(path, poses, intrinsics)
-  loaded_poses, loaded_intrinsics = render_lib.load_camera_path(path)
+  paths.save_camera_path(path, poses, intrinsics)
+  loaded_poses, loaded_intrinsics = paths.load_camera_path(path)
   np.testing.assert_allclose(loaded_poses, poses, atol=1e-6)
   assert loaded_intrinsics == intrinsics
   assert (intrinsics.width, intrinsics.height) == (60, 40)
@@ -234,7 +242,7 @@ def test_saved_path_is_what_render_lib_reads(tmp_path):
 def fake_client(client_id, pose, fov):
   """A stand-in for a viser client: a camera at ``pose`` and a scene that
   keeps the frames it is sent."""
-  wxyz, position = viewer.opengl_to_opencv(pose)
+  wxyz, position = cameras.opengl_to_opencv(pose)
   client = types.SimpleNamespace(client_id=client_id, frames=[])
   client.camera = types.SimpleNamespace(
       wxyz=wxyz, position=position, fov=fov, aspect=1.0, client=client,
@@ -244,13 +252,13 @@ def fake_client(client_id, pose, fov):
   return client
 
 
-class _WatchedTraining(viewer.LiveTraining):
+class _WatchedTraining(live_lib.LiveTraining):
   """LiveTraining with a client watching from the first step."""
 
   def start(self, model, info, variables, step, workdir, images=None):
     super().start(model, info, variables, step, workdir, images)
     pose = np.asarray(info.camera_poses[0], np.float32)
-    self.client = fake_client(7, pose, viewer.vertical_fov(info.intrinsics))
+    self.client = fake_client(7, pose, cameras.vertical_fov(info.intrinsics))
     self.viewer._on_connect(self.client)  # pylint: disable=protected-access
 
 
@@ -260,15 +268,15 @@ def test_training_with_the_viewer_serves_frames_and_trains_the_same(
                           max_busy=0.5)
   workdir = str(tmp_path / 'live')
   try:
-    train_lib.train_and_evaluate(small_config(), workdir, progress=False,
-                                 live=live)
+    loop.train_and_evaluate(small_config(), workdir, progress=False,
+                            live=live)
     shown = live.viewer.step
   finally:
     live.close()
   assert len(live.client.frames) >= 2
   assert live.client.frames[-1].shape == (24, 24, 3)
   assert shown > 0  # frames of the model being trained, not only step 0
-  variables = train_lib.load_trained(workdir)[3]
+  variables = load.load_trained(workdir)[3]
   jax.tree_util.tree_map(np.testing.assert_array_equal, variables,
                          loaded[3])
 
@@ -279,25 +287,25 @@ def test_viewer_follows_the_newer_checkpoints_of_a_training(trained, tmp_path):
   renders the watching client's view again with it."""
   run = str(tmp_path / 'run')
   shutil.copytree(trained, run)
-  _, info, model, variables, step = train_lib.load_trained(run)
-  view = viewer.Viewer(model, info, variables, step, port=0, chunk=256,
+  _, info, model, variables, step = load.load_trained(run)
+  view = server.Viewer(model, info, variables, step, port=0, chunk=256,
                        resolution=24, workdir=run)
   view.start()
   try:
     client = fake_client(3, np.asarray(info.camera_poses[0], np.float32),
-                         viewer.vertical_fov(info.intrinsics))
+                         cameras.vertical_fov(info.intrinsics))
     view._on_connect(client)  # pylint: disable=protected-access
     _wait(lambda: view.last_frame and view.last_frame['step'] == step, 60,
           'the first frame')
     view.follow_checkpoints(
-        lambda s: train_lib.load_trained(run, s, warn=False)[3],
+        lambda s: load.load_trained(run, s, warn=False)[3],
         interval_s=0.1)
-    train_lib.train_and_evaluate(small_config(step + 10), run,
-                                 progress=False)
+    loop.train_and_evaluate(small_config(step + 10), run,
+                            progress=False)
     _wait(lambda: view.step == step + 10, 60, 'the newer checkpoint')
     _wait(lambda: view.last_frame['step'] == step + 10, 60,
           'a frame of the newer checkpoint')
-    newer = train_lib.load_trained(run)[3]
+    newer = load.load_trained(run)[3]
     jax.tree_util.tree_map(np.testing.assert_array_equal, view.variables,
                            newer)
   finally:
@@ -435,7 +443,7 @@ def test_view_py_in_a_browser(trained, tmp_path):
     _wait(lambda: os.path.exists(path), 20, f'{path} to be saved')
     _wait(lambda: 'saved 7 frames to' in driver.find_element(
         'tag name', 'body').text, 10, 'the page to say where it saved')
-    poses, intrinsics = render_lib.load_camera_path(path)
+    poses, intrinsics = paths.load_camera_path(path)
     assert len(poses) == 7 and intrinsics.height == 24
   finally:
     if driver is not None:
@@ -543,7 +551,7 @@ def served(loaded, tmp_path_factory):
   client sends a valid camera."""
   _, info, model, variables, step = loaded
   run = _fake_run(tmp_path_factory.mktemp('served') / 'run')
-  view = viewer.Viewer(model, info, variables, step, port=0, chunk=256,
+  view = server.Viewer(model, info, variables, step, port=0, chunk=256,
                        resolution=24, workdir=run)
   view.start()
   yield view
@@ -674,7 +682,7 @@ def test_a_viser_that_starts_its_server_otherwise_is_refused():
 
 
 def test_camera_path_names_are_plain_names_in_the_run_folder():
-  name = viewer.camera_path_name
+  name = keyframes.camera_path_name
   assert name(' orbit ') == 'orbit.json'
   assert name('my path_2.json') == 'my path_2.json'
   assert name('Café.JSON') == 'Café.JSON'
@@ -693,36 +701,36 @@ def test_camera_path_names_are_plain_names_in_the_run_folder():
 
 
 def test_hostile_values_are_clamped_or_ignored():
-  assert viewer.clamp_int(10 ** 30, 8, 2048, 256) == 2048
-  assert viewer.clamp_int(-5, 8, 2048, 256) == 8
-  assert viewer.clamp_int(1e300, 2, 10000, 120) == 10000
-  assert viewer.clamp_int(37.6, 2, 10000, 120) == 38
+  assert cameras.clamp_int(10 ** 30, 8, 2048, 256) == 2048
+  assert cameras.clamp_int(-5, 8, 2048, 256) == 8
+  assert cameras.clamp_int(1e300, 2, 10000, 120) == 10000
+  assert cameras.clamp_int(37.6, 2, 10000, 120) == 38
   for bad in (float('nan'), float('inf'), '12abc', None, [3], True):
-    assert viewer.clamp_int(bad, 2, 10000, 120) == 120
-  assert viewer.choice('depth', viewer.MODES, 'colour') == 'depth'
-  assert viewer.choice('rm -rf', viewer.MODES, 'colour') == 'colour'
-  assert viewer.choice(['depth'], viewer.MODES, 'colour') == 'colour'
+    assert cameras.clamp_int(bad, 2, 10000, 120) == 120
+  assert cameras.choice('depth', frames.MODES, 'colour') == 'depth'
+  assert cameras.choice('rm -rf', frames.MODES, 'colour') == 'colour'
+  assert cameras.choice(['depth'], frames.MODES, 'colour') == 'colour'
   for fov in (0.0, -1.0, 1e308, float('nan'), 'x'):
-    assert viewer.MIN_FOV <= viewer.clamp_fov(fov) <= viewer.MAX_FOV
+    assert cameras.MIN_FOV <= cameras.clamp_fov(fov) <= cameras.MAX_FOV
   for aspect in (0.0, -2.0, 1e308, float('nan'), float('inf')):
-    assert viewer.MIN_ASPECT <= viewer.clamp_aspect(aspect) <= (
-        viewer.MAX_ASPECT)
+    assert cameras.MIN_ASPECT <= cameras.clamp_aspect(aspect) <= (
+        cameras.MAX_ASPECT)
   # Whatever the camera, a view is at most MAX_RESOLUTION on a side.
   for fov, aspect, resolution in ((0.0, 1e9, 10 ** 9), (1e308, 0.0, -3),
                                   (float('nan'), float('nan'), 2 ** 40)):
-    k = viewer.view_intrinsics(fov, aspect, resolution)
-    assert 1 <= k.width <= viewer.MAX_RESOLUTION
-    assert 1 <= k.height <= viewer.MAX_RESOLUTION
+    k = cameras.view_intrinsics(fov, aspect, resolution)
+    assert 1 <= k.width <= cameras.MAX_RESOLUTION
+    assert 1 <= k.height <= cameras.MAX_RESOLUTION
     assert np.isfinite([k.fx, k.fy, k.cx, k.cy]).all()
-  key = viewer.Keyframe(c2w=np.eye(4), fov_y=float('nan'), aspect=1e9)
-  k = viewer.path_intrinsics(key, 10 ** 9)
-  assert max(k.width, k.height) <= render_lib.MAX_RENDER_SIDE
+  key = keyframes.Keyframe(c2w=np.eye(4), fov_y=float('nan'), aspect=1e9)
+  k = keyframes.path_intrinsics(key, 10 ** 9)
+  assert max(k.width, k.height) <= paths.MAX_RENDER_SIDE
   assert np.isfinite([k.fx, k.fy]).all()
   good = types.SimpleNamespace(wxyz=(2.0, 0, 0, 0), position=(0, 0, 1),
                                fov=1e9, aspect=0.0)
-  c2w, fov, aspect = viewer.client_camera(good)
+  c2w, fov, aspect = cameras.client_camera(good)
   np.testing.assert_allclose(c2w[:3, :3], np.diag([1.0, -1.0, -1.0]))
-  assert fov == viewer.MAX_FOV and aspect == 1.0
+  assert fov == cameras.MAX_FOV and aspect == 1.0
   for changes in (dict(wxyz=(float('nan'), 0, 0, 0)), dict(wxyz=(0, 0, 0, 0)),
                   dict(wxyz='abcd'), dict(wxyz=(1, 0, 0)),
                   dict(position=(1e300, 0, 0)),
@@ -730,9 +738,9 @@ def test_hostile_values_are_clamped_or_ignored():
                   dict(position=None), dict(fov=None)):
     hostile = types.SimpleNamespace(**{**vars(good), **changes})
     if 'fov' in changes:  # a missing fov is clamped, not refused
-      assert viewer.client_camera(hostile)[1] == 1.0
+      assert cameras.client_camera(hostile)[1] == 1.0
     else:
-      assert viewer.client_camera(hostile) is None, changes
+      assert cameras.client_camera(hostile) is None, changes
 
 
 def test_gui_handlers_clamp_what_a_client_sends(served):
@@ -740,21 +748,21 @@ def test_gui_handlers_clamp_what_a_client_sends(served):
   send them over the websocket), use and show clamped values."""
   gui, settings = served.gui, served.settings
   gui.resolution.value = 10 ** 9
-  assert settings.resolution == gui.resolution.value == viewer.MAX_RESOLUTION
+  assert settings.resolution == gui.resolution.value == cameras.MAX_RESOLUTION
   gui.resolution.value = -7
-  assert settings.resolution == gui.resolution.value == viewer.MIN_RESOLUTION
+  assert settings.resolution == gui.resolution.value == cameras.MIN_RESOLUTION
   gui.mode.value = '<script>'
   assert settings.mode == gui.mode.value == 'colour'
   gui.depth_range.value = 'everything'
   assert settings.depth_range == gui.depth_range.value == 'percentiles'
   gui.frames.value = 300000
-  assert gui.frames.value == viewer.MAX_PATH_FRAMES
+  assert gui.frames.value == keyframes.MAX_PATH_FRAMES
   gui.path_height.value = 10 ** 7
-  assert gui.path_height.value == render_lib.MAX_RENDER_SIDE
+  assert gui.path_height.value == paths.MAX_RENDER_SIDE
   # A value that reached the input without its handler (viser keeps a
   # client's value when the client has not sent a camera yet).
   gui.frames._impl.value = 10 ** 12  # pylint: disable=protected-access
-  assert gui.path_frames() == viewer.MAX_PATH_FRAMES
+  assert gui.path_frames() == keyframes.MAX_PATH_FRAMES
   gui.frames.value = 7
   gui.path_height.value = 24
 
@@ -771,12 +779,12 @@ def test_keyframes_are_capped_and_hostile_cameras_refused(served):
   client.camera.wxyz = (float('nan'), 0.0, 0.0, 0.0)
   gui._on_add_keyframe(_event(client))  # pylint: disable=protected-access
   assert not served.keyframes and 'not valid' in gui.path_status.content
-  client.camera.wxyz = viewer.opengl_to_opencv(pose)[0]
+  client.camera.wxyz = cameras.opengl_to_opencv(pose)[0]
   served.keyframes.extend(
-      [viewer.Keyframe(pose, 0.8, 1.0)] * (viewer.MAX_KEYFRAMES - 1))
+      [keyframes.Keyframe(pose, 0.8, 1.0)] * (keyframes.MAX_KEYFRAMES - 1))
   gui._on_add_keyframe(_event(client))  # pylint: disable=protected-access
   gui._on_add_keyframe(_event(client))  # pylint: disable=protected-access
-  assert len(served.keyframes) == viewer.MAX_KEYFRAMES
+  assert len(served.keyframes) == keyframes.MAX_KEYFRAMES
   assert 'at most' in gui.path_status.content
   served.keyframes.clear()
   gui._draw_path()  # pylint: disable=protected-access
@@ -790,7 +798,7 @@ def test_saving_writes_only_a_name_inside_the_run(served, tmp_path):
   gui, run = served.gui, served.workdir
   gui.frames.value, gui.path_height.value = 7, 24
   poses = random_poses(np.random.default_rng(5), 2)
-  served.keyframes[:] = [viewer.Keyframe(p.astype(np.float32), 0.8, 1.5)
+  served.keyframes[:] = [keyframes.Keyframe(p.astype(np.float32), 0.8, 1.5)
                          for p in poses]
   victim = tmp_path / 'victim.json'
   victim.write_text('{"mine": 1}')
@@ -808,7 +816,7 @@ def test_saving_writes_only_a_name_inside_the_run(served, tmp_path):
   message = gui.save_path('orbit')
   path = os.path.join(os.path.abspath(run), 'orbit.json')
   assert message.startswith(f'saved 7 frames to {path};'), message
-  loaded_poses, intrinsics = render_lib.load_camera_path(path)
+  loaded_poses, intrinsics = paths.load_camera_path(path)
   assert len(loaded_poses) == 7 and intrinsics.height == 24
   assert gui.save_path('orbit.json').startswith('saved')  # its own: replaced
   workdir = served.workdir
@@ -842,11 +850,11 @@ def test_a_hostile_client_over_the_websocket_cannot_crash_or_exceed(served):
     for uuid, value in ((frames_id, 300000), (resolution_id, 10 ** 9)):
       connection.send(msgspec.msgpack.encode(dict(
           type='GuiUpdateMessage', uuid=uuid, updates={'value': value})))
-    _wait(lambda: served.gui.frames.value == viewer.MAX_PATH_FRAMES, 20,
+    _wait(lambda: served.gui.frames.value == keyframes.MAX_PATH_FRAMES, 20,
           'the frames to be clamped')
-    _wait(lambda: served.gui.resolution.value == viewer.MAX_RESOLUTION, 20,
+    _wait(lambda: served.gui.resolution.value == cameras.MAX_RESOLUTION, 20,
           'the resolution to be clamped')
-    assert served.settings.resolution == viewer.MAX_RESOLUTION
+    assert served.settings.resolution == cameras.MAX_RESOLUTION
     assert not served._requests and served.frames_sent == 0  # pylint: disable=protected-access
   finally:
     connection.close()

@@ -1,1 +1,1 @@
-"""Cameras: intrinsics, ray casting, lens distortion, NDC, poses."""
+"""Cameras: intrinsics, ray casting, lens distortion, NDC, poses, paths."""

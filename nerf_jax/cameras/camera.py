@@ -11,6 +11,9 @@ Ray ``directions`` are *not* normalised: their camera-space z component is -1,
 so the ray parameter ``t`` is the distance along the camera's optical axis and
 ``near`` / ``far`` are planes parallel to the image plane. ``viewdirs`` are the
 unit-length directions that the colour branch of the model sees.
+
+Lens distortion lives in ``distortion``, the sane ranges of cameras read from
+files in ``checks``, and video camera paths in ``paths``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from nerf_jax.cameras import distortion as distortion_lib
 
 
 @flax.struct.dataclass
@@ -75,6 +80,17 @@ class Rays:
   viewdirs: jnp.ndarray
   near: jnp.ndarray
   far: jnp.ndarray
+
+
+def to_4x4(poses, xnp=np):
+  """Camera-to-world matrices with the bottom row [0, 0, 0, 1] added where
+  it is missing: f[..., 3|4, 4] -> f[..., 4, 4] (the dtype is kept; 4x4
+  matrices are returned as they are). ``xnp=jnp`` accepts traced poses."""
+  if poses.shape[-2] == 4:
+    return poses
+  bottom = xnp.broadcast_to(xnp.asarray([0, 0, 0, 1], poses.dtype),
+                            poses.shape[:-2] + (1, 4))
+  return xnp.concatenate([poses, bottom], axis=-2)
 
 
 def pixel_directions(intrinsics: Intrinsics, rows, cols, xnp=jnp):
@@ -181,10 +197,7 @@ class Cameras:
     if poses.ndim != 3 or poses.shape[1:] not in ((3, 4), (4, 4)):
       raise ValueError(f'poses must be (n, 3|4, 4), got {poses.shape}')
     n = poses.shape[0]
-    if poses.shape[1] == 3:
-      bottom = xnp.broadcast_to(xnp.asarray([0, 0, 0, 1], xnp.float32),
-                                (n, 1, 4))
-      poses = xnp.concatenate([poses, bottom], axis=1)
+    poses = to_4x4(poses, xnp=xnp)
     if isinstance(intrinsics, Intrinsics):
       intrinsics = [intrinsics] * n
     if len(intrinsics) != n:
@@ -217,70 +230,6 @@ class Cameras:
                       cx=float(self.cx[view]), cy=float(self.cy[view]),
                       width=int(self.width[view]),
                       height=int(self.height[view]))
-
-
-def distort(xy, coeffs, xnp=jnp):
-  """OpenCV's radial-tangential distortion of normalised coordinates.
-
-  Args:
-    xy: f32[..., 2], undistorted normalised coordinates (x right, y down).
-    coeffs: f32[..., 4], k1, k2, p1, p2 (broadcast against ``xy``).
-    xnp: ``jnp`` or ``np``.
-
-  Returns:
-    f32[..., 2], where the lens images them.
-  """
-  x, y = xy[..., 0], xy[..., 1]
-  k1, k2, p1, p2 = (coeffs[..., i] for i in range(4))
-  r2 = x * x + y * y
-  radial = 1.0 + r2 * (k1 + r2 * k2)
-  xd = x * radial + 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x)
-  yd = y * radial + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y
-  return xnp.stack([xd, yd], axis=-1)
-
-
-def undistort(xy_distorted, coeffs, iterations: int = 10, xnp=jnp):
-  """Inverts ``distort`` by Newton's method (from the distorted point).
-
-  Args:
-    xy_distorted: f32[..., 2], distorted normalised coordinates.
-    coeffs: f32[..., 4], k1, k2, p1, p2.
-    iterations: int, Newton steps (10 reach float32 precision for the
-      distortions of real lenses).
-    xnp: ``jnp`` or ``np``.
-
-  Returns:
-    f32[..., 2], the undistorted coordinates.
-  """
-  k1, k2, p1, p2 = (coeffs[..., i] for i in range(4))
-  xd, yd = xy_distorted[..., 0], xy_distorted[..., 1]
-
-  def newton_step(xy):
-    x, y = xy[..., 0], xy[..., 1]
-    r2 = x * x + y * y
-    radial = 1.0 + r2 * (k1 + r2 * k2)
-    d_radial = k1 + 2.0 * k2 * r2  # d radial / d r2
-    fx = x * radial + 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x) - xd
-    fy = y * radial + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y - yd
-    # Jacobian of the residual.
-    a = radial + 2.0 * x * x * d_radial + 2.0 * p1 * y + 6.0 * p2 * x
-    b = 2.0 * x * y * d_radial + 2.0 * p1 * x + 2.0 * p2 * y
-    c = 2.0 * x * y * d_radial + 2.0 * p2 * y + 2.0 * p1 * x
-    d = radial + 2.0 * y * y * d_radial + 6.0 * p1 * y + 2.0 * p2 * x
-    det = a * d - b * c
-    det = xnp.where(xnp.abs(det) < 1e-12, 1e-12, det)
-    return xnp.stack([x - (d * fx - b * fy) / det,
-                      y - (a * fy - c * fx) / det], axis=-1)
-
-  if xnp is np:
-    xy = xy_distorted
-    for _ in range(iterations):
-      xy = newton_step(xy)
-    return xy
-  # A loop that stays a loop: the unrolled steps, fused by XLA:CPU 0.10.2
-  # into one kernel, hung at run time on image-sized batches (24 x 24).
-  return jax.lax.fori_loop(0, iterations, lambda _, xy: newton_step(xy),
-                           jnp.asarray(xy_distorted))
 
 
 def ndc_rays(rays: Rays, fx, fy, width, height, near_plane: float = 1.0,
@@ -338,7 +287,7 @@ def cast_rays(cameras: Cameras, view, rows, cols, near: float, far: float,
   y = (xnp.asarray(rows, f32) + 0.5 - cameras.cy[view]) / fy
   xy = xnp.stack([x, y], axis=-1)
   if cameras.distorted:
-    xy = undistort(xy, cameras.distortion[view], xnp=xnp)
+    xy = distortion_lib.undistort(xy, cameras.distortion[view], xnp=xnp)
   # OpenCV's y grows down; ours (OpenGL) grows up and the camera looks -z.
   dirs = xnp.stack([xy[..., 0], -xy[..., 1], -xnp.ones_like(x)], axis=-1)
   rays = camera_rays(xnp.asarray(cameras.poses, f32)[view], dirs, near, far,
@@ -413,244 +362,3 @@ def look_at(eye, target=(0.0, 0.0, 0.0), up=(0.0, 0.0, 1.0)) -> np.ndarray:
   c2w = np.eye(4)
   c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, cam_up, -forward, eye
   return c2w.astype(np.float32)
-
-
-# ---------------------------------------------------------------------------
-# Sane ranges of cameras read from files and flags.
-#
-# Wide enough for any real camera, narrow enough to catch a unit or
-# convention mistake (millimetres for pixels, a scaled or transposed matrix)
-# where the value enters, instead of as a black render hours later.
-
-MAX_CAMERA_DISTANCE = 1e6  # world units between a camera and the origin
-ROTATION_TOLERANCE = 1e-2  # largest entry of |R^T R - I| of a pose's rotation
-# Focal length over the image's larger side: fields of view from 177.7 down
-# to 0.06 degrees.
-FOCAL_RATIO_RANGE = (1e-2, 1e3)
-# The principal point may lie off the image (a shifted lens) by at most this
-# many image sizes on each side.
-PRINCIPAL_POINT_MARGIN = 1.0
-
-
-def pose_problem(poses, what: str = 'pose', labels=None) -> str:
-  """Why camera-to-world matrices are not rigid poses in range, or ''.
-
-  A pose must be finite, its rotation orthonormal (``ROTATION_TOLERANCE``)
-  and right-handed, a 4x4 pose's bottom row (0, 0, 0, 1), and the camera
-  within ``MAX_CAMERA_DISTANCE`` of the origin.
-
-  Args:
-    poses: f[n, 3|4, 4] (any real dtype).
-    what: str, the name of one matrix in the message ('pose', 'row', ...).
-    labels: optional list of n names used instead of '<what> <i>' (e.g. the
-      image file of each pose).
-
-  Returns:
-    '' if every pose is fine, else one line naming the first bad one(s),
-    e.g. 'pose 3: rotation is not orthonormal (|R^T R - I| up to 0.5)'.
-  """
-  poses = np.asarray(poses, np.float64)
-  bad = np.nonzero(~np.isfinite(poses).all(axis=(1, 2)))[0]
-  if bad.size:
-    if labels is not None:
-      return f'{", ".join(labels[i] for i in bad[:3])}: NaN or inf values'
-    return f'{what}(s) {bad[:5].tolist()} contain NaN or inf values'
-  rotation = poses[:, :3, :3]
-  error = np.abs(np.einsum('nji,njk->nik', rotation, rotation)
-                 - np.eye(3)).max(axis=(1, 2))
-  distance = np.linalg.norm(poses[:, :3, 3], axis=-1)
-  checks = [
-      (error > ROTATION_TOLERANCE, lambda i: (
-          f'rotation is not orthonormal (|R^T R - I| up to {error[i]:.3g}, '
-          f'tolerance {ROTATION_TOLERANCE:g}): not a rigid camera pose')),
-      (np.linalg.det(rotation) < 0, lambda i: (
-          'rotation is a reflection (determinant -1): the axes are not '
-          'right-handed')),
-      (distance > MAX_CAMERA_DISTANCE, lambda i: (
-          f'camera is {distance[i]:.3g} units from the origin (at most '
-          f'{MAX_CAMERA_DISTANCE:g})')),
-  ]
-  if poses.shape[1] == 4:
-    bottom = np.abs(poses[:, 3] - [0.0, 0.0, 0.0, 1.0]).max(axis=-1)
-    checks.append((bottom > 1e-4, lambda i: (
-        f'bottom row is {poses[i, 3].tolist()}, not [0, 0, 0, 1]')))
-  for failed, message in checks:
-    if failed.any():
-      i = int(np.argmax(failed))
-      label = f'{what} {i}' if labels is None else labels[i]
-      return f'{label}: {message(i)}'
-  return ''
-
-
-def intrinsics_problem(fx, fy, cx, cy, width, height,
-                       names=('fx', 'fy', 'cx', 'cy', 'width', 'height'),
-                       what: str = 'view') -> str:
-  """Why pinhole intrinsics are out of range, or ''.
-
-  Sizes must be positive, focal lengths positive and within
-  ``FOCAL_RATIO_RANGE`` times the larger image side, and the principal point
-  within ``PRINCIPAL_POINT_MARGIN`` image sizes of the image.
-
-  Args:
-    fx, fy, cx, cy: float or f[n], in pixels.
-    width, height: number or [n], the image size in pixels.
-    names: the six values' names in the message (a file's own keys).
-    what: str, the name of one camera in the message.
-
-  Returns:
-    '' or one line naming the first bad value, prefixed by '<what> i: ' when
-    arrays of several cameras are given.
-  """
-  values = np.broadcast_arrays(*[np.asarray(v, np.float64).reshape(-1)
-                                 for v in (fx, fy, cx, cy, width, height)])
-  width, height = values[4:]
-  side = np.maximum(width, height)
-  lo, hi = FOCAL_RATIO_RANGE
-  margin = PRINCIPAL_POINT_MARGIN
-  for k in (4, 5, 0, 1, 2, 3):  # sizes first: the other ranges use them
-    value = values[k]
-    size = (width, height)[k % 2] if k < 4 else value
-    with np.errstate(invalid='ignore'):
-      if k >= 4:
-        ok = value >= 1
-      elif k < 2:
-        ok = (value >= lo * side) & (value <= hi * side)
-      else:
-        ok = (value >= -margin * size) & (value <= (1 + margin) * size)
-    failed = ~(np.isfinite(value) & ok)
-    if not failed.any():
-      continue
-    i = int(np.argmax(failed))
-    image = f'{width[i]:g}x{height[i]:g} image'
-    if k >= 4 or (k < 2 and not value[i] > 0):  # NaN too
-      reason = 'must be a positive number' + (' of pixels' if k >= 4 else '')
-    elif k < 2:
-      reason = (f'is absurd for a {image} (expected {lo:g} to {hi:g} times '
-                f'its larger side: {lo * side[i]:g} to {hi * side[i]:g})')
-    else:
-      reason = (f'is far outside the {image} (expected {-margin * size[i]:g} '
-                f'to {(1 + margin) * size[i]:g})')
-    prefix = f'{what} {i}: ' if len(value) > 1 else ''
-    return f'{prefix}{names[k]}={value[i]:g} {reason}'
-  return ''
-
-
-# Lens distortion (OpenCV's k1 k2 p1 p2 on normalised coordinates, as
-# ``distort``) that a real lens can have. The bounds on the coefficients are
-# loose (a narrow lens sees so little of the polynomial that COLMAP's k1 and
-# k2 are poorly pinned down); what decides is what the lens does within the
-# image: ``distortion_problem``.
-MAX_DISTORTION = (100.0, 1e4, 0.1, 0.1)  # |k1|, |k2|, |p1|, |p2|
-# Within the image the lens may change a point's distance from the
-# principal point by at most this factor either way (a wide-angle lens
-# fitted with this model: about 1.5).
-MAX_RADIAL_SCALE = 4.0
-# ``undistort`` (float32, its default Newton steps) must bring every pixel
-# of the image back within this many pixels of itself through ``distort``.
-UNDISTORT_TOLERANCE_PX = 0.01
-_GRID = 65  # pixels sampled along each side of the image (edges included)
-
-
-def _pixel_grid(fx, fy, cx, cy, width, height) -> np.ndarray:
-  """f32[k, 2], distorted normalised coordinates (x right, y down) of a
-  grid of pixel centres spanning the image, its border pixels included."""
-  cols = np.unique(np.linspace(0, int(width) - 1, min(int(width), _GRID)))
-  rows = np.unique(np.linspace(0, int(height) - 1, min(int(height), _GRID)))
-  x = (cols + 0.5 - cx) / fx
-  y = (rows + 0.5 - cy) / fy
-  return np.stack(np.meshgrid(x, y), -1).reshape(-1, 2).astype(np.float32)
-
-
-def _undistort_grid(coeffs, fx, fy, cx, cy, width, height) -> tuple:
-  """(undistorted f32[k, 2], error in pixels f64[k]) of ``_pixel_grid``."""
-  coeffs = np.asarray(coeffs, np.float32)
-  xy = _pixel_grid(fx, fy, cx, cy, width, height)
-  with np.errstate(all='ignore'):
-    und = undistort(xy, coeffs, xnp=np)
-    back = distort(und, coeffs, xnp=np)
-    error = (np.abs(back.astype(np.float64) - xy) * np.array([fx, fy])).max(-1)
-  return und, np.where(np.isfinite(error), error, np.inf)
-
-
-def undistort_error_px(coeffs, fx, fy, cx, cy, width, height) -> float:
-  """How far, in pixels, ``distort(undistort(x))`` lands from ``x`` at worst
-  over the image's pixels: what ray casting's Newton steps leave (float32,
-  NumPy, as ``cast_rays``); inf where they diverge."""
-  _, error = _undistort_grid(coeffs, fx, fy, cx, cy, width, height)
-  return float(error.max()) if error.size else 0.0
-
-
-def distortion_problem(coeffs, fx, fy, cx, cy, width, height,
-                       names=('k1', 'k2', 'p1', 'p2')) -> str:
-  """Why a camera's lens distortion is implausible, or ''.
-
-  Refused: coefficients beyond ``MAX_DISTORTION``; a radial profile
-  ``r (1 + k1 r^2 + k2 r^4)`` that stops growing (folds the image over, so
-  that some pixels' rays would point the wrong way) or scales a distance
-  from the principal point by more than ``MAX_RADIAL_SCALE`` before
-  reaching the image's farthest pixel; a mapping whose Jacobian is not
-  positive at every pixel; and undistortion that does not converge to
-  ``UNDISTORT_TOLERANCE_PX`` (``undistort_error_px``).
-
-  Args:
-    coeffs: f[4], k1, k2, p1, p2.
-    fx, fy, cx, cy, width, height: the pinhole part (pixels), already
-      checked by ``intrinsics_problem``.
-    names: the four coefficients' names in the message (a file's own keys).
-
-  Returns:
-    '' or one line naming the coefficients.
-  """
-  coeffs = np.asarray(coeffs, np.float64).reshape(4)
-  for name, value, limit in zip(names, coeffs, MAX_DISTORTION):
-    if not np.isfinite(value):
-      return f'{name}={value:g} must be finite'
-    if abs(value) > limit:
-      return (f'{name}={value:g} is implausible for a real lens (at most '
-              f'{limit:g} in magnitude)')
-  if not coeffs.any():
-    return ''
-  k1, k2, p1, p2 = coeffs
-  radial = ', '.join(f'{n}={v:g}' for n, v in zip(names[:2], coeffs[:2]))
-  lens = ', '.join(f'{n}={v:g}' for n, v in zip(names, coeffs) if v)
-  xy = _pixel_grid(fx, fy, cx, cy, width, height).astype(np.float64)
-  reach = float(np.sqrt((xy ** 2).sum(-1)).max())  # farthest pixel
-  if reach > 0 and (k1 or k2):
-    r = np.linspace(0.0, MAX_RADIAL_SCALE * reach, 4001)[1:]
-    scale = 1.0 + r * r * (k1 + r * r * k2)
-    growth = 1.0 + r * r * (3.0 * k1 + 5.0 * r * r * k2)  # d(r scale)/dr
-    inside = np.nonzero(r * scale >= reach)[0]
-    end = int(inside[0]) + 1 if inside.size else len(r)
-    folds = np.nonzero(growth[:end] <= 0.0)[0]
-    if folds.size:
-      return (f'{radial}: the lens folds the image over at radius '
-              f'{r[folds[0]]:.3g} (normalised), inside the image (its '
-              f'farthest pixel is at {reach:.3g}), so some rays would point '
-              'the wrong way; not a real lens')
-    bad = np.nonzero((scale[:end] > MAX_RADIAL_SCALE)
-                     | (scale[:end] < 1.0 / MAX_RADIAL_SCALE))[0]
-    if bad.size or not inside.size:
-      worst = scale[bad[0]] if bad.size else scale[-1]
-      return (f'{radial}: the lens would scale distances from the '
-              f'principal point by {worst:.3g} inside the image (at most '
-              f'{MAX_RADIAL_SCALE:g} either way); not a real lens')
-  und, error = _undistort_grid(coeffs, fx, fy, cx, cy, width, height)
-  error = float(error.max()) if error.size else 0.0
-  if not error <= UNDISTORT_TOLERANCE_PX:
-    return (f'{lens}: undistorting the image\'s pixels does not converge '
-            f'(off by up to {error:.3g} pixels, at most '
-            f'{UNDISTORT_TOLERANCE_PX:g}); not a real lens')
-  with np.errstate(all='ignore'):
-    x, y = und[..., 0].astype(np.float64), und[..., 1].astype(np.float64)
-    r2 = x * x + y * y
-    radial_scale = 1.0 + r2 * (k1 + r2 * k2)
-    d_radial = k1 + 2.0 * k2 * r2
-    a = radial_scale + 2.0 * x * x * d_radial + 2.0 * p1 * y + 6.0 * p2 * x
-    b = 2.0 * x * y * d_radial + 2.0 * p1 * x + 2.0 * p2 * y
-    d = radial_scale + 2.0 * y * y * d_radial + 6.0 * p1 * y + 2.0 * p2 * x
-    jacobian = a * d - b * b
-  if not np.all(jacobian > 0.0):
-    return (f'{lens}: the lens folds the image over (its Jacobian is not '
-            'positive at every pixel), so some rays would point the wrong '
-            'way; not a real lens')
-  return ''

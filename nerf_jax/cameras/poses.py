@@ -1,4 +1,4 @@
-"""Camera-pose math: normalising real captures, and camera paths through them.
+"""Camera-pose math: normalising real captures.
 
 Captures come in whatever frame their structure-from-motion chose. The loaders
 move them into frames where nerf_jax's defaults work:
@@ -9,8 +9,8 @@ move them into frames where nerf_jax's defaults work:
     origin and the cameras' mean up direction along +z (``focus_point`` /
     ``orient_and_center``), so that orbit videos circle the object.
 
-Video paths for such captures: ``spiral_poses`` (forward-facing, the NeRF
-paper's) and ``smooth_path`` (through the training cameras in order).
+Video paths through such captures (the NeRF paper's spiral, a smooth path
+through the training cameras) are in ``paths``.
 
 All functions are NumPy (float64 inside); poses are camera-to-world [n, 4, 4] in OpenGL axes (x right, y up, looking down -z).
 """
@@ -22,15 +22,6 @@ import numpy as np
 
 def normalize(v: np.ndarray) -> np.ndarray:
   return v / np.linalg.norm(v, axis=-1, keepdims=True)
-
-
-def to_4x4(poses: np.ndarray) -> np.ndarray:
-  """f[n, 3|4, 4] -> f64[n, 4, 4] (the bottom row [0, 0, 0, 1] added)."""
-  poses = np.asarray(poses, np.float64)
-  if poses.shape[1] == 3:
-    bottom = np.broadcast_to([0.0, 0.0, 0.0, 1.0], (len(poses), 1, 4))
-    poses = np.concatenate([poses, bottom], axis=1)
-  return poses
 
 
 def view_matrix(back: np.ndarray, up: np.ndarray,
@@ -125,72 +116,3 @@ def orient_and_center(poses: np.ndarray, center: np.ndarray,
   out = transform @ poses
   out[:, :3, :3] /= scale  # rotations stay rotations
   return out, transform
-
-
-def spiral_poses(poses: np.ndarray, focus_depth: float, num_frames: int,
-                 rotations: float = 2.0, zrate: float = 0.5,
-                 percentile: float = 90.0) -> np.ndarray:
-  """The NeRF paper's spiral for forward-facing captures.
-
-  The camera circles (``rotations`` times, moving in and out along its axis
-  ``zrate`` times as fast) around the average training camera, with radii
-  that cover the training cameras' spread (the ``percentile`` of their
-  offsets, in the average camera's frame), always looking at the point
-  ``focus_depth`` in front of the average camera.
-
-  Args:
-    poses: f32[n, 4, 4], the training cameras (recentred: the average one
-      near the origin looking down -z).
-    focus_depth: float > 0, the depth looked at.
-    num_frames: int, poses to return.
-
-  Returns:
-    f32[num_frames, 4, 4].
-  """
-  poses = np.asarray(poses, np.float64)
-  average = average_pose(poses)
-  offsets = (np.linalg.inv(average) @ poses)[:, :3, 3]
-  radii = np.percentile(np.abs(offsets), percentile, axis=0)
-  up = average[:3, 1]
-  target = average[:3, :] @ np.array([0.0, 0.0, -focus_depth, 1.0])
-  out = []
-  for theta in np.linspace(0.0, 2 * np.pi * rotations, num_frames,
-                           endpoint=False):
-    local = np.array([np.cos(theta), -np.sin(theta), -np.sin(theta * zrate),
-                      1.0])
-    local[:3] *= radii
-    centre = average[:3, :] @ local
-    out.append(view_matrix(centre - target, up, centre))
-  return np.stack(out).astype(np.float32)
-
-
-def smooth_path(poses: np.ndarray, num_frames: int) -> np.ndarray:
-  """A smooth camera path through the training cameras, in their order.
-
-  Positions, viewing axes and up vectors follow a uniform cubic B-spline
-  whose control points are the cameras (the curve starts at the first
-  camera and ends at the last, and smooths the jitter between); the axes are
-  re-orthonormalised into camera-to-world matrices.
-
-  Args:
-    poses: f32[n, 4, 4], the cameras, in capture order (n >= 1).
-    num_frames: int, poses to return.
-
-  Returns:
-    f32[num_frames, 4, 4].
-  """
-  poses = np.asarray(poses, np.float64)
-  keys = np.concatenate([poses[:, :3, 3], poses[:, :3, 2], poses[:, :3, 1]],
-                        axis=-1)  # [n, 9]: centre, back axis, up axis
-  # Triple the end points so the clamped curve passes through them.
-  keys = np.concatenate([keys[:1], keys[:1], keys, keys[-1:], keys[-1:]])
-  segments = len(keys) - 3
-  s = np.linspace(0.0, segments, num_frames, endpoint=True)
-  s = np.minimum(s, segments - 1e-9)
-  i = np.floor(s).astype(int)
-  u = (s - i)[:, None]
-  basis = [(1 - u) ** 3 / 6, (3 * u ** 3 - 6 * u ** 2 + 4) / 6,
-           (-3 * u ** 3 + 3 * u ** 2 + 3 * u + 1) / 6, u ** 3 / 6]
-  curve = sum(b * keys[i + k] for k, b in enumerate(basis))
-  return np.stack([view_matrix(c[3:6], c[6:9], c[:3])
-                   for c in curve]).astype(np.float32)

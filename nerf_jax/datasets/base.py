@@ -7,7 +7,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from nerf_jax.cameras import camera
+from nerf_jax.cameras import checks
 from nerf_jax import errors
 from nerf_jax.datasets import scene as scene_lib
 from nerf_jax.cameras.camera import Cameras, Intrinsics
@@ -92,7 +92,7 @@ def pinhole_split(images, poses, intrinsics: Intrinsics, indices,
 
 
 def _check_poses(poses: np.ndarray, where: str) -> None:
-  problem = camera.pose_problem(poses)
+  problem = checks.pose_problem(poses)
   if problem:
     raise DatasetError(f'{where}: {problem}')
 
@@ -139,7 +139,7 @@ def validate_split(split: Split, where: str) -> Split:
   if len(images) != n:
     raise DatasetError(f'{where}: {len(images)} images but {n} cameras')
   _check_poses(np.asarray(cams.poses), where)
-  problem = camera.intrinsics_problem(cams.fx, cams.fy, cams.cx, cams.cy,
+  problem = checks.intrinsics_problem(cams.fx, cams.fy, cams.cx, cams.cy,
                                       cams.width, cams.height)
   if problem:
     raise DatasetError(f'{where}: {problem}')

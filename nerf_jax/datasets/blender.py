@@ -16,7 +16,8 @@ from typing import Sequence
 import numpy as np
 
 from nerf_jax.io import inputs
-from nerf_jax.cameras.camera import Intrinsics, pose_problem
+from nerf_jax.cameras import checks
+from nerf_jax.cameras.camera import Intrinsics
 from nerf_jax.datasets.scene import DEFAULT_AABB
 from nerf_jax.datasets.images import read_images
 from nerf_jax.datasets.base import DatasetError, Scene, Split, pinhole_split
@@ -51,7 +52,7 @@ def _read_transforms(json_path: str, max_views: int):
     raise DatasetError(f'{json_path}: each transform_matrix must be 4x4, got '
                        f'shape {poses.shape[1:]}')
   # Check the cameras before reading any image.
-  problem = pose_problem(poses, what='transform_matrix of frame')
+  problem = checks.pose_problem(poses, what='transform_matrix of frame')
   if problem:
     raise DatasetError(f'{json_path}: {problem}')
   return angle, files, poses

@@ -21,7 +21,7 @@ import re
 
 import numpy as np
 
-from nerf_jax.cameras import camera
+from nerf_jax.cameras import camera, checks
 from nerf_jax.io import inputs
 from nerf_jax.cameras import poses as poses_lib
 from nerf_jax.datasets.base import DatasetError, Scene, Split, validate_split
@@ -37,8 +37,7 @@ def llff_to_opengl(poses_llff: np.ndarray) -> np.ndarray:
   centre]; f[n, 3, >=4] -> f32[n, 4, 4]."""
   p = np.asarray(poses_llff, np.float64)
   c2w = np.concatenate([p[:, :, 1:2], -p[:, :, 0:1], p[:, :, 2:4]], axis=2)
-  bottom = np.broadcast_to([0.0, 0.0, 0.0, 1.0], (len(p), 1, 4))
-  return np.concatenate([c2w, bottom], axis=1).astype(np.float32)
+  return camera.to_4x4(c2w).astype(np.float32)
 
 
 def spiral_focus_depth(near: float, far: float) -> float:
@@ -78,12 +77,12 @@ def _read_poses_bounds(path: str) -> np.ndarray:
                          f'(near={near[rows[0]]:g}, far={far[rows[0]]:g})')
   llff = data[:, :15].reshape(-1, 3, 5)
   height, width, focal = llff[:, 0, 4], llff[:, 1, 4], llff[:, 2, 4]
-  problem = camera.intrinsics_problem(
+  problem = checks.intrinsics_problem(
       focal, focal, width / 2.0, height / 2.0, width, height,
       names=('focal', 'focal', 'cx', 'cy', 'width', 'height'), what='row')
   if problem:
     raise DatasetError(f'{file}: {problem}')
-  problem = camera.pose_problem(llff_to_opengl(llff), what='row')
+  problem = checks.pose_problem(llff_to_opengl(llff), what='row')
   if problem:
     raise DatasetError(f'{file}: {problem}')
   return data
@@ -149,40 +148,14 @@ def load_llff(path: str, *, downsample: int = 8, ndc: bool = True,
   height, width = images[0].shape[:2]
 
   llff = data[:, :15].reshape(n, 3, 5)
-  full_h, full_w, focal = llff[:, 0, 4], llff[:, 1, 4], llff[:, 2, 4]
-  sx, sy = width / full_w, height / full_h
-  if np.any(np.abs(sx / sy - 1.0) > 0.02):
-    raise DatasetError(
-        f'{folder}: images are {width}x{height}, which is not the aspect '
-        f'ratio of the photos in poses_bounds.npy ({full_w[0]:g}x'
-        f'{full_h[0]:g})')
-  intrinsics = [camera.Intrinsics(fx=float(focal[i] * sx[i]),
-                                  fy=float(focal[i] * sy[i]),
-                                  cx=width / 2.0, cy=height / 2.0,
-                                  width=width, height=height)
-                for i in range(n)]
-
+  intrinsics = _intrinsics(llff, height, width, folder)
   poses = llff_to_opengl(llff).astype(np.float64)
   bounds = data[:, 15:17].copy()
   scale = 1.0 / (bounds.min() * _BOUND_MARGIN)
   poses[:, :3, 3] *= scale
   bounds *= scale
-  if ndc:
-    poses, _ = poses_lib.recenter(poses)
-    scene_near, scene_far = 0.0, 1.0
-    aabb = ((-1.5, -1.5, -1.0), (1.5, 1.5, 1.0))  # NDC space
-    trajectory = 'spiral'
-  else:
-    try:
-      center = poses_lib.focus_point(poses)
-    except ValueError:
-      center = poses[:, :3, 3].mean(0)
-    poses, _ = poses_lib.orient_and_center(poses, center)
-    scene_near = near or float(bounds.min()) * 0.9
-    scene_far = far or float(bounds.max())
-    reach = float(np.linalg.norm(poses[:, :3, 3], axis=-1).max()) + scene_far
-    aabb = ((-reach,) * 3, (reach,) * 3)
-    trajectory = 'orbit'
+  poses, scene_near, scene_far, aabb, trajectory = _framed(
+      poses, bounds, ndc, near, far)
   cameras = camera.Cameras.create(poses, intrinsics, ndc=ndc)
 
   held = np.arange(n)[::holdout] if holdout > 0 else np.zeros(0, int)
@@ -203,3 +176,42 @@ def load_llff(path: str, *, downsample: int = 8, ndc: bool = True,
                aabb=aabb, trajectory=trajectory,
                focus_depth=spiral_focus_depth(float(bounds.min()),
                                               float(bounds.max())))
+
+
+def _intrinsics(llff: np.ndarray, height: int, width: int,
+                folder: str) -> list:
+  """Each view's pinhole camera for images of ``height`` x ``width``: the
+  focal length in poses_bounds.npy (f[n, 3, 5]'s last column: photo
+  height, width, focal) scaled to the images read."""
+  full_h, full_w, focal = llff[:, 0, 4], llff[:, 1, 4], llff[:, 2, 4]
+  sx, sy = width / full_w, height / full_h
+  if np.any(np.abs(sx / sy - 1.0) > 0.02):
+    raise DatasetError(
+        f'{folder}: images are {width}x{height}, which is not the aspect '
+        f'ratio of the photos in poses_bounds.npy ({full_w[0]:g}x'
+        f'{full_h[0]:g})')
+  return [camera.Intrinsics(fx=float(focal[i] * sx[i]),
+                            fy=float(focal[i] * sy[i]),
+                            cx=width / 2.0, cy=height / 2.0,
+                            width=width, height=height)
+          for i in range(len(llff))]
+
+
+def _framed(poses: np.ndarray, bounds: np.ndarray, ndc: bool, near: float,
+            far: float) -> tuple:
+  """(poses, near, far, aabb, trajectory) of the scene: recentred for NDC
+  (t in [0, 1], a box in NDC space, a spiral path), else centred on the
+  focus point with near/far from the depth bounds (0: derived) and a box
+  that reaches the far bound from every camera (an orbit)."""
+  if ndc:
+    poses, _ = poses_lib.recenter(poses)
+    return poses, 0.0, 1.0, ((-1.5, -1.5, -1.0), (1.5, 1.5, 1.0)), 'spiral'
+  try:
+    center = poses_lib.focus_point(poses)
+  except ValueError:
+    center = poses[:, :3, 3].mean(0)
+  poses, _ = poses_lib.orient_and_center(poses, center)
+  scene_near = near or float(bounds.min()) * 0.9
+  scene_far = far or float(bounds.max())
+  reach = float(np.linalg.norm(poses[:, :3, 3], axis=-1).max()) + scene_far
+  return poses, scene_near, scene_far, ((-reach,) * 3, (reach,) * 3), 'orbit'

@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from nerf_jax.cameras.camera import Cameras, Intrinsics
+from nerf_jax.io import images as images_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +40,7 @@ class SceneInfo:
     ndc: bool, rays are cast in normalised device coordinates (forward-facing
       captures); near and far are then 0 and 1.
     trajectory: str, the default video path of render.py: 'orbit', 'spiral'
-      or 'smooth' (see ``render_lib.camera_path``).
+      or 'smooth' (see ``cameras.paths.camera_path``).
     focus_depth: float, the depth a spiral path looks at (0 = none).
     camera_poses: the training cameras' camera-to-world matrices, as nested
       lists [n][4][4] (spiral and smooth paths follow them).
@@ -158,6 +159,6 @@ def fingerprint(images, poses: Sequence[np.ndarray], cameras,
   for array in arrays:
     sub = np.asarray(array)[..., ::stride, ::stride, :]
     if sub.dtype != np.uint8:  # float images: hash them as 8-bit values
-      sub = np.clip(np.round(sub * 255.0), 0, 255).astype(np.uint8)
+      sub = images_lib.to_uint8(sub)
     sha.update(np.ascontiguousarray(sub).tobytes())
   return sha.hexdigest()[:16] if legacy else 'v2:' + sha.hexdigest()[:16]

@@ -2,8 +2,8 @@
 camera-to-world, ``focal`` scalar (pixels).
 
 Images are floats in [0, 1] or uint8 (floats up to 255 are refused); poses
-must be rigid and the focal length sane (``camera.pose_problem``,
-``camera.intrinsics_problem``). The arrays' declared sizes (their .npy
+must be rigid and the focal length sane (``checks.pose_problem``,
+``checks.intrinsics_problem``). The arrays' declared sizes (their .npy
 headers) are checked against the machine's memory before they are read.
 
 Without a path, the public ``tiny_nerf_data.npz`` (106 lego views at 100x100)
@@ -28,7 +28,8 @@ import tqdm
 
 from nerf_jax.io import inputs
 from nerf_jax import resources
-from nerf_jax.cameras.camera import Intrinsics, intrinsics_problem
+from nerf_jax.cameras import checks
+from nerf_jax.cameras.camera import Intrinsics
 from nerf_jax.datasets.scene import DEFAULT_AABB
 from nerf_jax.datasets.base import DatasetError, Scene, pinhole_split
 
@@ -275,7 +276,7 @@ def load_tiny_npz(path: str = '', *, val_indices: Sequence[int] = (),
   n, height, width = images.shape[:3]
   if min(height, width) < 1:
     raise DatasetError(f'{path}: images are {width}x{height} pixels (empty)')
-  problem = intrinsics_problem(
+  problem = checks.intrinsics_problem(
       focal, focal, width / 2.0, height / 2.0, width, height,
       names=('focal',) * 4 + ('width', 'height'))
   if problem:

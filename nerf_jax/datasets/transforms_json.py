@@ -27,7 +27,7 @@ published fox capture lists 67 frames and ships 50 images).
 Everything is checked before a pixel is decoded: the json's cameras, the
 images' headers against them (``images.image_sizes``) and the lens
 distortion, which must be one a real lens can have over the image
-(``camera.distortion_problem``: invertible, converging undistortion).
+(``distortion.distortion_problem``: invertible, converging undistortion).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ import numpy as np
 from nerf_jax.cameras import camera
 from nerf_jax.io import inputs
 from nerf_jax.cameras import poses as poses_lib
-from nerf_jax.cameras.camera import intrinsics_problem, pose_problem
+from nerf_jax.cameras import checks, distortion as distortion_lib
 from nerf_jax.datasets.base import DatasetError, Scene, Split, validate_split
 from nerf_jax.datasets.images import image_sizes, read_images
 
@@ -77,7 +77,7 @@ def _json_size(frame: dict, meta: dict):
 
 
 def _check_distortion(cams: list, labels: list) -> None:
-  """Refuses implausible lens distortion (``camera.distortion_problem``),
+  """Refuses implausible lens distortion (``distortion.distortion_problem``),
   once per distinct camera."""
   seen = set()
   for (k, distortion), label in zip(cams, labels):
@@ -86,9 +86,9 @@ def _check_distortion(cams: list, labels: list) -> None:
     if key in seen or not distortion.any():
       continue
     seen.add(key)
-    problem = camera.distortion_problem(distortion, k.fx, k.fy, k.cx, k.cy,
-                                        k.width, k.height,
-                                        names=_DISTORTION_KEYS)
+    problem = distortion_lib.distortion_problem(
+        distortion, k.fx, k.fy, k.cx, k.cy, k.width, k.height,
+        names=_DISTORTION_KEYS)
     if problem:
       raise DatasetError(f'{label}: {problem}')
 
@@ -138,8 +138,8 @@ def _camera(frame: dict, meta: dict, image_size: tuple, where: str) -> tuple:
     angle_y = get('camera_angle_y')
     fy = fx if angle_y is None else 0.5 * h / np.tan(0.5 * angle_y)
   cx, cy = get('cx', w / 2.0), get('cy', h / 2.0)
-  problem = intrinsics_problem(fx, fy, cx, cy, w, h,
-                               names=('fl_x', 'fl_y', 'cx', 'cy', 'w', 'h'))
+  problem = checks.intrinsics_problem(fx, fy, cx, cy, w, h,
+                                      names=('fl_x', 'fl_y', 'cx', 'cy', 'w', 'h'))
   if problem:
     raise DatasetError(f'{where}: {problem}')
   # The images read may be smaller than the camera the json describes
@@ -191,41 +191,9 @@ def load_transforms(path: str, *, downsample: int = 1, holdout: int = 8,
   json_path = _json_path(path)
   root = os.path.dirname(os.path.abspath(json_path))
   meta = _read_meta(json_path)
-  frames, missing = [], []
-  for i, frame in enumerate(meta['frames']):
-    if not isinstance(frame, dict) or 'file_path' not in frame or (
-        'transform_matrix' not in frame):
-      raise DatasetError(f'{json_path}: frame {i} lacks file_path or '
-                         'transform_matrix')
-    file = os.path.normpath(os.path.join(root, str(frame['file_path'])))
-    if not os.path.splitext(file)[1] and os.path.isfile(file + '.png'):
-      file += '.png'
-    # What exists but is no image file (a folder, a pipe) is refused below.
-    (frames if os.path.exists(file) else missing).append((file, frame))
-  if not frames:
-    raise DatasetError(f'{json_path}: none of its {len(missing)} images '
-                       f'exist (first: {missing[0][0]})')
-  if missing:
-    print(f'warning: {json_path} lists {len(meta["frames"])} frames but '
-          f'{len(missing)} of their images are missing (first: '
-          f'{os.path.relpath(missing[0][0], root)}); using the '
-          f'{len(frames)} that exist', file=sys.stderr, flush=True)
-  frames.sort(key=lambda item: item[0])
+  frames = _existing_frames(meta, json_path, root)
   files = [file for file, _ in frames]
-  try:
-    poses = np.array([frame['transform_matrix'] for _, frame in frames],
-                     np.float64)
-  except (TypeError, ValueError) as e:
-    raise DatasetError(f'{json_path}: malformed transform_matrix ({e})') from None
-  if poses.ndim != 3 or poses.shape[1:] not in ((4, 4), (3, 4)):
-    raise DatasetError(f'{json_path}: transform_matrix must be 4x4, got '
-                       f'{poses.shape[1:]}')
-  # Check the cameras before reading any image.
-  problem = pose_problem(poses, labels=[
-      f'transform_matrix of {os.path.relpath(file, root)}' for file in files])
-  if problem:
-    raise DatasetError(f'{json_path}: {problem}')
-  poses = poses_lib.to_4x4(poses)
+  poses = _frame_poses(frames, json_path, root)
   box_scale = _aabb_scale(aabb_scale, meta, json_path)
 
   # The cameras from the json and the images' headers: everything is
@@ -244,6 +212,82 @@ def load_transforms(path: str, *, downsample: int = 1, holdout: int = 8,
   images = read_images(files, f, sizes=sizes,
                        background=1.0 if white_background else 0.0)
 
+  poses, aabb, scene_near, scene_far = _normalised(poses, meta, box_scale,
+                                                   near, far)
+  cameras = camera.Cameras.create(
+      poses, [k for k, _ in cams], distortion=np.stack([d for _, d in cams]))
+  n = len(files)
+  held = np.arange(n)[::holdout] if holdout > 0 else np.zeros(0, int)
+  if len(held) == n:
+    raise DatasetError(f'{json_path}: holdout={holdout} leaves no training '
+                       'views')
+  train = np.setdiff1d(np.arange(n), held)
+
+  def split(idx):
+    return validate_split(Split(images=[images[i] for i in idx],
+                                cameras=cameras.take(idx), indices=idx,
+                                names=[files[i] for i in idx]), json_path)
+
+  splits = {'train': split(train)}
+  if len(held):
+    splits['val'] = splits['test'] = split(held)
+  name = os.path.basename(root)
+  return Scene(name=name, splits=splits, near=scene_near, far=scene_far,
+               white_background=bool(white_background), aabb=aabb,
+               trajectory=_trajectory(poses))
+
+
+def _existing_frames(meta: dict, json_path: str, root: str) -> list:
+  """[(image file, frame dict)] of the frames whose image exists, sorted by
+  file name; a warning names missing ones, DatasetError if none exist."""
+  frames, missing = [], []
+  for i, frame in enumerate(meta['frames']):
+    if not isinstance(frame, dict) or 'file_path' not in frame or (
+        'transform_matrix' not in frame):
+      raise DatasetError(f'{json_path}: frame {i} lacks file_path or '
+                         'transform_matrix')
+    file = os.path.normpath(os.path.join(root, str(frame['file_path'])))
+    if not os.path.splitext(file)[1] and os.path.isfile(file + '.png'):
+      file += '.png'
+    # What exists but is no image file (a folder, a pipe) is refused later.
+    (frames if os.path.exists(file) else missing).append((file, frame))
+  if not frames:
+    raise DatasetError(f'{json_path}: none of its {len(missing)} images '
+                       f'exist (first: {missing[0][0]})')
+  if missing:
+    print(f'warning: {json_path} lists {len(meta["frames"])} frames but '
+          f'{len(missing)} of their images are missing (first: '
+          f'{os.path.relpath(missing[0][0], root)}); using the '
+          f'{len(frames)} that exist', file=sys.stderr, flush=True)
+  frames.sort(key=lambda item: item[0])
+  return frames
+
+
+def _frame_poses(frames: list, json_path: str, root: str) -> np.ndarray:
+  """f64[n, 4, 4], the frames' transform_matrix, checked to be rigid
+  camera poses before any image is read."""
+  try:
+    poses = np.array([frame['transform_matrix'] for _, frame in frames],
+                     np.float64)
+  except (TypeError, ValueError) as e:
+    raise DatasetError(f'{json_path}: malformed transform_matrix ({e})') from None
+  if poses.ndim != 3 or poses.shape[1:] not in ((4, 4), (3, 4)):
+    raise DatasetError(f'{json_path}: transform_matrix must be 4x4, got '
+                       f'{poses.shape[1:]}')
+  problem = checks.pose_problem(poses, labels=[
+      f'transform_matrix of {os.path.relpath(file, root)}'
+      for file, _ in frames])
+  if problem:
+    raise DatasetError(f'{json_path}: {problem}')
+  return camera.to_4x4(poses)
+
+
+def _normalised(poses: np.ndarray, meta: dict, box_scale: float,
+                near: float, far: float) -> tuple:
+  """(poses, aabb, near, far) in the scene's frame: instant-ngp's frame
+  when the json has an aabb_scale, else centred on the focus point with
+  the cameras _CAMERA_DISTANCE away; the box from aabb_scale or the
+  cameras; near/far (0: derived) covering the box."""
   if meta.get('aabb_scale') is not None:
     center, scale = np.zeros(3), 1.0  # instant-ngp's frame: keep it
   else:
@@ -266,28 +310,7 @@ def load_transforms(path: str, *, downsample: int = 1, holdout: int = 8,
   scene_near = near or 0.05 * float(np.linalg.norm(centres, axis=-1).min()
                                     or half)
   scene_far = far or float(reach)
-
-  cameras = camera.Cameras.create(
-      poses, [k for k, _ in cams], distortion=np.stack([d for _, d in cams]))
-  n = len(files)
-  held = np.arange(n)[::holdout] if holdout > 0 else np.zeros(0, int)
-  if len(held) == n:
-    raise DatasetError(f'{json_path}: holdout={holdout} leaves no training '
-                       'views')
-  train = np.setdiff1d(np.arange(n), held)
-
-  def split(idx):
-    return validate_split(Split(images=[images[i] for i in idx],
-                                cameras=cameras.take(idx), indices=idx,
-                                names=[files[i] for i in idx]), json_path)
-
-  splits = {'train': split(train)}
-  if len(held):
-    splits['val'] = splits['test'] = split(held)
-  name = os.path.basename(root)
-  return Scene(name=name, splits=splits, near=scene_near, far=scene_far,
-               white_background=bool(white_background), aabb=aabb,
-               trajectory=_trajectory(poses))
+  return poses, aabb, scene_near, scene_far
 
 
 def _aabb_scale(override: float, meta: dict, json_path: str) -> float:

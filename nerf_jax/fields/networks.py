@@ -10,7 +10,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from nerf_jax.fields.encoding import positional_encoding_parts
+from nerf_jax.fields import encoding
 
 # name -> (depth, width, skips). Skip layers concatenate the encoded input
 # to the activations *before* the layer with that index (NeRF: before layer 5).
@@ -103,7 +103,8 @@ class NerfMLP(nn.Module):
     # activations out with extra transposes (keras_example.py: 1.2-1.35x
     # slower steps).
     batch_shape = points.shape[:-1]
-    inputs = positional_encoding_parts(points.reshape(-1, 3), self.pos_freqs)
+    inputs = encoding.positional_encoding_parts(points.reshape(-1, 3),
+                                                self.pos_freqs)
     x = []
     for i in range(self.depth):
       if i == 0 or i in self.skips:
@@ -120,7 +121,7 @@ class NerfMLP(nn.Module):
       bottleneck = nn.Dense(self.width, dtype=self.dtype,
                             name='bottleneck')(x)
       # Encoded (and multiplied) once per ray where viewdirs is [..., 1, 3].
-      dirs = positional_encoding_parts(viewdirs, self.dir_freqs)
+      dirs = encoding.positional_encoding_parts(viewdirs, self.dir_freqs)
       x = nn.relu(ConcatDense(self.width // 2, dtype=self.dtype,
                               name='view')([bottleneck] + dirs))
     rgb = nn.Dense(3, dtype=self.dtype, name='rgb')(x)
@@ -203,8 +204,6 @@ class GridField(nn.Module):
   dtype: Any = jnp.float32
 
   def setup(self):
-    from nerf_jax.fields import encoding  # pylint: disable=g-import-not-at-top
-    self._encoding = encoding
     self.resolutions = encoding.hash_grid_resolutions(
         self.levels, self.base_resolution, self.max_resolution)
     self.tables = self.param(
@@ -222,7 +221,7 @@ class GridField(nn.Module):
     lo = jnp.asarray(self.aabb[0], jnp.float32)
     hi = jnp.asarray(self.aabb[1], jnp.float32)
     x = (points - lo) / (hi - lo)
-    h = self._encoding.hash_grid_encode(x, self.tables, self.resolutions)
+    h = encoding.hash_grid_encode(x, self.tables, self.resolutions)
     h = self.density_out(nn.relu(self.density_hidden(h)))
     density = trunc_exp(h[..., 0].astype(jnp.float32) + self.density_bias)
     return density, h[..., 1:]
@@ -247,7 +246,7 @@ class GridField(nn.Module):
     if self.use_viewdirs:
       if viewdirs is None:
         raise ValueError('this field needs view directions')
-      x += positional_encoding_parts(viewdirs, self.dir_freqs)
+      x += encoding.positional_encoding_parts(viewdirs, self.dir_freqs)
     x = nn.relu(self.color_hidden(x))
     x = nn.relu(self.color_hidden2(x))
     rgb = self.color_out(x).astype(jnp.float32)

@@ -1,1 +1,1 @@
-"""Files: checked inputs, owned outputs, images."""
+"""Files: checked inputs, owned outputs, images and videos."""

@@ -1,6 +1,6 @@
 """The interface every kind of NeRF implements.
 
-The training loop (train_lib) and the renderer (render_lib) talk to a model
+The training loop (train/) and the renderer (inference/) talk to a model
 only through these methods, so a new kind of NeRF is one new module plus a
 config, and neither of them branches on the model's kind:
 

@@ -10,7 +10,7 @@ from typing import Any, Optional
 import jax
 import jax.numpy as jnp
 
-from nerf_jax.render import pipeline
+from nerf_jax.models import pipeline
 from nerf_jax.cameras.camera import Rays
 from nerf_jax.models import base
 from nerf_jax.fields import networks

@@ -1,1 +1,2 @@
-"""Training: state, step, loop, optimiser, config validation."""
+"""Training: the train state, the step, the loop, its checkpoints, stop
+signals and previews."""

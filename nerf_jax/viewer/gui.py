@@ -1,8 +1,9 @@
 """The viewer's GUI panel and 3D overlays: view settings, the training
 cameras as frustums with their images, keyframes and camera paths.
 
-Kept apart from ``viewer.py`` (the cameras, the renderer and its schedule),
-which it drives through ``Viewer``'s public methods.
+``server.Viewer`` builds it and hands itself over: the GUI drives the
+viewer through its public methods and attributes and never imports
+``server`` (the cameras, keyframes and frames modules give it the rest).
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from nerf_jax.cameras import paths
+from nerf_jax.io import images as images_lib
 from nerf_jax.io import outputs
-from nerf_jax.inference import render_lib
-from nerf_jax.viewer import viewer as viewer_lib
+from nerf_jax.viewer import cameras
+from nerf_jax.viewer import frames
+from nerf_jax.viewer import keyframes
 
 # Pixels along the longer side of the frustums' thumbnails.
 THUMBNAIL_SIDE = 96
@@ -31,17 +35,17 @@ def thumbnail(image: np.ndarray, side: int = THUMBNAIL_SIDE) -> np.ndarray:
   stride = max(1, -(-max(image.shape[:2]) // side))
   small = image[::stride, ::stride, :3]
   if small.dtype != np.uint8:
-    small = np.clip(np.round(small * 255.0), 0, 255).astype(np.uint8)
+    small = images_lib.to_uint8(small)
   return np.ascontiguousarray(small)
 
 
 class ViewerGui:
-  """The GUI of a ``viewer.Viewer`` (shared by every client).
+  """The GUI of a ``server.Viewer`` (shared by every client).
 
   A client can send any value for any input, whatever its limits in the
-  page: every handler reads the inputs through ``viewer.clamp_int`` and
-  ``viewer.choice`` (and the client's camera through
-  ``viewer.client_camera``), and shows the value it used in the page.
+  page: every handler reads the inputs through ``cameras.clamp_int`` and
+  ``cameras.choice`` (and the client's camera through
+  ``cameras.client_camera``), and shows the value it used in the page.
   """
 
   def __init__(self, viewer):
@@ -63,15 +67,15 @@ class ViewerGui:
     with gui.add_folder('View'):
       self.status = gui.add_markdown('compiling...')
       self.resolution = gui.add_slider(
-          'Resolution', min=viewer_lib.MIN_RESOLUTION,
-          max=viewer_lib.MAX_RESOLUTION, step=viewer_lib.MIN_RESOLUTION,
+          'Resolution', min=cameras.MIN_RESOLUTION,
+          max=cameras.MAX_RESOLUTION, step=cameras.MIN_RESOLUTION,
           initial_value=int(viewer.settings.resolution),
           hint='Pixels along the longer side of the still frame (a quarter '
           'while the camera moves).')
-      self.mode = gui.add_dropdown('Show', viewer_lib.MODES,
+      self.mode = gui.add_dropdown('Show', frames.MODES,
                                    initial_value=viewer.settings.mode)
       self.depth_range = gui.add_dropdown(
-          'Depth range', viewer_lib.DEPTH_RANGES,
+          'Depth range', frames.DEPTH_RANGES,
           initial_value=viewer.settings.depth_range,
           hint='percentiles: each frame\'s 1st-99th percentile of solid '
           'depth; near-far: the scene\'s sampled interval.')
@@ -89,13 +93,13 @@ class ViewerGui:
 
   def _on_settings(self, _) -> None:
     settings = self.viewer.settings
-    settings.resolution = viewer_lib.clamp_int(
-        self.resolution.value, viewer_lib.MIN_RESOLUTION,
-        viewer_lib.MAX_RESOLUTION, settings.resolution)
-    settings.mode = viewer_lib.choice(self.mode.value, viewer_lib.MODES,
-                                      settings.mode)
-    settings.depth_range = viewer_lib.choice(
-        self.depth_range.value, viewer_lib.DEPTH_RANGES, settings.depth_range)
+    settings.resolution = cameras.clamp_int(
+        self.resolution.value, cameras.MIN_RESOLUTION,
+        cameras.MAX_RESOLUTION, settings.resolution)
+    settings.mode = cameras.choice(self.mode.value, frames.MODES,
+                                   settings.mode)
+    settings.depth_range = cameras.choice(
+        self.depth_range.value, frames.DEPTH_RANGES, settings.depth_range)
     _show(self.resolution, settings.resolution)
     _show(self.mode, settings.mode)
     _show(self.depth_range, settings.depth_range)
@@ -140,12 +144,12 @@ class ViewerGui:
     viewer = self.viewer
     poses = viewer._train_poses  # pylint: disable=protected-access
     info = viewer.info
-    fov = viewer_lib.vertical_fov(info.intrinsics)
+    fov = cameras.vertical_fov(info.intrinsics)
     aspect = info.intrinsics.width / info.intrinsics.height
     self.frustum_scale = 0.03 * max(float(np.median(np.linalg.norm(
         poses[:, :3, 3], axis=-1))) if len(poses) else 1.0, 1e-3)
     for i, pose in enumerate(poses):
-      wxyz, position = viewer_lib.opengl_to_opencv(pose)
+      wxyz, position = cameras.opengl_to_opencv(pose)
       frustum = self.server.scene.add_camera_frustum(
           f'/training/{i:04d}', fov=fov, aspect=aspect,
           scale=self.frustum_scale, wxyz=wxyz, position=position,
@@ -156,7 +160,7 @@ class ViewerGui:
   def _go_to_training(self, i: int) -> Callable:
     def go(event) -> None:
       pose = self.viewer._train_poses[i]  # pylint: disable=protected-access
-      fov = viewer_lib.vertical_fov(self.viewer.info.intrinsics)
+      fov = cameras.vertical_fov(self.viewer.info.intrinsics)
       self.viewer.move_camera(event.client, pose, fov)
     return go
 
@@ -185,19 +189,19 @@ class ViewerGui:
 
   def _add_path_controls(self) -> None:
     gui, viewer = self.server.gui, self.viewer
-    self._default_height = viewer_lib.clamp_int(
-        viewer.info.intrinsics.height, 8, render_lib.MAX_RENDER_SIDE, 256)
+    self._default_height = cameras.clamp_int(
+        viewer.info.intrinsics.height, 8, paths.MAX_RENDER_SIDE, 256)
     with gui.add_folder('Camera path'):
       self.path_status = gui.add_markdown('no keyframes')
       self.add_keyframe = gui.add_button('Add keyframe')
       self.remove_keyframe = gui.add_button('Remove last keyframe')
       self.frames = gui.add_number(
-          'Frames', 120, min=viewer_lib.MIN_PATH_FRAMES,
-          max=viewer_lib.MAX_PATH_FRAMES, step=1)
+          'Frames', 120, min=keyframes.MIN_PATH_FRAMES,
+          max=keyframes.MAX_PATH_FRAMES, step=1)
       self.loop = gui.add_checkbox('Loop', False)
       self.path_height = gui.add_number(
           'Height (px)', self._default_height, min=8,
-          max=render_lib.MAX_RENDER_SIDE, step=1)
+          max=paths.MAX_RENDER_SIDE, step=1)
       self.preview = gui.add_button('Preview path')
       self.path_file = gui.add_text(
           'Save as', 'camera_path.json',
@@ -215,14 +219,13 @@ class ViewerGui:
 
   def path_frames(self) -> int:
     """The "Frames" input, clamped to [MIN_PATH_FRAMES, MAX_PATH_FRAMES]."""
-    return viewer_lib.clamp_int(self.frames.value, viewer_lib.MIN_PATH_FRAMES,
-                                viewer_lib.MAX_PATH_FRAMES, 120)
+    return cameras.clamp_int(self.frames.value, keyframes.MIN_PATH_FRAMES,
+                             keyframes.MAX_PATH_FRAMES, 120)
 
   def path_height_px(self) -> int:
     """The "Height (px)" input, clamped to [8, MAX_RENDER_SIDE]."""
-    return viewer_lib.clamp_int(self.path_height.value, 8,
-                                render_lib.MAX_RENDER_SIDE,
-                                self._default_height)
+    return cameras.clamp_int(self.path_height.value, 8,
+                             paths.MAX_RENDER_SIDE, self._default_height)
 
   def _on_frames(self, _) -> None:
     _show(self.frames, self.path_frames())
@@ -232,19 +235,19 @@ class ViewerGui:
     client = event.client
     if client is None:
       return
-    checked = viewer_lib.client_camera(client.camera)
+    checked = cameras.client_camera(client.camera)
     if checked is None:
       self.path_status.content = 'not added: the page\'s camera is not valid'
       return
     c2w, fov_y, aspect = checked
     with self._lock:
-      full = len(self.viewer.keyframes) >= viewer_lib.MAX_KEYFRAMES
+      full = len(self.viewer.keyframes) >= keyframes.MAX_KEYFRAMES
       if not full:
         self.viewer.keyframes.append(
-            viewer_lib.Keyframe(c2w=c2w, fov_y=fov_y, aspect=aspect))
+            keyframes.Keyframe(c2w=c2w, fov_y=fov_y, aspect=aspect))
     if full:
       self.path_status.content = (
-          f'not added: a path has at most {viewer_lib.MAX_KEYFRAMES} '
+          f'not added: a path has at most {keyframes.MAX_KEYFRAMES} '
           'keyframes')
       return
     self._draw_path()
@@ -258,7 +261,7 @@ class ViewerGui:
   def path_poses(self) -> np.ndarray:
     """f32[frames, 4, 4], the interpolated path of the keyframes."""
     poses = [k.c2w for k in list(self.viewer.keyframes)]
-    return viewer_lib.interpolate_keyframes(
+    return keyframes.interpolate_keyframes(
         np.stack(poses), self.path_frames(), bool(self.loop.value))
 
   def _draw_path(self) -> None:
@@ -270,7 +273,7 @@ class ViewerGui:
       keyframes = list(self.viewer.keyframes)
       scene, scale = self.server.scene, self.frustum_scale
       for i, key in enumerate(keyframes):
-        wxyz, position = viewer_lib.opengl_to_opencv(key.c2w)
+        wxyz, position = cameras.opengl_to_opencv(key.c2w)
         self._keyframe_nodes.append(scene.add_camera_frustum(
             f'/keyframes/{i:04d}', fov=key.fov_y, aspect=key.aspect,
             scale=1.5 * scale, wxyz=wxyz, position=position,
@@ -309,26 +312,25 @@ class ViewerGui:
 
   def save_path(self, name) -> str:
     """Saves the keyframes' path as ``name`` (a file name,
-    ``viewer.camera_path_name``) in the run folder; returns what happened,
-    naming the file written."""
+    ``keyframes.camera_path_name``) in the run folder; returns what
+    happened, naming the file written."""
     workdir = self.viewer.workdir
     if not workdir:
       return 'not saved: this viewer has no run folder to save in'
     if not os.path.isdir(workdir):
       return f'not saved: the run folder {workdir} is gone'
-    keyframes = list(self.viewer.keyframes)
-    if not keyframes:
+    placed = list(self.viewer.keyframes)
+    if not placed:
       return 'add a keyframe first'
     try:
-      name = viewer_lib.camera_path_name(name)
+      name = keyframes.camera_path_name(name)
     except ValueError as e:
       return f'not saved: {e}'
     path = os.path.join(os.path.abspath(workdir), name)
-    intrinsics = viewer_lib.path_intrinsics(keyframes[0],
-                                            self.path_height_px())
+    intrinsics = keyframes.path_intrinsics(placed[0], self.path_height_px())
     poses = self.path_poses()
     try:
-      viewer_lib.save_camera_path(path, poses, intrinsics)
+      paths.save_camera_path(path, poses, intrinsics)
     except outputs.OutputError as e:
       return f'not saved: {e}'
     except OSError as e:

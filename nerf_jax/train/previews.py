@@ -1,4 +1,6 @@
-"""Pictures of training: previews, progress plots and the progression GIF."""
+"""Pictures of training, written into the run directory: a preview of the
+first held-out view at each evaluation (previews/step_*.png), the progress
+plot (progress.png) and the progression GIF (progress.gif)."""
 
 from __future__ import annotations
 
@@ -7,31 +9,8 @@ import os
 import imageio.v3 as iio
 import numpy as np
 
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-  """f32 image in [0, 1] -> uint8."""
-  return (np.clip(np.nan_to_num(image), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-
-def colorize_depth(depth: np.ndarray, acc: np.ndarray, near: float, far: float,
-                   background: float = 0.0) -> np.ndarray:
-  """Colour-maps depth (near = warm, far = cool) for display.
-
-  Args:
-    depth: f32[h, w], expected ray termination t.
-    acc: f32[h, w], accumulated opacity: where it is low the ray hit nothing,
-      so the colour fades to the background.
-    near, far: float, the depth range mapped onto the colour map.
-    background: float, grey level of empty space.
-
-  Returns:
-    f32[h, w, 3] in [0, 1].
-  """
-  from matplotlib import colormaps  # pylint: disable=g-import-not-at-top
-  x = np.clip((depth - near) / max(far - near, 1e-6), 0.0, 1.0)
-  rgb = colormaps['turbo'](1.0 - x)[..., :3]
-  a = np.clip(acc, 0.0, 1.0)[..., None]
-  return rgb * a + background * (1.0 - a)
+from nerf_jax.io import images
+from nerf_jax.runs import metrics_log
 
 
 def preview_row(prediction: np.ndarray, depth_rgb: np.ndarray,
@@ -45,8 +24,29 @@ def preview_row(prediction: np.ndarray, depth_rgb: np.ndarray,
 
 def save_preview(path: str, row: np.ndarray) -> None:
   """Writes a ``preview_row`` as a PNG."""
-  _write_atomic(path, lambda tmp: iio.imwrite(tmp, to_uint8(row),
-                                                extension='.png'))
+  _write_atomic(path, lambda tmp: iio.imwrite(tmp, images.to_uint8(row),
+                                                  extension='.png'))
+
+
+def write_preview(preview_dir: str, step: int, view: dict, near: float,
+                  far: float, background: float) -> np.ndarray:
+  """Writes ``<preview_dir>/step_<step>.png`` of one evaluated view.
+
+  Args:
+    view: the view's 'rgb' f32[h, w, 3], 'depth' f32[h, w], 'acc' f32[h, w]
+      and 'ground_truth' f32[h, w, 3] (``evaluate.evaluate_split``'s
+      'first').
+    near, far: float, the depth range of the colour map.
+    background: float, grey level of empty space in the depth picture.
+
+  Returns:
+    The ``preview_row`` written, f32[h, 3w + 4, 3].
+  """
+  depth_rgb = images.colorize_depth(view['depth'], view['acc'], near, far,
+                                 background)
+  row = preview_row(view['rgb'], depth_rgb, view['ground_truth'])
+  save_preview(os.path.join(preview_dir, f'step_{step:07d}.png'), row)
+  return row
 
 
 def _write_atomic(path: str, write) -> None:
@@ -81,13 +81,19 @@ def save_gif(path: str, frame_paths: list, fps: float = 4.0) -> None:
       tmp, np.stack(frames), duration=1000.0 / fps, loop=0, extension='.gif'))
 
 
+def write_progress_gif(preview_dir: str, path: str) -> None:
+  """The previews in ``preview_dir``, in step order, as a GIF at ``path``."""
+  frames = sorted(os.path.join(preview_dir, f)
+                  for f in os.listdir(preview_dir) if f.endswith('.png'))
+  save_gif(path, frames)
+
+
 def plot_progress(metrics_path: str, out_path: str) -> None:
   """Plots training loss and held-out PSNR against steps into a PNG."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  from nerf_jax.runs.rundir import read_metrics  # pylint: disable=g-import-not-at-top
-  records = read_metrics(metrics_path)
+  records = metrics_log.read_metrics(metrics_path)
   def has(r, key):
     return isinstance(r.get(key), (int, float)) and np.isfinite(r[key])
   train = [r for r in records if r.get('split') == 'train' and has(r, 'loss')

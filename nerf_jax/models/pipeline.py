@@ -1,7 +1,8 @@
 """render_rays: sampling -> field -> compositing, coarse and (optionally) fine.
 
-This is the one place where the sampler, the field (models.py) and the
-compositor (compositing.py) meet.
+This is the one place where the sampler (render.sampling), the field
+(fields.networks) and the compositor (render.compositing) meet: the vanilla
+model's assembly, so it lives with the models.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
-from nerf_jax.render import compositing, sampling
-from nerf_jax.fields.networks import NerfMLP
 from nerf_jax.cameras.camera import Rays
+from nerf_jax.fields.networks import NerfMLP
+from nerf_jax.render import compositing, sampling
 
 
 @dataclasses.dataclass(frozen=True)

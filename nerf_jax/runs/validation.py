@@ -17,9 +17,11 @@ import math
 import re
 from typing import Any, Optional
 
+import jax
 import ml_collections
 
-from nerf_jax import errors
+from nerf_jax import datasets, errors, models
+from nerf_jax.runs import rundir
 
 
 class ConfigError(errors.UserError):
@@ -154,7 +156,6 @@ def held_out_problem(data: ml_collections.ConfigDict,
                      defaults: ml_collections.ConfigDict) -> str:
   """'' or the line refusing a held-out option (``HELD_OUT_OPTIONS``) set
   for a data kind it does not apply to."""
-  from nerf_jax import datasets  # pylint: disable=g-import-not-at-top
   if data.kind not in datasets.KINDS:
     return ''  # the loader names the kinds
   for key, kinds in HELD_OUT_OPTIONS.items():
@@ -183,9 +184,6 @@ def validate_config(config: ml_collections.ConfigDict,
       skipped, and so is ``held_out_problem`` (a run trained while such an
       option was ignored keeps rendering).
   """
-  import jax  # pylint: disable=g-import-not-at-top
-  from nerf_jax import models  # pylint: disable=g-import-not-at-top
-  from nerf_jax.runs import rundir  # pylint: disable=g-import-not-at-top
   defaults = rundir.default_config()
   check_fields(config, defaults)
   if num_devices != 0:

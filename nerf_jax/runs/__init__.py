@@ -1,0 +1,2 @@
+"""A run directory: config, scene, checkpoints, metrics, lock, environment;
+config validation, and loading a trained run (without importing training)."""

@@ -20,15 +20,8 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-# A few steps on a tiny image (as in test_cli.py).
-SMALL = [
-    '--config.data.width=12', '--config.data.height=12',
-    '--config.data.num_train=10', '--config.data.num_val=1',
-    '--config.data.num_test=1', '--config.model.preset=tiny',
-    '--config.model.num_coarse=8', '--config.train.batch_rays=128',
-    '--config.train.max_steps=6', '--config.train.log_every=3',
-    '--config.eval.every=3', '--config.checkpoint.every=3',
-]
+# A few steps on a tiny image.
+from test_cli import SMALL  # pylint: disable=g-bad-import-order
 # Loads the saved run through the installed package and says where that is.
 LOAD = """
 import json, sys

@@ -101,19 +101,37 @@ def _read_ledger(folder: str) -> dict:
   return entries if isinstance(entries, dict) else {}
 
 
-def _write_ledger(folder: str, entries: dict) -> None:
-  path = os.path.join(folder, LEDGER)
-  fd, tmp = tempfile.mkstemp(prefix=f'{LEDGER}.', suffix='.tmp', dir=folder)
+def write_atomic(path: str, write_fn: Callable[[str], object]) -> None:
+  """The one atomic writer: ``write_fn(tmp)`` writes a whole new file at a
+  temporary name beside ``path``, which then replaces ``path``; a crash or
+  a full disk leaves the previous file (or none), never a truncated one."""
+  folder, name = os.path.split(os.path.abspath(path))
+  fd, tmp = tempfile.mkstemp(prefix=f'.{name}.', suffix='.tmp', dir=folder)
+  os.close(fd)
   try:
-    with os.fdopen(fd, 'w') as f:
-      json.dump({'about': 'outputs written here by nerf_jax tools; a tool '
-                          'replaces only what it wrote (nerf_jax/outputs.py)',
-                 'entries': entries}, f, indent=1, sort_keys=True)
+    write_fn(tmp)
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):
       os.remove(tmp)
     raise
+
+
+def write_text_atomic(path: str, text: str) -> None:
+  """``write_atomic`` of ``text``, flushed to the disk before the rename."""
+  def write(tmp):
+    with open(tmp, 'w') as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+  write_atomic(path, write)
+
+
+def _write_ledger(folder: str, entries: dict) -> None:
+  write_text_atomic(os.path.join(folder, LEDGER), json.dumps(
+      {'about': 'outputs written here by nerf_jax tools; a tool replaces '
+                'only what it wrote (nerf_jax/io/outputs.py)',
+       'entries': entries}, indent=1, sort_keys=True))
 
 
 def fingerprint(path: str) -> dict:

@@ -10,6 +10,7 @@ import time
 
 import jax
 
+from nerf_jax.io import outputs
 from nerf_jax.runs import rundir
 
 
@@ -42,5 +43,5 @@ def save_environment(workdir: str, seed: int) -> None:
   if not isinstance(sessions, list):  # edited by hand: start the list again
     sessions = []
   sessions.append(session)
-  rundir.write_atomic(path, json.dumps(
+  outputs.write_text_atomic(path, json.dumps(
       {'seed': int(seed), 'sessions': sessions}, indent=2))

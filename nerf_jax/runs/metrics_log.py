@@ -10,7 +10,7 @@ import os
 import numpy as np
 
 from nerf_jax import faults
-from nerf_jax.io import inputs
+from nerf_jax.io import inputs, outputs
 from nerf_jax.runs import rundir
 
 
@@ -72,7 +72,7 @@ class MetricsWriter:
     kept = [r for r in records if r.get('step', 0) <= step]
     lines = raw.splitlines()
     if (len(kept) != len(lines) or (raw and not raw.endswith(b'\n'))):
-      rundir.write_atomic(self.path, ''.join(
+      outputs.write_text_atomic(self.path, ''.join(
           json.dumps(_strict(r), allow_nan=False) + '\n' for r in kept))
 
   def write(self, record: dict) -> None:

@@ -44,22 +44,6 @@ class CheckpointError(errors.UserError):
   """A run directory that cannot be used as asked (one-line message)."""
 
 
-def write_atomic(path: str, text: str) -> None:
-  """Writes a whole new file or nothing: a crash (or a full disk) leaves
-  the old one in place."""
-  tmp = path + '.tmp'
-  try:
-    with open(tmp, 'w') as f:
-      f.write(text)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-
-
 def check_workdir(workdir: str) -> None:
   """Refuses a workdir that is a file, lies under one, holds something
   else where a run keeps its files, or (for a new run) already holds files
@@ -132,7 +116,7 @@ def _merge(node: ml_collections.ConfigDict, saved: dict) -> None:
 
 def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Writes the resolved config as JSON beside the checkpoints (atomically)."""
-  write_atomic(os.path.join(workdir, CONFIG_FILE),
+  outputs.write_text_atomic(os.path.join(workdir, CONFIG_FILE),
                 config.to_json(indent=2, sort_keys=True))
 
 
@@ -159,7 +143,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
 
 def save_scene(info: scene_lib.SceneInfo, workdir: str) -> None:
   """Writes the SceneInfo that rendering and resuming read (atomically)."""
-  write_atomic(os.path.join(workdir, SCENE_FILE),
+  outputs.write_text_atomic(os.path.join(workdir, SCENE_FILE),
                 json.dumps(info.to_dict(), indent=2))
 
 

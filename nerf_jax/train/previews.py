@@ -9,7 +9,7 @@ import os
 import imageio.v3 as iio
 import numpy as np
 
-from nerf_jax.io import images
+from nerf_jax.io import images, outputs
 from nerf_jax.runs import metrics_log
 
 
@@ -24,8 +24,8 @@ def preview_row(prediction: np.ndarray, depth_rgb: np.ndarray,
 
 def save_preview(path: str, row: np.ndarray) -> None:
   """Writes a ``preview_row`` as a PNG."""
-  _write_atomic(path, lambda tmp: iio.imwrite(tmp, images.to_uint8(row),
-                                                  extension='.png'))
+  outputs.write_atomic(path, lambda tmp: iio.imwrite(
+      tmp, images.to_uint8(row), extension='.png'))
 
 
 def write_preview(preview_dir: str, step: int, view: dict, near: float,
@@ -49,19 +49,6 @@ def write_preview(preview_dir: str, step: int, view: dict, near: float,
   return row
 
 
-def _write_atomic(path: str, write) -> None:
-  """``write(tmp)`` then rename onto ``path``: a crash or a full disk leaves
-  the previous file (or none), never a truncated one."""
-  tmp = path + '.tmp'
-  try:
-    write(tmp)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-
-
 def _readable(path: str):
   try:
     return iio.imread(path)[..., :3]
@@ -77,7 +64,7 @@ def save_gif(path: str, frame_paths: list, fps: float = 4.0) -> None:
   shapes = {f.shape for f in frames}
   if not frames or len(shapes) > 1:
     return
-  _write_atomic(path, lambda tmp: iio.imwrite(
+  outputs.write_atomic(path, lambda tmp: iio.imwrite(
       tmp, np.stack(frames), duration=1000.0 / fps, loop=0, extension='.gif'))
 
 
@@ -111,7 +98,7 @@ def plot_progress(metrics_path: str, out_path: str) -> None:
     ax.grid(alpha=0.3)
   fig.tight_layout()
   try:
-    _write_atomic(out_path, lambda tmp: fig.savefig(tmp, dpi=80,
-                                                    format='png'))
+    outputs.write_atomic(out_path, lambda tmp: fig.savefig(tmp, dpi=80,
+                                                           format='png'))
   finally:
     plt.close(fig)

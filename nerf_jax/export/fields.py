@@ -12,12 +12,14 @@ Symbols used below:
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nerf_jax.inference import chunked
 
 
 # Tetrahedron vertices: central differences along them estimate a gradient
@@ -76,7 +78,8 @@ def make_field_fns(model, step: float = 1e-3) -> dict:
 
 def map_chunked(fn: Callable, variables, arrays: tuple,
                 chunk: int) -> np.ndarray:
-  """``fn(variables, *arrays)`` over a leading axis in chunks of ``chunk``.
+  """``fn(variables, *arrays)`` over a leading axis in chunks of ``chunk``
+  (``chunked.map_chunked``).
 
   The last chunk is padded (by repeating its last row) so ``fn`` compiles
   once per chunk size. Every array in ``arrays`` has the leading size n;
@@ -86,18 +89,5 @@ def map_chunked(fn: Callable, variables, arrays: tuple,
   # Chunks of a power of two: at most log2(chunk) shapes compile, whatever
   # the varying n (e.g. the valid pixels of each frame).
   chunk = max(1, min(int(chunk), 1 << max(n - 1, 0).bit_length()))
-  pieces = []
-  for start in range(0, n, chunk):
-    part = [a[start:start + chunk] for a in arrays]
-    valid = part[0].shape[0]
-    if valid < chunk:
-      part = [np.concatenate([a, np.repeat(a[-1:], chunk - valid, axis=0)])
-              for a in part]
-    pieces.append(np.asarray(fn(variables, *part))[:valid])
-  if not pieces:
-    out = jax.eval_shape(fn, variables,
-                         *[np.zeros((1,) + a.shape[1:], a.dtype)
-                           for a in arrays])
-    return np.zeros((0,) + out.shape[1:], out.dtype)
-  return np.concatenate(pieces)
-
+  return chunked.map_chunked(functools.partial(fn, variables), *arrays,
+                             chunk=chunk)

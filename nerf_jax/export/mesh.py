@@ -9,6 +9,7 @@ Symbols used below:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 from typing import Callable, Optional
@@ -19,6 +20,7 @@ import numpy as np
 
 from nerf_jax import resources
 from nerf_jax.export import fields
+from nerf_jax.inference import chunked
 from nerf_jax.io import images
 
 MESH_FORMATS = ('.ply', '.obj', '.glb')
@@ -97,20 +99,17 @@ def density_grid(density_fn: Callable, variables, box, resolution: int,
   lo, hi = np.asarray(box, np.float32)
   spacing = (hi - lo) / (np.asarray(shape, np.float32) - 1)
   total = int(np.prod(shape))
-  chunk = max(1, min(int(chunk), total))
 
-  # The chunk's points are made on the device from its first index, so the
-  # grid's coordinates never exist as one (large) host array.
+  # The chunk's points are made on the device from their flat indices, so
+  # the grid's coordinates never exist as one (large) host array.
   @jax.jit
-  def block(variables, start):
-    index = jnp.minimum(start + jnp.arange(chunk), total - 1)
+  def block(variables, index):
     ijk = jnp.stack(jnp.unravel_index(index, shape), axis=-1)
     return density_fn(variables, lo + ijk.astype(jnp.float32) * spacing)
 
-  values = np.empty(total, np.float32)
-  for start in range(0, total, chunk):
-    part = np.asarray(block(variables, jnp.int32(start)))
-    values[start:start + chunk] = part[:total - start]
+  values = chunked.map_chunked(functools.partial(block, variables),
+                               chunk=max(1, min(int(chunk), total)),
+                               size=total)
   return values.reshape(shape)
 
 

@@ -2,13 +2,15 @@
 
 One jit-compiled function renders a chunk; the last chunk of an image is
 padded to the same shape, so it compiles once per chunk size whatever the image
-size, and peak memory is set by the chunk, not the image. Scoring the views
-of a split is ``evaluate``; the cameras of videos are ``cameras.paths``.
+size, and peak memory is set by the chunk, not the image. ``map_chunked`` is
+the one host-side chunked evaluator (images here, the viewer's frames, the
+export tools' fields). Scoring the views of a split is ``evaluate``; the
+cameras of videos are ``cameras.paths``.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import jax
 import numpy as np
@@ -47,6 +49,107 @@ def make_render_fn(model: models.Model) -> Callable:
                  out_shardings=distributed.replicated(mesh))
 
 
+class Cancelled(Exception):
+  """An evaluation was stopped by its ``cancelled`` callback (e.g. a newer
+  camera superseded the viewer's frame)."""
+
+
+def map_chunked(fn: Callable, *arrays, chunk: int,
+                size: Optional[int] = None, devices: int = 1,
+                place: Optional[Callable] = None,
+                cancelled: Optional[Callable[[], bool]] = None):
+  """``fn`` over a leading axis of n rows, in calls of ``chunk`` rows each.
+
+  The one host-side chunked evaluator. Every call of ``fn`` gets the same
+  shapes: the last chunk is padded by repeating its last row, so a jitted
+  ``fn`` compiles once per chunk size whatever n, and peak memory is set
+  by the chunk. The results are trimmed to n rows.
+
+  Args:
+    fn: ``fn(*parts) -> pytree`` of arrays with one row per input row.
+    *arrays: pytrees of host arrays (NumPy), every leaf of leading size n.
+      With none, ``fn(index)`` gets index i32[chunk], the chunk's rows of
+      ``range(size)``, for inputs made on the device from their index.
+    chunk: int, rows per call (the callers fit it to n).
+    size: int, n when no ``arrays`` are given.
+    devices: int; the chunk is rounded up to a multiple of it, so that it
+      splits evenly over that many devices.
+    place: applied to every leaf of each (padded) part before ``fn``, e.g.
+      to make global arrays (``render_rays_chunked``); default: as is.
+    cancelled: called before each chunk; True raises ``Cancelled``.
+
+  Returns:
+    ``fn``'s pytree of outputs as NumPy arrays of leading size n.
+  """
+  n = _leading_size(arrays) if arrays else int(size)
+  chunk = -(-max(1, int(chunk)) // devices) * devices
+  out = None
+  for start in range(0, n, chunk):
+    if cancelled is not None and cancelled():
+      raise Cancelled()
+    parts = _chunk_rows(arrays, start, chunk, n)
+    if place is not None:
+      parts = jax.tree_util.tree_map(place, parts)
+    piece = jax.tree_util.tree_map(np.asarray, fn(*parts))
+    if out is None:
+      out = jax.tree_util.tree_map(
+          lambda v: np.empty((n,) + v.shape[1:], v.dtype), piece)
+    valid = min(chunk, n - start)
+    for o, v in zip(jax.tree_util.tree_leaves(out),
+                    jax.tree_util.tree_leaves(piece)):
+      o[start:start + valid] = v[:valid]
+  return _empty_result(fn, arrays, chunk) if out is None else out
+
+
+def _leading_size(arrays: tuple) -> int:
+  sizes = {x.shape[0] for x in jax.tree_util.tree_leaves(arrays)}
+  if len(sizes) != 1:
+    raise ValueError(f'arrays of different leading sizes {sorted(sizes)}')
+  return sizes.pop()
+
+
+def _chunk_rows(arrays: tuple, start: int, chunk: int, n: int) -> tuple:
+  """Rows [start, start + chunk) of every leaf, the rows past n repeating
+  row n - 1 (so the compiled shape never changes)."""
+  if not arrays:
+    index = np.minimum(np.arange(start, start + chunk), n - 1)
+    return (index.astype(np.int32),)
+
+  def rows(x):
+    part = x[start:start + chunk]
+    missing = chunk - part.shape[0]
+    if missing:
+      part = np.concatenate([part, np.repeat(part[-1:], missing, axis=0)])
+    return part
+
+  return jax.tree_util.tree_map(rows, arrays)
+
+
+def _empty_result(fn: Callable, arrays: tuple, chunk: int):
+  """``fn``'s outputs for no rows: its output shapes with 0 rows (traced by
+  ``jax.eval_shape``, nothing runs)."""
+  if arrays:
+    specs = jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct((chunk,) + x.shape[1:], x.dtype),
+        arrays)
+  else:
+    specs = (jax.ShapeDtypeStruct((chunk,), np.int32),)
+  shapes = jax.eval_shape(fn, *specs)
+  return jax.tree_util.tree_map(
+      lambda s: np.zeros((0,) + s.shape[1:], s.dtype), shapes)
+
+
+def process_placement() -> Optional[Callable]:
+  """With several processes, the ``place`` of ``map_chunked`` for the
+  functions of ``make_render_fn``: host arrays cannot feed devices of other
+  processes, so each process places its own devices' rows of the
+  (identical) chunk in a global array. None in one process."""
+  if jax.process_count() == 1:
+    return None
+  sharding = distributed.batch_sharded(distributed.make_mesh())
+  return lambda x: distributed.global_array(x, sharding)
+
+
 def render_rays_chunked(render_fn: Callable, variables, rays: camera.Rays,
                         chunk: int) -> dict:
   """Renders rays of any batch shape in chunks of ``chunk`` rays.
@@ -58,7 +161,8 @@ def render_rays_chunked(render_fn: Callable, variables, rays: camera.Rays,
     render_fn: from ``make_render_fn``.
     variables: the model's {'params': ..., 'state': ...}.
     rays: ``Rays`` of batch shape [...].
-    chunk: int, rays per call; the last chunk is padded to this size.
+    chunk: int, rays per call (at most the number of rays, rounded up to a
+      multiple of ``jax.device_count()``); the last chunk is padded to it.
 
   Returns:
     dict of NumPy arrays: rgb f32[..., 3]; depth, disparity, acc f32[...].
@@ -67,32 +171,10 @@ def render_rays_chunked(render_fn: Callable, variables, rays: camera.Rays,
   flat = jax.tree_util.tree_map(
       lambda x: np.asarray(x).reshape((-1, x.shape[-1])), rays)
   n = flat.origins.shape[0]
-  chunk = max(1, min(int(chunk), n))
-  devices = jax.device_count()
-  chunk = -(-chunk // devices) * devices  # a multiple of the device count
-  if jax.process_count() > 1:
-    # Host arrays cannot feed devices of other processes: each process
-    # places its own devices' rows of the (identical) chunk.
-    sharding = distributed.batch_sharded(distributed.make_mesh())
-    place = lambda part: jax.tree_util.tree_map(
-        lambda x: distributed.global_array(x, sharding), part)
-  else:
-    place = lambda part: part
-  pieces = []
-  for start in range(0, n, chunk):
-    part = jax.tree_util.tree_map(lambda x: x[start:start + chunk], flat)
-    valid = part.origins.shape[0]
-    if valid < chunk:
-      # Pad by repeating the last ray so the compiled shape never changes.
-      part = jax.tree_util.tree_map(
-          lambda x: np.concatenate(
-              [x, np.repeat(x[-1:], chunk - valid, axis=0)]), part)
-    out = render_fn(variables, place(part))
-    pieces.append({k: np.asarray(v)[:valid] for k, v in out.items()})
-  return {
-      k: np.concatenate([p[k] for p in pieces]).reshape(
-          batch_shape + pieces[0][k].shape[1:]) for k in pieces[0]
-  }
+  out = map_chunked(lambda part: render_fn(variables, part), flat,
+                    chunk=max(1, min(int(chunk), n)),
+                    devices=jax.device_count(), place=process_placement())
+  return {k: v.reshape(batch_shape + v.shape[1:]) for k, v in out.items()}
 
 
 def render_view(render_fn: Callable, variables, intrinsics: camera.Intrinsics,

@@ -59,8 +59,8 @@ def colorize(out: dict, mode: str, background: float,
   return images_lib.to_uint8(image)
 
 
-class Cancelled(Exception):
-  """A frame was superseded before it was finished."""
+# Raised when a frame was superseded before it was finished.
+Cancelled = chunked.Cancelled
 
 
 class FrameRenderer:
@@ -71,7 +71,8 @@ class FrameRenderer:
   full frames and ``chunk // PREVIEW_DIVISOR`` for preview frames, so
   nothing compiles again whatever the window's size. (``chunked.
   render_rays_chunked`` shrinks its chunk to a small image, a compilation
-  per size, and cannot stop half-way for a newer camera.)
+  per size, and cannot stop half-way for a newer camera; both go through
+  ``chunked.map_chunked``.)
   """
 
   def __init__(self, model, info, chunk: int):
@@ -106,23 +107,21 @@ class FrameRenderer:
     info = self.info
     cameras = camera.Cameras.create(np.asarray(c2w, np.float32)[None],
                                     intrinsics, ndc=info.ndc)
-    width, n = intrinsics.width, intrinsics.width * intrinsics.height
-    pieces = {'rgb': [], 'depth': [], 'acc': []}
-    for start in range(0, n, chunk):
-      if cancelled is not None and cancelled():
-        raise Cancelled()
-      index = np.minimum(np.arange(start, start + chunk), n - 1)
-      index = index.astype(np.int32)
+    width, height = intrinsics.width, intrinsics.height
+
+    def render_pixels(index):  # i32[chunk], row-major pixel indices
       rays = self._cast(cameras, np.zeros_like(index), index // width,
                         index % width, np.float32(info.near),
                         np.float32(info.far))
       out = self.render_fn(variables, rays)
-      valid = min(chunk, n - start)
-      for key in pieces:
-        pieces[key].append(np.asarray(out[key])[:valid])
-    shape = (intrinsics.height, width)
-    return {k: np.concatenate(v).reshape(shape + v[0].shape[1:])
-            for k, v in pieces.items()}
+      return {k: out[k] for k in ('rgb', 'depth', 'acc')}
+
+    out = chunked.map_chunked(render_pixels, chunk=chunk,
+                              size=width * height,
+                              devices=jax.device_count(),
+                              cancelled=cancelled)
+    return {k: v.reshape((height, width) + v.shape[1:])
+            for k, v in out.items()}
 
 
 

@@ -109,6 +109,7 @@ def component_times(config, rounds: int) -> tuple:
   from nerf_jax.fields import encoding  # pylint: disable=g-import-not-at-top
   from nerf_jax.render import compositing, sampling  # pylint: disable=g-import-not-at-top
   from nerf_jax.train import train_step  # pylint: disable=g-import-not-at-top
+  from nerf_jax.datasets import batch as batch_lib  # pylint: disable=g-import-not-at-top
   k = int(config.train.get('micro_batches', 1))
   batch = int(config.train.batch_rays)
   m = batch // k
@@ -117,8 +118,12 @@ def component_times(config, rounds: int) -> tuple:
   field, opts = model.field, model.options
   key = jax.random.PRNGKey(1)
   params, mstate, step_no = state.params, state.model_state, state.step
-  rays, target = jax.jit(lambda key: train_step.sample_batch(
-      key, data, batch, near, far))(key)
+  def sample_batch(key, count):
+    drawn = batch_lib.draw_pixels(key, data, count)
+    cast = batch_lib.cast(data.cameras, drawn, near, far)
+    return cast.rays, cast.rgb
+
+  rays, target = jax.jit(lambda key: sample_batch(key, batch))(key)
   micro = train_step.split_micro_batches((rays, target), k)
   keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(k))
 
@@ -161,7 +166,8 @@ def component_times(config, rounds: int) -> tuple:
 
   grad_fn = jax.value_and_grad(model.loss, has_aux=True)
   first = jax.tree_util.tree_map(lambda x: x[0], micro)
-  grads = jax.jit(grad_fn)(params, mstate, *first, key, step_no)[1]
+  grads = jax.jit(grad_fn)(params, mstate, batch_lib.RayBatch.of_rays(*first),
+                           key, step_no)[1]
 
   def opt_update(grads, opt_state, params):
     updates, opt_state = tx.update(grads, opt_state, params)
@@ -177,17 +183,18 @@ def component_times(config, rounds: int) -> tuple:
   none = jnp.zeros((k,))
   mb = (micro, keys, none)
   components = {
-      'sample rays': (scanned(lambda r, t, k_, e: train_step.sample_batch(
-          k_, data, m, near, far)), mb),
+      'sample rays': (scanned(lambda r, t, k_, e: sample_batch(k_, m)), mb),
       'points + encoding': (scanned(lambda r, t, k_, e: encoding.
                                     positional_encoding(points_of(r, k_)[0],
                                                         field.pos_freqs)), mb),
       'field forward': (scanned(lambda r, t, k_, e: field_fwd(
           params['coarse'], r, k_)), mb),
       'loss forward': (scanned(lambda r, t, k_, e: model.loss(
-          params, mstate, r, t, k_, step_no)), mb),
+          params, mstate, batch_lib.RayBatch.of_rays(r, t), k_, step_no)),
+                       mb),
       'loss + grad': (scanned(lambda r, t, k_, e: grad_fn(
-          params, mstate, r, t, k_, step_no)), mb),
+          params, mstate, batch_lib.RayBatch.of_rays(r, t), k_, step_no)),
+                      mb),
       'compositing fwd+bwd': (scanned(composite), (micro, keys, dens_rgb)),
       'optimizer update': (jax.jit(opt_update),
                            (grads, state.opt_state, params)),

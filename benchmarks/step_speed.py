@@ -81,6 +81,7 @@ def synthetic_setup(config, seed: int = 0, mesh=None):
   from nerf_jax import distributed, models  # pylint: disable=g-import-not-at-top
   from nerf_jax.datasets import scene  # pylint: disable=g-import-not-at-top
   from nerf_jax.train import train_state  # pylint: disable=g-import-not-at-top
+  from nerf_jax.datasets import batch as batch_lib  # pylint: disable=g-import-not-at-top
   intrinsics = camera.Intrinsics.from_focal(FOCAL, SIZE, SIZE)
   info = scene.SceneInfo(name='synthetic', near=NEAR, far=FAR,
                          white_background=False, aabb=scene.DEFAULT_AABB,
@@ -91,16 +92,15 @@ def synthetic_setup(config, seed: int = 0, mesh=None):
   rng = np.random.default_rng(seed)
   poses = np.stack([camera.pose_spherical(a, -30.0, 4.0)
                     for a in np.linspace(0, 360, NUM_VIEWS, endpoint=False)])
-  data = train_state.TrainData.create(
+  data = batch_lib.PixelTable.create(
       rng.integers(0, 256, (NUM_VIEWS, SIZE, SIZE, 3), np.uint8), poses,
       intrinsics)
   if mesh is not None:
     state = distributed.replicate(state, mesh)
-    data = train_state.TrainData(
-        pixels=distributed.shard_rows(np.asarray(data.pixels), mesh),
+    data = data.replace(
+        rgb=distributed.shard_rows(np.asarray(data.rgb), mesh),
         starts=distributed.replicate(np.asarray(data.starts), mesh),
-        cameras=distributed.replicate(data.cameras, mesh),
-        num_pixels=data.num_pixels)
+        cameras=distributed.replicate(data.cameras, mesh))
   return model, tx, state, data
 
 

@@ -3,6 +3,7 @@ the occupancy grid in the train state, compile-once, and it learns."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -15,6 +16,7 @@ from nerf_jax.cameras import camera
 from nerf_jax import datasets, models
 from nerf_jax.render import occupancy, compositing
 from nerf_jax.runs import load, validation
+from nerf_jax.datasets import batch as batch_lib
 from nerf_jax.train import train_state, train_step
 
 
@@ -85,7 +87,8 @@ def test_packed_paths_equal_the_dense_path_when_all_is_occupied(key):
   key = None if key is None else jax.random.PRNGKey(key)
   ref = jax.jit(functools.partial(_dense_reference, model))(params, rays, key)
   if key is None:
-    model.cfg.min_transmittance = 0.0  # no termination: exactly the same sum
+    # No termination: exactly the same sum.
+    model.sampler = dataclasses.replace(model.sampler, min_transmittance=0.0)
     out = jax.jit(model._render_eval)(params, state, rays)  # pylint: disable=protected-access
   else:
     out, ray_ok, _ = jax.jit(model._render_train)(params, state, rays, key)  # pylint: disable=protected-access
@@ -117,9 +120,9 @@ def test_early_termination_saves_evaluations_and_keeps_the_image():
   model, params, state, scene = _model(fast_config(
       model__density_bias=3.0, model__fast__round_samples=2))
   rays = _rays(scene)
-  model.cfg.min_transmittance = 0.0
+  model.sampler = dataclasses.replace(model.sampler, min_transmittance=0.0)
   full = model._render_eval(params, state, rays)  # pylint: disable=protected-access
-  model.cfg.min_transmittance = 1e-3
+  model.sampler = dataclasses.replace(model.sampler, min_transmittance=1e-3)
   early = model._render_eval(params, state, rays)  # pylint: disable=protected-access
   assert float(jnp.sum(early['samples'])) < 0.5 * float(jnp.sum(full['samples']))
   np.testing.assert_allclose(early['rgb'], full['rgb'], atol=2e-3)
@@ -131,7 +134,7 @@ def test_empty_grid_cells_are_never_evaluated():
   grid = state['grid']
   half = grid['mask'].at[: grid['mask'].shape[0] // 2].set(False)
   state = {'grid': dict(grid, mask=half)}
-  model.cfg.min_transmittance = 0.0
+  model.sampler = dataclasses.replace(model.sampler, min_transmittance=0.0)
   out = model._render_eval(params, state, rays)  # pylint: disable=protected-access
   marched = model._march(None, rays, state)  # pylint: disable=protected-access
   np.testing.assert_array_equal(out['samples'],
@@ -144,8 +147,9 @@ def test_gradients_reach_the_hash_tables_and_mlps():
   model, params, state, scene = _model()
   rays = _rays(scene)
   target = jnp.full((rays.origins.shape[0], 3), 0.5)
+  batch = batch_lib.RayBatch.of_rays(rays, target)
   grads = jax.jit(jax.grad(lambda p: model.loss(
-      p, state, rays, target, jax.random.PRNGKey(0), 0)[0]))(params)
+      p, state, batch, jax.random.PRNGKey(0), 0)[0]))(params)
   for name, g in jax.tree_util.tree_leaves_with_path(grads):
     assert np.all(np.isfinite(g)), name
   assert float(jnp.abs(grads['hash_tables']).max()) > 0
@@ -161,7 +165,7 @@ def test_step_compiles_once_across_occupancy_updates_and_refreshes_the_grid():
   tx = model.optimizer(config.train)
   state = train_state.create_train_state(jax.random.PRNGKey(0), model, tx)
   split = scene.split('train')
-  data = train_state.TrainData.create(
+  data = batch_lib.PixelTable.create(
       jnp.asarray(split.images), jnp.asarray(split.poses), split.intrinsics)
   traces = []
   step = train_step.make_train_step(model, tx, 256, scene.near, scene.far)

@@ -19,6 +19,8 @@ import jax, jax.numpy as jnp, numpy as np
 sys.path.insert(0, sys.argv[1])
 from configs import demo
 from nerf_jax import datasets, distributed, models
+from nerf_jax.datasets import batch as batch_lib
+from nerf_jax.io import images as images_lib
 from nerf_jax.models import pipeline
 from nerf_jax.train import train_state, train_step
 devices = int(sys.argv[2])
@@ -32,19 +34,26 @@ model = models.make_model(config.model, scene.info())
 tx = model.optimizer(config.train)
 split = scene.split('train')
 mesh = distributed.make_mesh()
-plain = train_state.TrainData.create(train_state._to_uint8(split.images),
-                                     split.poses, split.intrinsics)
-sharded = train_state.put_data(split, mesh)  # 7 x 132 pixels, padded
-assert sharded.pixels.shape[0] % devices == 0
-assert 0 < sharded.pixels.shape[0] - 7 * 132 < devices
-assert len(sharded.pixels.addressable_shards) == devices
-assert sharded.pixels.addressable_shards[0].data.shape[0] == (
-    sharded.pixels.shape[0] // devices)
+plain = batch_lib.PixelTable.create(images_lib.to_uint8(split.images),
+                                    split.poses, split.intrinsics)
+sharded = batch_lib.PixelTable.from_split(split, mesh)  # 7 x 132, padded
+assert sharded.rgb.shape[0] % devices == 0
+assert 0 < sharded.rgb.shape[0] - 7 * 132 < devices
+assert len(sharded.rgb.addressable_shards) == devices
+assert sharded.rgb.addressable_shards[0].data.shape[0] == (
+    sharded.rgb.shape[0] // devices)
 # The same batch, whatever the devices: pixels gathered from sharded rows.
 key = jax.random.PRNGKey(5)
-one = train_step.sample_batch(key, plain, 256, scene.near, scene.far)
-many = jax.jit(lambda k, d: train_step.sample_batch(
-    k, d, 256, scene.near, scene.far, mesh))(key, sharded)
+
+
+def sample_batch(key, data, count, mesh=None):
+  drawn = batch_lib.draw_pixels(key, data, count, mesh)
+  rays = batch_lib.cast(data.cameras, drawn, scene.near, scene.far)
+  return rays.rays, rays.rgb
+
+
+one = sample_batch(key, plain, 256)
+many = jax.jit(lambda k, d: sample_batch(k, d, 256, mesh))(key, sharded)
 assert many[1].sharding.spec == jax.sharding.PartitionSpec('data')
 np.testing.assert_array_equal(np.asarray(one[1]), np.asarray(many[1]))
 for a, b in zip(jax.tree_util.tree_leaves(one[0]),
@@ -89,8 +98,8 @@ class Coupled:
   def __getattr__(self, name):
     return getattr(model, name)
 
-  def loss(self, params, state, rays, target, key, step):
-    return model.loss(params, state, rays, target, None, step)
+  def loss(self, params, state, batch, key, step):
+    return model.loss(params, state, batch, None, step)
 
 
 coupled = Coupled()

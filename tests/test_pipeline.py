@@ -197,7 +197,7 @@ def test_opaque_ball_depth_is_entry_and_background(white):
   offsets = np.array([0.0, 0.5, 0.8, 1.5])
   n = 64
   field = Ball(sigma=1e4)
-  options = pipeline.RenderOptions(num_coarse=n, white_background=white)
+  options = pipeline.RenderOptions(num_coarse=n, background=float(white))
   params = pipeline.init_params(jax.random.PRNGKey(0), field, options)
   out = _render(field, params, _ball_rays(offsets), None,
                              options)['coarse']

@@ -7,6 +7,7 @@ query is zero wherever the occupancy grid makes the renderer skip space).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -89,7 +90,7 @@ def test_fast_query_composites_to_the_render_and_respects_the_grid(masked):
   if masked:  # the renderer skips half of the box
     g = grid['mask'].shape[0]
     state = {'grid': dict(grid, mask=grid['mask'].at[: g // 2].set(False))}
-  model.cfg.min_transmittance = 0.0
+  model.sampler = dataclasses.replace(model.sampler, min_transmittance=0.0)
   out = jax.jit(model._render_eval)(params, state, rays)  # pylint: disable=protected-access
   # Every marched step of the unmasked grid, composited with query: where
   # the grid is empty query is zero, so those steps add nothing.

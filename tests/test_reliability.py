@@ -28,6 +28,7 @@ from configs import demo
 from nerf_jax import datasets, distributed, errors, faults, models, resources
 from nerf_jax.runs import checkpoints, load, lock, metrics_log, rundir
 from nerf_jax.runs import validation
+from nerf_jax.datasets import batch as batch_lib
 from nerf_jax.train import loop, signals, train_state, train_step
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -326,15 +327,16 @@ def poison(monkeypatch, rows: int):
   """Makes the first ``rows`` training pixels NaN once they are on the
   device (the pixel table in float32): a batch that draws one has a NaN
   loss."""
-  real = train_state.put_data
+  real = batch_lib.PixelTable.from_split
 
-  def put_data(split, mesh):
+  def from_split(split, mesh):
     data = real(split, mesh)
-    pixels = np.asarray(data.pixels)[:data.num_pixels] / np.float32(255)
+    pixels = np.asarray(data.rgb)[:data.num_pixels] / np.float32(255)
     pixels[:rows] = np.nan
-    return data.replace(pixels=distributed.shard_rows(pixels, mesh))
+    return data.replace(rgb=distributed.shard_rows(pixels, mesh))
 
-  monkeypatch.setattr(train_state, 'put_data', put_data)
+  monkeypatch.setattr(batch_lib.PixelTable, 'from_split',
+                      staticmethod(from_split))
 
 
 def test_nonfinite_steps_are_skipped_then_persistent_ones_stop_training(
@@ -376,9 +378,9 @@ def test_the_step_keeps_the_state_when_the_loss_is_not_finite():
   state = train_state.create_train_state(jax.random.PRNGKey(0), model, tx)
   split = scene.split('train')
   images = np.array(split.images)
-  good = train_state.TrainData.from_cameras(images, split.cameras)
+  good = batch_lib.PixelTable.from_cameras(images, split.cameras)
   images[:] = np.nan
-  bad = train_state.TrainData.from_cameras(images, split.cameras)
+  bad = batch_lib.PixelTable.from_cameras(images, split.cameras)
   step = jax.jit(train_step.make_train_step(model, tx, 64, scene.near,
                                             scene.far))
   rng = jax.random.PRNGKey(1)

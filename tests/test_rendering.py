@@ -14,7 +14,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from anywhere without installing
   sys.path.insert(0, str(ROOT))
 
-from nerf_jax.render import compositing  # pylint: disable=g-import-not-at-top
+from nerf_jax.render import compositing, sampling  # pylint: disable=g-import-not-at-top
 
 ATOL = 1e-5
 RTOL = 1e-5
@@ -220,3 +220,41 @@ def test_packed_weights_equal_per_ray_weights():
                                rtol=1e-5, atol=1e-6)
     offset += n
   assert np.all(np.isfinite(w))
+
+
+def test_the_compositor_gives_packed_samples_the_dense_outputs():
+  # The same rays as dense samples and packed one after another into a
+  # budget with padding slots (holding garbage the compositor must ignore):
+  # one compositor, the same colour, depth, disparity and opacity.
+  rng = np.random.default_rng(5)
+  num_rays, n = 6, 9
+  edges, dirs = _rays(rng, num_rays, n)
+  density = rng.exponential(2.0, (num_rays, n)).astype(np.float32)
+  rgb = rng.uniform(size=(num_rays, n, 3)).astype(np.float32)
+  near, far = edges[:, :1], edges[:, -1:]
+  t = 0.5 * (edges[:, 1:] + edges[:, :-1])
+  dense = compositing.composite_samples(
+      sampling.Samples(t=t, t_starts=edges[:, :-1], t_ends=edges[:, 1:]),
+      density, rgb, dirs, near, far, background=0.3)
+  budget = num_rays * n + 5
+  pad = lambda x, value: np.concatenate(
+      [x.reshape((num_rays * n,) + x.shape[2:]),
+       np.full((5,) + x.shape[2:], value, x.dtype)])
+  packed = compositing.composite_samples(
+      sampling.Samples(
+          t=pad(t, 9.0), t_starts=pad(edges[:, :-1], 9.0),
+          t_ends=pad(edges[:, 1:], 9.5),
+          ray_ids=pad(np.repeat(np.arange(num_rays), n), num_rays - 1),
+          used=np.arange(budget) < num_rays * n),
+      pad(density, 1e3), pad(rgb, 5.0), dirs, near, far, background=0.3)
+  for key in ('rgb', 'depth', 'disparity', 'acc'):
+    np.testing.assert_allclose(packed[key], dense[key], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(packed['weights'][:num_rays * n],
+                             np.asarray(dense['weights']).reshape(-1),
+                             rtol=1e-5, atol=1e-7)
+  np.testing.assert_array_equal(packed['weights'][num_rays * n:], 0.0)
+  # And the dense outputs are the closed form of NeRF's eq. 3.
+  w = _reference_weights(density, edges, dirs)
+  np.testing.assert_allclose(
+      dense['rgb'], np.sum(w[..., None] * rgb, 1) + 0.3 * (1 - w.sum(-1))[
+          :, None], rtol=1e-5, atol=1e-6)

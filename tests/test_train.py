@@ -15,6 +15,7 @@ from configs import demo
 from nerf_jax.cameras import camera
 from nerf_jax import datasets, models, optim
 from nerf_jax.runs import checkpoints, load, rundir, validation
+from nerf_jax.datasets import batch as batch_lib
 from nerf_jax.train import loop, train_state, train_step
 
 
@@ -64,6 +65,14 @@ def test_exponential_schedule_is_the_nerf_paper_decay():
   np.testing.assert_allclose(sched(500), 5e-4 * 0.1 ** 0.5, rtol=1e-5)
 
 
+def sample_batch(key, data, count, near, far):
+  """(rays, colours) of ``count`` pixels drawn from ``data`` as the step
+  draws them."""
+  drawn = batch_lib.draw_pixels(key, data, count)
+  batch = batch_lib.cast(data.cameras, drawn, near, far)
+  return batch.rays, batch.rgb
+
+
 def test_sample_batch_draws_rays_matching_their_pixels():
   # Images encode their own (view, row, col), so every drawn target tells
   # which pixel it came from; its ray must be that pixel's ray.
@@ -73,10 +82,9 @@ def test_sample_batch_draws_rays_matching_their_pixels():
   images = np.stack([view, row, col], -1).astype(np.float32)
   poses = np.stack([camera.pose_spherical(a, -30.0, 4.0) for a in (0, 90, 200)])
   intr = camera.Intrinsics(fx=6.0, fy=5.0, cx=3.2, cy=2.4, width=w, height=h)
-  data = train_state.TrainData.create(jnp.asarray(images), jnp.asarray(poses),
+  data = batch_lib.PixelTable.create(jnp.asarray(images), jnp.asarray(poses),
                                       intr)
-  rays, target = train_step.sample_batch(jax.random.PRNGKey(3), data, 64, 2.0,
-                                         6.0)
+  rays, target = sample_batch(jax.random.PRNGKey(3), data, 64, 2.0, 6.0)
   idx = np.asarray(target).astype(int)
   assert len(np.unique(idx[:, 0])) == n  # every view is drawn from
   for k in range(64):
@@ -101,10 +109,10 @@ def test_sample_batch_draws_uniformly_from_views_of_different_sizes():
     intrinsics.append(camera.Intrinsics(fx=5.0 + v, fy=6.0 - v, cx=w / 2 + v,
                                         cy=h / 2 - 0.3, width=w, height=h))
   poses = np.stack([camera.pose_spherical(a, -30.0, 4.0) for a in (0, 90, 200)])
-  data = train_state.TrainData.create(images, poses, intrinsics)
+  data = batch_lib.PixelTable.create(images, poses, intrinsics)
   assert data.num_pixels == sum(h * w for h, w in sizes)
   np.testing.assert_array_equal(data.starts, [0, 35, 71])
-  rays, target = jax.jit(lambda k: train_step.sample_batch(
+  rays, target = jax.jit(lambda k: sample_batch(
       k, data, 6000, 2.0, 6.0))(jax.random.PRNGKey(0))
   idx = np.asarray(target).astype(int)
   for k in range(0, 6000, 97):
@@ -129,7 +137,7 @@ def _setup(config):
   tx = model.optimizer(config.train)
   state = train_state.create_train_state(jax.random.PRNGKey(0), model, tx)
   split = scene.split('train')
-  data = train_state.TrainData.create(
+  data = batch_lib.PixelTable.create(
       jnp.asarray(split.images), jnp.asarray(split.poses), split.intrinsics)
   step = train_step.make_train_step(model, tx, config.train.batch_rays,
                                     scene.near, scene.far)
@@ -326,9 +334,9 @@ class _NoJitter:
   def __getattr__(self, name):
     return getattr(self._model, name)
 
-  def loss(self, params, state, rays, target, key, step):
+  def loss(self, params, state, batch, key, step):
     del key
-    return self._model.loss(params, state, rays, target, None, step)
+    return self._model.loss(params, state, batch, None, step)
 
 
 def _micro_setup(num_fine=0, batch_rays=256):
@@ -339,7 +347,7 @@ def _micro_setup(num_fine=0, batch_rays=256):
                                          optax.sgd(1.0))
   split = scene.split('train')
   images = np.round(np.asarray(split.images) * 255).astype(np.uint8)
-  data = train_state.TrainData.create(
+  data = batch_lib.PixelTable.create(
       jnp.asarray(images), jnp.asarray(split.poses), split.intrinsics)
   return config, scene, model, state, data
 
@@ -377,17 +385,16 @@ def test_micro_batches_average_per_micro_batch_losses_and_grads():
   # With jitter: micro-batch i (rays i, i + k, ...) renders with
   # fold_in(key, i); the result is the mean over the micro-batches.
   config, scene, model, state, data = _micro_setup()
-  rays, target = train_step.sample_batch(jax.random.PRNGKey(1), data, 64,
-                                         scene.near, scene.far)
+  rays = batch_lib.cast(data.cameras, batch_lib.draw_pixels(
+      jax.random.PRNGKey(1), data, 64), scene.near, scene.far)
   key, step_no = jax.random.PRNGKey(2), jnp.zeros((), jnp.int32)
   (loss, aux), grads = jax.jit(
-      train_step.accumulate_loss_and_grads, static_argnums=(0, 7))(
-          model.loss, state.params, state.model_state, rays, target, key,
-          step_no, 4)
+      train_step.accumulate_loss_and_grads, static_argnums=(0, 6))(
+          model.loss, state.params, state.model_state, rays, key, step_no, 4)
   grad_fn = jax.jit(jax.value_and_grad(model.loss, has_aux=True))
   parts = [grad_fn(state.params, state.model_state,
                    jax.tree_util.tree_map(lambda x, i=i: x[i::4], rays),
-                   target[i::4], jax.random.fold_in(key, i), step_no)
+                   jax.random.fold_in(key, i), step_no)
            for i in range(4)]
   np.testing.assert_allclose(loss, np.mean([p[0][0] for p in parts]),
                              rtol=1e-5)
@@ -399,7 +406,7 @@ def test_micro_batches_average_per_micro_batch_losses_and_grads():
     np.testing.assert_allclose(leaf, mean, rtol=1e-4, atol=1e-7)
   # Different micro-batches really get different jitter.
   assert float(loss) != float(grad_fn(state.params, state.model_state, rays,
-                                      target, key, step_no)[0][0])
+                                      key, step_no)[0][0])
 
 
 def test_micro_batched_step_compiles_once_and_lowers_the_loss():

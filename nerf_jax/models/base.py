@@ -6,7 +6,8 @@ config, and neither of them branches on the model's kind:
 
   init(key)                                  -> (params, state)
   render(params, state, rays, key=None)      -> outputs (rgb, depth, acc, ...)
-  loss(params, state, rays, target, key, step) -> (loss, metrics)
+  loss(params, state, batch, key, step)      -> (loss, metrics)
+  adjust_cameras(params, cameras)            -> cameras of the training views
   update_state(params, state, step, key)     -> state
   optimizer(train_cfg)                       -> optax transformation
   query(params, state, points, viewdirs)     -> (rgb, density) at points
@@ -28,7 +29,8 @@ import jax.numpy as jnp
 import optax
 
 from nerf_jax import optim
-from nerf_jax.cameras.camera import Rays
+from nerf_jax.cameras.camera import Cameras, Rays
+from nerf_jax.datasets.batch import RayBatch
 from nerf_jax.datasets.scene import SceneInfo
 
 # Per-ray outputs every model's ``render`` returns (the renderer's contract).
@@ -107,14 +109,15 @@ class Model(abc.ABC):
       (see ``OUTPUT_KEYS``); models may add more.
     """
 
-  def loss(self, params: Any, state: Any, rays: Rays, target: jnp.ndarray,
-           key: jax.Array, step: jnp.ndarray) -> tuple:
+  def loss(self, params: Any, state: Any, batch: RayBatch, key: jax.Array,
+           step: jnp.ndarray) -> tuple:
     """The training loss of a ray batch.
 
     Args:
       params, state: the model's parameters and state.
-      rays: ``Rays`` of batch shape [n].
-      target: f32[n, 3], the pixels' colours.
+      batch: ``RayBatch`` of batch shape [n]: the rays, the training view
+        each came from (for per-view parameters) and the pixels' targets
+        (rgb f32[n, 3]; alpha and depth f32[n] where the data has them).
       key: PRNG key for the training path.
       step: i32[], the optimisation step (for schedules inside the loss).
 
@@ -124,9 +127,20 @@ class Model(abc.ABC):
       matching ``psnr*``.
     """
     del step
-    out = self.render(params, state, rays, key)
-    mse = jnp.mean((out['rgb'] - target) ** 2)
+    out = self.render(params, state, batch.rays, key)
+    mse = jnp.mean((out['rgb'] - batch.rgb) ** 2)
     return mse, {'mse': mse}
+
+  def adjust_cameras(self, params: Any, cameras: Cameras) -> Cameras:
+    """The training views' cameras as this model sees them.
+
+    Training casts each batch's rays through the cameras this returns,
+    inside the differentiated loss, so a model that refines poses (or
+    intrinsics) returns them changed by its per-view parameters and those
+    receive gradients. The default changes nothing.
+    """
+    del params
+    return cameras
 
   def update_state(self, params: Any, state: Any, step: jnp.ndarray,
                    key: jax.Array) -> Any:

@@ -1,21 +1,59 @@
-"""render_rays: sampling -> field -> compositing, coarse and (optionally) fine.
+"""The join of a sampler, fields and the compositor: ``render_levels``.
 
-This is the one place where the sampler (render.sampling), the field
-(fields.networks) and the compositor (render.compositing) meet: the vanilla
-model's assembly, so it lives with the models.
+This is the one place where a sampler (render.samplers: the hierarchical
+sampler, the occupancy marcher), a model's fields (fields.networks) and the
+compositor (render.compositing) meet; every model renders through it.
+``render_rays`` is the vanilla NeRF's assembly (hierarchical sampler, one
+MLP per level).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
 
 from nerf_jax.cameras.camera import Rays
 from nerf_jax.fields.networks import NerfMLP
-from nerf_jax.render import compositing, sampling
+from nerf_jax.render import compositing, samplers
+
+# field_fn(level: int, points f32[..., 3], viewdirs f32[..., 3]) ->
+# (rgb f32[..., 3], density f32[...]): a model's field for each level.
+FieldFn = Callable[[int, jnp.ndarray, jnp.ndarray], tuple]
+
+
+def render_levels(sampler: samplers.Sampler, field_fn: FieldFn, rays: Rays,
+                  state: Any, key: Optional[jax.Array],
+                  background) -> dict:
+  """Renders rays level by level: sample, evaluate the field, composite.
+
+  Args:
+    sampler: where to sample (``samplers.Sampler``).
+    field_fn: the model's field at each level (see ``FieldFn``).
+    rays: ``Rays`` of batch shape [...] (packing samplers: [R]).
+    state: the model's non-trained state (the sampler may read it).
+    key: PRNG key, or None for the deterministic evaluation path.
+    background: float or f32[3], the colour behind the volume.
+
+  Returns:
+    dict from level name to ``compositing.composite_samples``'s outputs
+    plus ``intervals``: the level's ``sampling.Samples``.
+  """
+  outputs, previous = {}, None
+  for level, name in enumerate(sampler.levels):
+    samples = sampler.sample(key, rays, state, level, previous)
+    points, viewdirs = samples.points(rays.origins, rays.directions,
+                                      rays.viewdirs)
+    rgb, density = field_fn(level, points, viewdirs)
+    out = compositing.composite_samples(samples, density, rgb,
+                                        rays.directions, rays.near, rays.far,
+                                        background)
+    out['intervals'] = samples
+    outputs[name] = out
+    previous = (samples, out['weights'])
+  return outputs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,13 +63,14 @@ class RenderOptions:
   Attributes:
     num_coarse: int, stratified samples per ray.
     num_fine: int, extra importance samples per ray; 0 disables the fine pass.
-    white_background: bool, composite onto white instead of black.
+    background: float, the grey level behind the volume (the scene's
+      ``SceneInfo.background``: 0 black, 1 white).
     separate_fine: bool, the fine pass uses its own MLP (as in the NeRF paper)
       rather than re-using the coarse one.
   """
   num_coarse: int = 64
   num_fine: int = 0
-  white_background: bool = False
+  background: float = 0.0
   separate_fine: bool = True
 
   @property
@@ -51,23 +90,9 @@ def init_params(key: jax.Array, field: NerfMLP,
   return params
 
 
-def _evaluate(field, params, rays: Rays, t_samples: jnp.ndarray,
-              background: float) -> dict:
-  """Runs the field at the samples and composites one level."""
-  t_edges = sampling.edges_from_samples(t_samples, rays.near, rays.far)
-  points = sampling.points_along_rays(rays.origins, rays.directions, t_samples)
-  viewdirs = rays.viewdirs[..., None, :]
-  rgb, density = field.apply({'params': params}, points, viewdirs)
-  out = compositing.volumetric_rendering(density, rgb, t_edges, rays.directions,
-                                       background)
-  out['t_edges'] = t_edges
-  out['t_samples'] = t_samples
-  return out
-
-
 def render_rays(field: NerfMLP, params: dict, rays: Rays,
                 key: Optional[jax.Array], options: RenderOptions) -> dict:
-  """Renders a batch of rays.
+  """Renders a batch of rays with the vanilla NeRF's assembly.
 
   Args:
     field: the MLP (a Flax module definition; parameters come separately).
@@ -79,19 +104,18 @@ def render_rays(field: NerfMLP, params: dict, rays: Rays,
 
   Returns:
     dict from level ('coarse', and 'fine' when num_fine > 0) to the outputs of
-    ``compositing.volumetric_rendering`` (rgb f32[..., 3], depth, disparity and
+    ``compositing.composite_samples`` (rgb f32[..., 3], depth, disparity and
     acc f32[...], weights f32[..., n]) plus t_edges and t_samples.
   """
-  background = 1.0 if options.white_background else 0.0
-  k_coarse, k_fine = (None, None) if key is None else jax.random.split(key)
-  t_coarse = sampling.stratified_samples(k_coarse, rays.near, rays.far,
-                                         options.num_coarse)
-  coarse = _evaluate(field, params['coarse'], rays, t_coarse, background)
-  outputs = {'coarse': coarse}
-  if options.num_fine > 0:
-    t_new = sampling.sample_pdf(k_fine, coarse['t_edges'], coarse['weights'],
-                                options.num_fine)
-    t_fine = sampling.merge_samples(jax.lax.stop_gradient(t_coarse), t_new)
-    fine_params = params['fine'] if options.separate_fine else params['coarse']
-    outputs['fine'] = _evaluate(field, fine_params, rays, t_fine, background)
-  return outputs
+  sampler = samplers.Hierarchical(options.num_coarse, options.num_fine)
+
+  def field_fn(level, points, viewdirs):
+    name = 'coarse' if level == 0 or not options.separate_fine else 'fine'
+    return field.apply({'params': params[name]}, points, viewdirs)
+
+  levels = render_levels(sampler, field_fn, rays, {}, key,
+                         options.background)
+  for out in levels.values():
+    samples = out.pop('intervals')
+    out['t_edges'], out['t_samples'] = samples.t_edges(), samples.t
+  return levels

@@ -1,6 +1,7 @@
 """The NeRF of Mildenhall et al.: an MLP field sampled at stratified points,
 optionally followed by importance samples for a fine level (``model.kind =
-'mlp'``). The sampler-field-compositor join lives in ``pipeline.render_rays``.
+'mlp'``): the hierarchical sampler, one MLP per level and the compositor,
+joined by ``pipeline.render_rays``.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class VanillaNerf(base.Model):
     self.options = pipeline.RenderOptions(
         num_coarse=int(model_cfg.num_coarse),
         num_fine=int(model_cfg.num_fine),
-        white_background=bool(scene.white_background),
+        background=float(scene.background),
         separate_fine=bool(model_cfg.separate_fine))
 
   def init(self, key: jax.Array) -> tuple:
@@ -68,10 +69,10 @@ class VanillaNerf(base.Model):
     levels = self.render_levels(params, rays, key)
     return dict(levels[self.options.levels[-1]])
 
-  def loss(self, params, state, rays, target, key, step) -> tuple:
+  def loss(self, params, state, batch, key, step) -> tuple:
     del state, step
-    levels = self.render_levels(params, rays, key)
-    metrics = {f'mse_{name}': jnp.mean((levels[name]['rgb'] - target) ** 2)
+    levels = self.render_levels(params, batch.rays, key)
+    metrics = {f'mse_{name}': jnp.mean((levels[name]['rgb'] - batch.rgb) ** 2)
                for name in self.options.levels}
     metrics['mse'] = metrics[f'mse_{self.options.levels[-1]}']
     loss = sum(metrics[f'mse_{name}'] for name in self.options.levels)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from nerf_jax.render.sampling import Samples
+
 # sigma * delta above this is opaque to float32 precision (exp(-80) ~ 1e-35);
 # clamping keeps cumsum, exp and their gradients finite for huge densities.
 _MAX_OPTICAL_DEPTH = 80.0
@@ -56,24 +58,43 @@ def composite(weights: jnp.ndarray, rgb: jnp.ndarray, t_edges: jnp.ndarray,
       1 white).
 
   Returns:
+    The dict of ``finish``, the ray's interval being [t_edges[0],
+    t_edges[-1]].
+  """
+  t_mid = 0.5 * (t_edges[..., 1:] + t_edges[..., :-1])
+  return finish(jnp.sum(weights[..., None] * rgb, axis=-2),
+                jnp.sum(weights * t_mid, axis=-1), jnp.sum(weights, axis=-1),
+                t_edges[..., 0], t_edges[..., -1], background)
+
+
+def finish(rgb_sum: jnp.ndarray, depth_sum: jnp.ndarray, acc: jnp.ndarray,
+           near: jnp.ndarray, far: jnp.ndarray,
+           background: float | jnp.ndarray = 0.0) -> dict:
+  """A ray's outputs from its weighted sums: the end of every compositor
+  (dense, packed, or accumulated front to back in rounds).
+
+  Args:
+    rgb_sum: f32[..., 3], sum_i w_i rgb_i.
+    depth_sum: f32[..., ], sum_i w_i t_mid_i.
+    acc: f32[...], sum_i w_i, the accumulated opacity.
+    near, far: f32[...], the ray's sampled interval along t.
+    background: float or f32[..., 3], colour behind the volume.
+
+  Returns:
     dict with
       rgb: f32[..., 3], composited colour over the background;
       depth: f32[...], expected termination t of the opaque part,
-        sum_i w_i t_mid_i / acc, clipped to [t_edges[0], t_edges[-1]]; rays with
-        acc ~ 0 report the far bound;
+        depth_sum / acc, clipped to [near, far]; rays with acc ~ 0 report
+        the far bound;
       disparity: f32[...], 1 / depth;
       acc: f32[...], accumulated opacity.
   """
-  acc = jnp.sum(weights, axis=-1)
-  color = jnp.sum(weights[..., None] * rgb, axis=-2)
-  color = color + (1.0 - acc[..., None]) * background
-  t_mid = 0.5 * (t_edges[..., 1:] + t_edges[..., :-1])
-  near, far = t_edges[..., 0], t_edges[..., -1]
+  color = rgb_sum + (1.0 - acc[..., None]) * background
   # Guard the division twice (the `where` inside keeps the unused branch's
   # gradient finite) so empty rays give finite values and gradients.
   has_mass = acc > 1e-6
   safe_acc = jnp.where(has_mass, acc, 1.0)
-  depth = jnp.where(has_mass, jnp.sum(weights * t_mid, axis=-1) / safe_acc, far)
+  depth = jnp.where(has_mass, depth_sum / safe_acc, far)
   depth = jnp.clip(depth, near, far)
   disparity = 1.0 / jnp.maximum(depth, 1e-6)
   return dict(rgb=color, depth=depth, disparity=disparity, acc=acc)
@@ -96,6 +117,50 @@ def volumetric_rendering(density: jnp.ndarray, rgb: jnp.ndarray,
   """
   weights = compute_weights(density, t_edges, directions)
   out = composite(weights, rgb, t_edges, background)
+  out['weights'] = weights
+  return out
+
+
+def composite_samples(samples: Samples, density: jnp.ndarray,
+                      rgb: jnp.ndarray, directions: jnp.ndarray,
+                      near: jnp.ndarray, far: jnp.ndarray,
+                      background: float | jnp.ndarray = 0.0) -> dict:
+  """The one compositor: dense or packed ``Samples`` into per-ray outputs.
+
+  Args:
+    samples: ``sampling.Samples`` of rays [R] (packed) or [...] (dense).
+    density: f32[..., n] or f32[B], the field's density at the samples.
+    rgb: f32[..., n, 3] or f32[B, 3], its colour there.
+    directions: f32[R | ..., 3], the rays' directions (their norm turns
+      intervals of t into lengths).
+    near, far: f32[R | ..., 1], the rays' sampled intervals.
+    background: float or f32[..., 3], colour behind the volume.
+
+  Returns:
+    The dict of ``finish`` per ray, plus ``weights`` (f32[..., n] or
+    f32[B]; zero in padding slots).
+  """
+  if not samples.packed:
+    t_edges = samples.t_edges()
+    weights = compute_weights(density, t_edges, directions)
+    out = composite(weights, rgb, t_edges, background)
+  else:
+    num_rays, ids = directions.shape[0], samples.ray_ids
+    speed = jnp.linalg.norm(directions, axis=-1)[ids]
+    density = jnp.where(samples.used, density, 0.0)
+    ray_start = jnp.concatenate([jnp.ones((1,), bool), ids[1:] != ids[:-1]])
+    weights = packed_weights(
+        density, (samples.t_ends - samples.t_starts) * speed, ray_start)
+    # Padding slots go to segment num_rays, which segment_sum drops.
+    segments = jnp.where(samples.used, ids, num_rays)
+
+    def per_ray(x):
+      return jax.ops.segment_sum(x, segments, num_rays,
+                                 indices_are_sorted=True)
+
+    t_mid = 0.5 * (samples.t_starts + samples.t_ends)
+    out = finish(per_ray(weights[:, None] * rgb), per_ray(weights * t_mid),
+                 per_ray(weights), near[..., 0], far[..., 0], background)
   out['weights'] = weights
   return out
 

@@ -12,10 +12,68 @@ deterministic evaluation path.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+
+
+class Samples(NamedTuple):
+  """Where a model evaluates its field: intervals along rays, dense or packed.
+
+  Dense (``ray_ids`` None): every ray of the batch [...] has n intervals,
+  contiguous and sorted: t, t_starts, t_ends are f32[..., n] and
+  ``t_ends[..., i] == t_starts[..., i + 1]``.
+  Packed: the intervals of all rays one after another in a fixed budget of B
+  slots (nerfacc's packed samples): t, t_starts, t_ends f32[B], ``ray_ids``
+  i32[B] the ray of each slot (rays in order, each ray's intervals
+  contiguous and sorted), ``used`` bool[B] False for padding slots,
+  ``ray_ok`` bool[R] whether all of a ray's samples fit the budget, and
+  ``count`` i32[] the slots used.
+
+  Attributes:
+    t: positions along t where the field is evaluated (inside the interval).
+    t_starts, t_ends: the interval each sample stands for.
+  """
+  t: jnp.ndarray
+  t_starts: jnp.ndarray
+  t_ends: jnp.ndarray
+  ray_ids: Optional[jnp.ndarray] = None
+  used: Optional[jnp.ndarray] = None
+  ray_ok: Optional[jnp.ndarray] = None
+  count: Optional[jnp.ndarray] = None
+
+  @property
+  def packed(self) -> bool:
+    return self.ray_ids is not None
+
+  def t_edges(self) -> jnp.ndarray:
+    """f32[..., n + 1], the edges of dense samples' intervals."""
+    return jnp.concatenate([self.t_starts, self.t_ends[..., -1:]], axis=-1)
+
+  def points(self, origins: jnp.ndarray, directions: jnp.ndarray,
+             viewdirs: jnp.ndarray) -> tuple:
+    """The sample points o + t d and the directions they are seen along,
+    for rays of origins, directions and viewdirs f32[R | ..., 3].
+
+    Returns:
+      (points, viewdirs): f32[..., n, 3] and f32[..., 1, 3] (dense; one
+      direction per ray, broadcast over its samples) or f32[B, 3] twice
+      (packed).
+    """
+    if self.packed:
+      ids = self.ray_ids
+      return origins[ids] + self.t[:, None] * directions[ids], viewdirs[ids]
+    return (points_along_rays(origins, directions, self.t),
+            viewdirs[..., None, :])
+
+
+def dense_samples(t_samples: jnp.ndarray, near: jnp.ndarray,
+                  far: jnp.ndarray) -> Samples:
+  """``Samples`` at sorted positions f32[..., n], each standing for the
+  interval between its neighbours' midpoints (``edges_from_samples``)."""
+  edges = edges_from_samples(t_samples, near, far)
+  return Samples(t=t_samples, t_starts=edges[..., :-1], t_ends=edges[..., 1:])
 
 
 def edges_from_samples(t_samples: jnp.ndarray, near: jnp.ndarray,

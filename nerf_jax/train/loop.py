@@ -23,6 +23,7 @@ from nerf_jax.runs import environment, lock, metrics_log, rundir, validation
 from nerf_jax.train import checkpointing, previews, signals, train_state
 from nerf_jax.train import train_step
 from nerf_jax.optim import make_schedule
+from nerf_jax.datasets import batch as batch_lib
 from nerf_jax.datasets.scene import SceneInfo
 
 
@@ -127,7 +128,7 @@ class _Trainer:
     self.logger = metrics_log.MetricsWriter(
         workdir, enabled=self.primary, tensorboard=config.train.tensorboard)
     self.info, self.files_written = info, False
-    self.data = train_state.put_data(scene.split('train'), mesh)
+    self.data = batch_lib.PixelTable.from_split(scene.split('train'), mesh)
     self.step_fn = self.compile_step(tx, mesh)
     self.render_fn = chunked.make_render_fn(self.model)
     self.schedule = make_schedule(config.train)
@@ -200,7 +201,7 @@ class _Trainer:
       return record
     row = previews.write_preview(self.preview_dir, step, result['first'],
                                  scene.near, scene.far,
-                                 float(scene.white_background))
+                                 self.info.background)
     self.logger.image(f'{config.eval.split}/preview', row, step)
     previews.plot_progress(self.logger.path,
                            os.path.join(self.workdir, 'progress.png'))

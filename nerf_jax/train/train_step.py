@@ -1,7 +1,11 @@
-"""The training step: drawing rays, the pure update and micro-batches.
+"""The training step: drawing pixels, the pure update and micro-batches.
 
 ``make_train_step`` builds ``train_step(state, data, rng) -> (state,
 metrics)``, pure and unjitted; the loop jits it once with the state donated.
+The step draws pixels from the pixel table (``datasets.batch``) and the
+differentiated loss casts their rays through the cameras the model adjusts
+(``Model.adjust_cameras``), so per-view parameters and cameras receive
+gradients (``make_loss_and_grads``).
 """
 
 from __future__ import annotations
@@ -14,38 +18,10 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from nerf_jax.cameras import camera
 from nerf_jax import distributed, metrics, models
+from nerf_jax.cameras import camera
+from nerf_jax.datasets import batch as batch_lib
 from nerf_jax.train import train_state
-
-
-def sample_batch(key: jax.Array, data: train_state.TrainData, batch_rays: int,
-                 near: float, far: float, mesh: Optional[Mesh] = None) -> tuple:
-  """Random rays drawn uniformly from all training pixels (with replacement).
-
-  One flat index per ray picks a pixel of the table; its view is found by a
-  binary search over the views' first rows, then row and column by its
-  offset in that view. The draw depends on the key only, not on the
-  devices: with a mesh (the table's rows split over the devices, see
-  ``distributed.gather_rows``) the batch is the same one, split over them.
-
-  Returns:
-    (rays: Rays of batch shape [batch_rays], rgb: f32[batch_rays, 3] in
-    [0, 1]).
-  """
-  index = jax.random.randint(key, (batch_rays,), 0, data.num_pixels)
-  view = jnp.searchsorted(data.starts, index, side='right') - 1
-  offset = index - data.starts[view]
-  width = data.cameras.width[view]
-  rows, cols = offset // width, offset % width
-  rgb = distributed.gather_rows(data.pixels, index, mesh)
-  if mesh is not None:
-    view, rows, cols = jax.lax.with_sharding_constraint(
-        (view, rows, cols), distributed.batch_sharded(mesh))
-  rays = camera.cast_rays(data.cameras, view, rows, cols, near, far)
-  if rgb.dtype == jnp.uint8:
-    rgb = rgb.astype(jnp.float32) / 255.0
-  return rays, rgb
 
 
 def make_train_step(model: models.Model, tx: optax.GradientTransformation,
@@ -77,18 +53,19 @@ def make_train_step(model: models.Model, tx: optax.GradientTransformation,
     raise ValueError(f'batch_rays={batch_rays} is not divisible by '
                      f'micro_batches={micro_batches}')
 
-  loss_and_grads_on_mesh = _loss_and_grads_fn(model, micro_batches, mesh)
+  loss_and_grads = make_loss_and_grads(model, near, far, micro_batches, mesh)
 
-  def train_step(state: train_state.TrainState, data: train_state.TrainData,
+  def train_step(state: train_state.TrainState, data: batch_lib.PixelTable,
                  rng: jax.Array):
     key = jax.random.fold_in(rng, state.step)
     k_batch, k_render, k_state = jax.random.split(key, 3)
-    rays, target = sample_batch(k_batch, data, batch_rays, near, far, mesh)
+    pixels = batch_lib.draw_pixels(k_batch, data, batch_rays, mesh)
     if mesh is not None:
-      rays, target = jax.lax.with_sharding_constraint(
-          (rays, target), distributed.batch_sharded(mesh))
-    (loss, aux), grads = loss_and_grads_on_mesh(
-        state.params, state.model_state, rays, target, k_render, state.step)
+      pixels = jax.lax.with_sharding_constraint(
+          pixels, distributed.batch_sharded(mesh))
+    (loss, aux), grads = loss_and_grads(
+        state.params, state.model_state, pixels, data.cameras, k_render,
+        state.step)
     finite = jnp.isfinite(loss) & metrics.all_finite(grads)
 
     def update(_):
@@ -122,32 +99,57 @@ def make_train_step(model: models.Model, tx: optax.GradientTransformation,
   return train_step
 
 
-def _loss_and_grads_fn(model: models.Model, micro_batches: int,
-                       mesh: Optional[Mesh]) -> Callable:
-  """``(params, model_state, rays, target, key, step) -> ((loss, aux),
-  grads)`` of ``model.loss``, over ``micro_batches`` micro-batches; for a
-  model that ``couples_rays`` on a mesh, per device and averaged."""
-  def loss_and_grads(params, model_state, rays, target, key, step, mesh):
+def pixel_loss(model: models.Model, near: float, far: float) -> Callable:
+  """``loss(params, model_state, pixels, cameras, key, step) -> (loss,
+  metrics)``: the model's loss of drawn pixels, their rays cast through the
+  cameras the model adjusts, all inside the function (so inside the
+  gradient)."""
+  def loss(params, model_state, pixels: batch_lib.Pixels,
+           cameras: camera.Cameras, key: jax.Array, step: jnp.ndarray):
+    cameras = model.adjust_cameras(params, cameras)
+    batch = batch_lib.cast(cameras, pixels, near, far)
+    return model.loss(params, model_state, batch, key, step)
+
+  return loss
+
+
+def make_loss_and_grads(model: models.Model, near: float, far: float,
+                        micro_batches: int = 1,
+                        mesh: Optional[Mesh] = None) -> Callable:
+  """``(params, model_state, pixels, cameras, key, step) -> ((loss, aux),
+  grads)`` of ``pixel_loss`` with respect to ``params``, over
+  ``micro_batches`` micro-batches; for a model that ``couples_rays`` on a
+  mesh, per device and averaged."""
+  loss_fn = pixel_loss(model, near, far)
+
+  def loss_and_grads(params, model_state, pixels, cameras, key, step, mesh):
     if micro_batches == 1:
-      grad_fn = jax.value_and_grad(model.loss, has_aux=True)
-      return grad_fn(params, model_state, rays, target, key, step)
-    return accumulate_loss_and_grads(model.loss, params, model_state, rays,
-                                     target, key, step, micro_batches, mesh)
+      grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+      return grad_fn(params, model_state, pixels, cameras, key, step)
+    return accumulate_loss_and_grads(
+        functools.partial(_with_cameras, loss_fn, cameras), params,
+        model_state, pixels, key, step, micro_batches, mesh)
 
   if mesh is not None and model.couples_rays:
     # Each device computes its shard's loss and gradients (its own packing,
     # its own render key); their means are the step's.
-    def per_device(params, model_state, rays, target, key, step):
+    def per_device(params, model_state, pixels, cameras, key, step):
       key = jax.random.fold_in(key, jax.lax.axis_index(distributed.AXIS))
-      value = loss_and_grads(params, model_state, rays, target, key, step,
+      value = loss_and_grads(params, model_state, pixels, cameras, key, step,
                              None)
       return jax.lax.pmean(value, distributed.AXIS)
 
     batch, same = P(distributed.AXIS), P()
     return jax.shard_map(
-        per_device, mesh=mesh, in_specs=(same, same, batch, batch, same, same),
+        per_device, mesh=mesh, in_specs=(same, same, batch, same, same, same),
         out_specs=same, check_vma=False)
   return functools.partial(loss_and_grads, mesh=mesh)
+
+
+def _with_cameras(loss_fn: Callable, cameras, params, model_state, pixels,
+                  key, step):
+  """``loss_fn`` with the cameras fixed (the micro-batches share them)."""
+  return loss_fn(params, model_state, pixels, cameras, key, step)
 
 
 def split_micro_batches(tree: Any, micro_batches: int,
@@ -170,34 +172,35 @@ def split_micro_batches(tree: Any, micro_batches: int,
 
 
 def accumulate_loss_and_grads(loss_fn: Callable, params: Any, model_state: Any,
-                              rays, target: jnp.ndarray, key: jax.Array,
-                              step: jnp.ndarray, micro_batches: int,
+                              batch: Any, key: jax.Array, step: jnp.ndarray,
+                              micro_batches: int,
                               mesh: Optional[Mesh] = None) -> tuple:
   """``value_and_grad(loss_fn, has_aux=True)`` averaged over micro-batches.
 
-  The rays (and targets) are split by ``split_micro_batches``; micro-batch i
-  is rendered with ``fold_in(key, i)``. A ``lax.scan`` sums each micro-batch's
-  loss, metrics and gradients, so only one micro-batch's forward and backward
-  working set is alive at a time; the sums are divided by k. For a loss that
-  is a mean over rays this is the full batch's loss and gradient.
+  ``loss_fn(params, model_state, batch, key, step)``; the batch (a pytree of
+  [b, ...] leaves, e.g. drawn ``Pixels``) is split by
+  ``split_micro_batches``, and micro-batch i is rendered with
+  ``fold_in(key, i)``. A ``lax.scan`` sums each micro-batch's loss, metrics
+  and gradients, so only one micro-batch's forward and backward working set
+  is alive at a time; the sums are divided by k. For a loss that is a mean
+  over rays this is the full batch's loss and gradient.
 
   Returns:
     ((loss f32[], metrics dict of f32[]), grads like ``params``).
   """
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-  xs = (split_micro_batches((rays, target), micro_batches, mesh),
+  xs = (split_micro_batches(batch, micro_batches, mesh),
         jnp.arange(micro_batches))
 
   def body(total, x):
-    (mb_rays, mb_target), i = x
-    value = grad_fn(params, model_state, mb_rays, mb_target,
-                    jax.random.fold_in(key, i), step)
+    part, i = x
+    value = grad_fn(params, model_state, part, jax.random.fold_in(key, i),
+                    step)
     return jax.tree_util.tree_map(jnp.add, total, value), None
 
   first = jax.eval_shape(grad_fn, params, model_state,
-                         *jax.tree_util.tree_map(lambda x: x[0], xs[0]),
+                         jax.tree_util.tree_map(lambda x: x[0], xs[0]),
                          key, step)
   zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), first)
   total, _ = jax.lax.scan(body, zeros, xs)
   return jax.tree_util.tree_map(lambda x: x / micro_batches, total)
-

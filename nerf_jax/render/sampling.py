@@ -34,6 +34,9 @@ class Samples(NamedTuple):
   Attributes:
     t: positions along t where the field is evaluated (inside the interval).
     t_starts, t_ends: the interval each sample stands for.
+    edges: dense samples only, optional: f32[..., n + 1], the edges the
+      intervals were sliced from (kept so that ``t_edges`` hands back the
+      very array rather than a copy joined from the slices).
   """
   t: jnp.ndarray
   t_starts: jnp.ndarray
@@ -42,6 +45,7 @@ class Samples(NamedTuple):
   used: Optional[jnp.ndarray] = None
   ray_ok: Optional[jnp.ndarray] = None
   count: Optional[jnp.ndarray] = None
+  edges: Optional[jnp.ndarray] = None
 
   @property
   def packed(self) -> bool:
@@ -49,6 +53,8 @@ class Samples(NamedTuple):
 
   def t_edges(self) -> jnp.ndarray:
     """f32[..., n + 1], the edges of dense samples' intervals."""
+    if self.edges is not None:
+      return self.edges
     return jnp.concatenate([self.t_starts, self.t_ends[..., -1:]], axis=-1)
 
   def points(self, origins: jnp.ndarray, directions: jnp.ndarray,
@@ -73,7 +79,8 @@ def dense_samples(t_samples: jnp.ndarray, near: jnp.ndarray,
   """``Samples`` at sorted positions f32[..., n], each standing for the
   interval between its neighbours' midpoints (``edges_from_samples``)."""
   edges = edges_from_samples(t_samples, near, far)
-  return Samples(t=t_samples, t_starts=edges[..., :-1], t_ends=edges[..., 1:])
+  return Samples(t=t_samples, t_starts=edges[..., :-1], t_ends=edges[..., 1:],
+                 edges=edges)
 
 
 def edges_from_samples(t_samples: jnp.ndarray, near: jnp.ndarray,

@@ -24,6 +24,7 @@ def get_config() -> ml_collections.ConfigDict:
   data.width = 64  # procedural: image width in pixels
   data.height = 64  # procedural: image height in pixels
   data.num_train = 100  # procedural: training views
+  data.environment = False  # procedural only: the objects inside a distant textured ground and dome (unbounded; far becomes at least 45)
   # The held-out view options below (num_val, num_test, max_views,
   # val_indices, val_fraction, holdout) apply only to the kinds they name: set
   # to anything but its default for another kind, one is refused with one line
@@ -38,6 +39,7 @@ def get_config() -> ml_collections.ConfigDict:
   data.holdout = 8  # llff, transforms only: every Nth view is held out for val/test (0 = none)
   data.ndc = True  # llff: forward-facing capture, rays in NDC (False for 360-degree captures)
   data.aabb_scale = 0.0  # transforms: scene box half-width / 1.5, as instant-ngp's (0 = the json's, or fit the cameras)
+  data.extent = 'auto'  # 'auto' (the loader decides from the capture) | 'bounded' (all in the scene box) | 'forward' (NDC) | 'unbounded' (the box holds the object; the background is contracted)
 
   config.model = model = ml_collections.ConfigDict()
   model.kind = 'mlp'  # 'mlp': the NeRF paper's MLP (coarse + fine); 'fast': hash grid + occupancy grid

@@ -10,6 +10,11 @@ Shading is view-independent Lambertian with two fixed directional lights,
 ``albedo * (ambient + sum_k w_k * max(0, n . l_k))``, so a NeRF without view
 directions can represent it exactly.
 
+``make_scene(environment=True)`` is the unbounded variant: the same objects
+on a textured ground plane under a textured dome of radius 40
+(``environment``), both emissive; every ray hits something, so depth is
+finite and alpha 1 at every pixel.
+
 Symbols used below:
   o: f[..., 3], ray origins; d: f[..., 3], ray directions (not normalised,
   camera-space z = -1); t: f[...], the ray parameter, i.e. camera-axis depth,
@@ -24,6 +29,7 @@ from typing import Sequence, Tuple, Union
 import numpy as np
 
 from nerf_jax.cameras import camera
+from nerf_jax.datasets import environment as env_lib
 from nerf_jax.datasets.base import DatasetError, Scene, Split, pinhole_split
 
 CAMERA_RADIUS = 4.0  # distance of every camera from the origin
@@ -40,6 +46,9 @@ LIGHTS = (
 AABB = ((-1.2, -1.2, -1.2), (1.2, 1.2, 1.2))
 _EPS = 1e-9  # smallest accepted hit distance; cameras are outside all shapes
 _RAYS_PER_CHUNK = 1 << 20  # bound the memory of one vectorised pass
+# The unbounded variant's least far plane: no camera-axis depth exceeds the
+# farthest dome point's distance from a camera, CAMERA_RADIUS + DOME_RADIUS.
+ENVIRONMENT_FAR = CAMERA_RADIUS + env_lib.DOME_RADIUS + 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,7 +166,7 @@ def _hit(shape: Shape, o: np.ndarray, d: np.ndarray):
 
 
 def trace(origins: np.ndarray, directions: np.ndarray,
-          white_background: bool = False):
+          white_background: bool = False, environment: bool = False):
   """Renders rays against ``SHAPES``: the nearest hit, shaded.
 
   Args:
@@ -165,6 +174,8 @@ def trace(origins: np.ndarray, directions: np.ndarray,
     directions: f[..., 3], ray directions (any length; t is measured in
       units of these directions).
     white_background: bool, composite misses onto white instead of black.
+    environment: bool, rays reach the ground and the dome
+      (``environment.hit``) where no shape is hit before them.
 
   Returns:
     (rgb f32[..., 3], depth f32[..., ] with inf on misses,
@@ -184,10 +195,15 @@ def trace(origins: np.ndarray, directions: np.ndarray,
   light = np.full(depth.shape, AMBIENT)
   for direction, weight in LIGHTS:
     light += weight * np.maximum(0.0, normal @ direction)
+  rgb = np.clip(albedo * light[..., None], 0, 1)
+  if environment:
+    t, emitted = env_lib.hit(o, d)
+    behind = t < depth  # no shape in front of the environment's surface
+    depth = np.where(behind, t, depth)
+    rgb = np.where(behind[..., None], emitted, rgb)
   alpha = np.isfinite(depth)
   background = 1.0 if white_background else 0.0
-  rgb = np.where(alpha[..., None], np.clip(albedo * light[..., None], 0, 1),
-                 background)
+  rgb = np.where(alpha[..., None], rgb, background)
   return (rgb.astype(np.float32), depth.astype(np.float32),
           alpha.astype(np.float32))
 
@@ -199,13 +215,14 @@ def default_intrinsics(width: int, height: int) -> camera.Intrinsics:
 
 
 def render_views(poses: np.ndarray, intrinsics: camera.Intrinsics,
-                 white_background: bool = False):
+                 white_background: bool = False, environment: bool = False):
   """Renders several views, one ray per pixel centre.
 
   Args:
     poses: f32[n, 4, 4] (or [n, 3, 4]), camera-to-world matrices.
     intrinsics: the camera shared by all views.
     white_background: bool, composite onto white instead of black.
+    environment: bool, the objects inside the textured environment.
 
   Returns:
     (rgb f32[n, h, w, 3], depth f32[n, h, w], alpha f32[n, h, w]).
@@ -219,25 +236,27 @@ def render_views(poses: np.ndarray, intrinsics: camera.Intrinsics,
   for start in range(0, poses.shape[0], per_chunk):
     chunk = poses[start:start + per_chunk, None, None]
     rays = camera.camera_rays(chunk, dirs, 0.0, 1.0, xnp=np)
-    outputs.append(trace(rays.origins, rays.directions, white_background))
+    outputs.append(trace(rays.origins, rays.directions, white_background,
+                         environment))
   return tuple(np.concatenate(parts, axis=0) for parts in zip(*outputs))
 
 
 def render_view(c2w: np.ndarray, intrinsics: camera.Intrinsics,
-                white_background: bool = False):
+                white_background: bool = False, environment: bool = False):
   """Renders one view of the scene from an arbitrary pose.
 
   Args:
     c2w: f32[4, 4] (or [3, 4]), the camera-to-world matrix.
     intrinsics: the camera.
     white_background: bool, composite onto white instead of black.
+    environment: bool, the objects inside the textured environment.
 
   Returns:
     (rgb f32[h, w, 3], depth f32[h, w] camera-axis depth with inf on misses,
     alpha f32[h, w] in {0, 1}).
   """
   rgb, depth, alpha = render_views(np.asarray(c2w)[None], intrinsics,
-                                   white_background)
+                                   white_background, environment)
   return rgb[0], depth[0], alpha[0]
 
 
@@ -268,8 +287,10 @@ def spiral_poses(num: int, phase_deg: float, elevation_range: Sequence[float]
 
 
 def _make_split(poses: np.ndarray, intrinsics: camera.Intrinsics,
-                white_background: bool, where: str) -> Split:
-  rgb, depth, alpha = render_views(poses, intrinsics, white_background)
+                white_background: bool, environment: bool,
+                where: str) -> Split:
+  rgb, depth, alpha = render_views(poses, intrinsics, white_background,
+                                   environment)
   return pinhole_split(rgb, poses, intrinsics, np.arange(len(poses)), where,
                        depths=depth, alphas=alpha)
 
@@ -277,7 +298,7 @@ def _make_split(poses: np.ndarray, intrinsics: camera.Intrinsics,
 def make_scene(width: int = 64, height: int = 64, num_train: int = 100,
                num_val: int = 8, num_test: int = 8, seed: int = 0,
                white_background: bool = False, near: float = 2.0,
-               far: float = 6.0) -> Scene:
+               far: float = 6.0, environment: bool = False) -> Scene:
   """The procedural scene with train / val / test views.
 
   The object set is fixed; ``seed`` only places the cameras. Train cameras are
@@ -285,12 +306,20 @@ def make_scene(width: int = 64, height: int = 64, num_train: int = 100,
   spirals (elevation 20-60 and 30-70 degrees) whose phase depends on the seed.
   Splits with zero views are left out.
 
+  With ``environment`` the objects stand inside the textured ground and dome
+  (``environment``): the scene's extent is 'unbounded', its box ``aabb`` is
+  still the objects' and its far plane is ``max(far, ENVIRONMENT_FAR)``
+  (45), so that the sampled interval reaches the dome from every camera
+  while a larger ``far`` is kept; ``near`` is used as given.
+
   Args:
     width, height: int, image size in pixels.
     num_train, num_val, num_test: int, views per split (num_train >= 1).
     seed: int, seeds the camera placement.
     white_background: bool, composite onto white instead of black.
-    near, far: float, the sampled interval along t.
+    near, far: float, the sampled interval along t (see above for the far
+      plane with ``environment``).
+    environment: bool, the unbounded variant.
 
   Returns:
     ``Scene`` named 'procedural' whose splits carry ground-truth depths and
@@ -310,9 +339,10 @@ def make_scene(width: int = 64, height: int = 64, num_train: int = 100,
       'test': spiral_poses(num_test, phase + 180.0 / max(num_test, 1),
                            (30.0, 70.0)),
   }
-  splits = {name: _make_split(p, intrinsics, white_background,
+  splits = {name: _make_split(p, intrinsics, white_background, environment,
                               f'procedural scene, {name} split')
             for name, p in poses.items() if len(p)}
-  return Scene(name='procedural', splits=splits, near=float(near),
-               far=float(far), white_background=bool(white_background),
-               aabb=AABB)
+  far = max(float(far), ENVIRONMENT_FAR) if environment else float(far)
+  return Scene(name='procedural', splits=splits, near=float(near), far=far,
+               white_background=bool(white_background), aabb=AABB,
+               extent='unbounded' if environment else 'bounded')

@@ -21,6 +21,7 @@ import jax
 import ml_collections
 
 from nerf_jax import datasets, errors, models
+from nerf_jax.datasets import extent as extent_lib
 from nerf_jax.runs import rundir
 
 
@@ -89,6 +90,11 @@ HELD_OUT_OPTIONS = {
     'data.holdout': ('llff', 'transforms'),
 }
 
+# Other options that only their kind's loader reads, refused the same way.
+KIND_OPTIONS = {
+    'data.environment': ('procedural',),
+}
+
 _INTERVAL = re.compile(r'^([\[(])\s*([^,]+),\s*([^\])]+)([\])])$')
 
 
@@ -154,11 +160,12 @@ def check_fields(config: ml_collections.ConfigDict,
 
 def held_out_problem(data: ml_collections.ConfigDict,
                      defaults: ml_collections.ConfigDict) -> str:
-  """'' or the line refusing a held-out option (``HELD_OUT_OPTIONS``) set
-  for a data kind it does not apply to."""
+  """'' or the line refusing a held-out option (``HELD_OUT_OPTIONS``) or
+  another kind's option (``KIND_OPTIONS``) set for a data kind it does not
+  apply to."""
   if data.kind not in datasets.KINDS:
     return ''  # the loader names the kinds
-  for key, kinds in HELD_OUT_OPTIONS.items():
+  for key, kinds in {**HELD_OUT_OPTIONS, **KIND_OPTIONS}.items():
     field = key.partition('.')[2]
     if data.kind in kinds or field not in data:
       continue
@@ -218,6 +225,9 @@ def validate_config(config: ml_collections.ConfigDict,
   if t.lr_schedule not in ('log_linear', 'exponential'):
     raise ConfigError(f'train.lr_schedule={t.lr_schedule!r} must be '
                       "'log_linear' or 'exponential'")
+  if config.data.extent not in extent_lib.CHOICES:
+    raise ConfigError(f'data.extent={config.data.extent!r} is not one of '
+                      f'{", ".join(repr(c) for c in extent_lib.CHOICES)}')
   d = config.data
   from_data = d.kind in ('llff', 'transforms') and d.near == d.far == 0
   if not (d.near < d.far or from_data):

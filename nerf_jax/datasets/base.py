@@ -179,6 +179,9 @@ class Scene:
       up), 'spiral' (forward-facing, around the average camera) or 'smooth'
       (through the training cameras).
     focus_depth: float, the depth a spiral path looks at (0 = none).
+    extent: str, how far the content reaches (``scene.EXTENTS``): 'bounded'
+      (all inside ``aabb``), 'forward' (forward-facing, NDC) or 'unbounded'
+      (``aabb`` holds the object, the background reaches to the horizon).
   """
   name: str
   splits: dict
@@ -188,6 +191,7 @@ class Scene:
   aabb: tuple = scene_lib.DEFAULT_AABB
   trajectory: str = 'orbit'
   focus_depth: float = 0.0
+  extent: str = 'bounded'
 
   def split(self, name: str) -> Split:
     if name not in self.splits:
@@ -217,4 +221,6 @@ class Scene:
         fingerprint=scene_lib.fingerprint(train.images, poses, train.cameras),
         path=path, ndc=bool(train.cameras.ndc), trajectory=self.trajectory,
         focus_depth=float(self.focus_depth),
-        camera_poses=scene_lib.as_pose_list(train.poses))
+        camera_poses=scene_lib.as_pose_list(train.poses),
+        extent=scene_lib.as_extent(
+            'forward' if train.cameras.ndc else self.extent))

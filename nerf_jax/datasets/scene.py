@@ -44,6 +44,10 @@ class SceneInfo:
     focus_depth: float, the depth a spiral path looks at (0 = none).
     camera_poses: the training cameras' camera-to-world matrices, as nested
       lists [n][4][4] (spiral and smooth paths follow them).
+    extent: str, one of ``EXTENTS``: 'bounded' (everything inside ``aabb``),
+      'forward' (a forward-facing capture in NDC) or 'unbounded' (``aabb``
+      holds the object; the background reaches to the horizon and is
+      modelled in contracted space).
   """
   name: str
   near: float
@@ -59,6 +63,7 @@ class SceneInfo:
   trajectory: str = 'orbit'
   focus_depth: float = 0.0
   camera_poses: tuple = ()
+  extent: str = 'bounded'
 
   @property
   def background(self) -> float:
@@ -80,8 +85,24 @@ class SceneInfo:
     d['intrinsics'] = Intrinsics(**d['intrinsics'])
     d['aabb'] = as_aabb(d.get('aabb', DEFAULT_AABB))
     d['camera_poses'] = as_pose_list(d.get('camera_poses', ()))
+    # Runs saved before extents existed: NDC captures were forward-facing,
+    # everything else was modelled inside its box.
+    d['extent'] = as_extent(d.get('extent', 'forward' if d.get('ndc') else
+                                  'bounded'))
     known = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in d.items() if k in known})
+
+
+# How far a scene's content reaches (SceneInfo.extent).
+EXTENTS = ('bounded', 'forward', 'unbounded')
+
+
+def as_extent(value) -> str:
+  """``value`` if it is one of ``EXTENTS``, else ValueError (one line)."""
+  if value not in EXTENTS:
+    raise ValueError(f'scene extent must be one of {", ".join(EXTENTS)}, '
+                     f'got {value!r}')
+  return str(value)
 
 
 # The box of the NeRF synthetic scenes (objects within about 1.5 of the

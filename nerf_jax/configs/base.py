@@ -64,7 +64,8 @@ def get_config() -> ml_collections.ConfigDict:
   fast.max_resolution = 2048  # hash grid: finest cells per side of the box
   fast.width = 64  # hidden units of the density and colour MLPs
   fast.geo_features = 15  # features from the density MLP to the colour MLP
-  fast.num_steps = 512  # marching steps across the box diagonal (step = diagonal / this)
+  fast.num_steps = 512  # marching steps across the box diagonal (step = diagonal / this); unbounded scenes: steps up to where a ray leaves the box
+  fast.outer_steps = 128  # unbounded scenes: steps equal in disparity from the box out to far
   fast.budget_per_ray = 32  # training: packed field evaluations per ray on average
   fast.occupancy_resolution = 64  # occupancy grid cells per side of the box
   fast.occupancy_every = 16  # steps between occupancy-grid updates

@@ -11,7 +11,10 @@ Following the NeRF paper: the scene is scaled so that the nearest bound is
 looking down -z, every 8th view is held out, and forward-facing captures use
 NDC rays (the space from the plane z = -1 to infinity maps to t in [0, 1]).
 360-degree captures (``ndc=False``) are instead centred on the point the
-cameras look at, with +z up, and sample t between the depth bounds.
+cameras look at, with +z up, and are unbounded (``extent``): the scene box
+holds the object the cameras circle and t runs from the near depth bound to
+beyond the far one; with ``extent='bounded'`` the box reaches the far bound
+from every camera instead.
 """
 
 from __future__ import annotations
@@ -24,12 +27,18 @@ import numpy as np
 from nerf_jax.cameras import camera, checks
 from nerf_jax.io import inputs
 from nerf_jax.cameras import poses as poses_lib
+from nerf_jax.datasets import extent as extent_lib
 from nerf_jax.datasets.base import DatasetError, Scene, Split, validate_split
 from nerf_jax.datasets.images import IMAGE_EXTENSIONS, read_images
 
 # The nearest bound is scaled to 1 / _BOUND_MARGIN (NeRF's bd_factor), so the
 # NDC near plane z = -1 lies in front of everything the cameras see.
 _BOUND_MARGIN = 0.75
+# far of an unbounded 360-degree capture over its far depth bound: the
+# bounds are percentiles of the depths of COLMAP's points (LLFF's
+# imgs2poses), and what has no points (sky, plain walls) lies beyond; the
+# background is sampled in disparity, so the margin costs few samples.
+_FAR_MARGIN = 2.0
 
 
 def llff_to_opengl(poses_llff: np.ndarray) -> np.ndarray:
@@ -107,7 +116,8 @@ def _image_folder(path: str, downsample: int) -> tuple:
 
 
 def load_llff(path: str, *, downsample: int = 8, ndc: bool = True,
-              holdout: int = 8, near: float = 0.0, far: float = 0.0) -> Scene:
+              holdout: int = 8, near: float = 0.0, far: float = 0.0,
+              extent: str = 'auto') -> Scene:
   """Loads an LLFF scene folder.
 
   Args:
@@ -119,6 +129,8 @@ def load_llff(path: str, *, downsample: int = 8, ndc: bool = True,
       0 trains on all and holds out none.
     near, far: float, the sampled interval without NDC; 0 takes it from the
       depth bounds.
+    extent: str, 'auto' (NDC: 'forward', else 'unbounded'), or 'bounded' for
+      a 360-degree capture in one box (``extent.CHOICES``).
 
   Returns:
     ``Scene`` with intrinsics scaled to the images read.
@@ -132,6 +144,7 @@ def load_llff(path: str, *, downsample: int = 8, ndc: bool = True,
   if int(holdout) != holdout or holdout < 0:
     raise DatasetError(f'{path}: holdout must be 0 or a positive integer, '
                        f'got {holdout}')
+  extent_lib.check_requested(extent, ndc, path)
   data = _read_poses_bounds(path)
   n = len(data)
   folder, extra = _image_folder(path, int(downsample))
@@ -154,8 +167,8 @@ def load_llff(path: str, *, downsample: int = 8, ndc: bool = True,
   scale = 1.0 / (bounds.min() * _BOUND_MARGIN)
   poses[:, :3, 3] *= scale
   bounds *= scale
-  poses, scene_near, scene_far, aabb, trajectory = _framed(
-      poses, bounds, ndc, near, far)
+  poses, scene_near, scene_far, aabb, extent = _framed(
+      poses, bounds, ndc, near, far, extent)
   cameras = camera.Cameras.create(poses, intrinsics, ndc=ndc)
 
   held = np.arange(n)[::holdout] if holdout > 0 else np.zeros(0, int)
@@ -173,9 +186,10 @@ def load_llff(path: str, *, downsample: int = 8, ndc: bool = True,
     splits['val'] = splits['test'] = split(held)
   return Scene(name=os.path.basename(os.path.normpath(path)), splits=splits,
                near=scene_near, far=scene_far, white_background=False,
-               aabb=aabb, trajectory=trajectory,
+               aabb=aabb, trajectory='spiral' if ndc else 'orbit',
                focus_depth=spiral_focus_depth(float(bounds.min()),
-                                              float(bounds.max())))
+                                              float(bounds.max())),
+               extent=extent)
 
 
 def _intrinsics(llff: np.ndarray, height: int, width: int,
@@ -198,20 +212,26 @@ def _intrinsics(llff: np.ndarray, height: int, width: int,
 
 
 def _framed(poses: np.ndarray, bounds: np.ndarray, ndc: bool, near: float,
-            far: float) -> tuple:
-  """(poses, near, far, aabb, trajectory) of the scene: recentred for NDC
-  (t in [0, 1], a box in NDC space, a spiral path), else centred on the
-  focus point with near/far from the depth bounds (0: derived) and a box
-  that reaches the far bound from every camera (an orbit)."""
+            far: float, extent: str) -> tuple:
+  """(poses, near, far, aabb, extent) of the scene: recentred for NDC (t in
+  [0, 1], a box in NDC space), else centred on the focus point with near
+  from the depth bounds (data near/far 0: derived) and, unbounded, the
+  object box (``extent.object_box``) and far beyond the far bound, or,
+  bounded, a box that reaches the far bound from every camera."""
   if ndc:
     poses, _ = poses_lib.recenter(poses)
-    return poses, 0.0, 1.0, ((-1.5, -1.5, -1.0), (1.5, 1.5, 1.0)), 'spiral'
+    return (poses, 0.0, 1.0, ((-1.5, -1.5, -1.0), (1.5, 1.5, 1.0)),
+            'forward')
   try:
     center = poses_lib.focus_point(poses)
   except ValueError:
     center = poses[:, :3, 3].mean(0)
   poses, _ = poses_lib.orient_and_center(poses, center)
   scene_near = near or float(bounds.min()) * 0.9
-  scene_far = far or float(bounds.max())
-  reach = float(np.linalg.norm(poses[:, :3, 3], axis=-1).max()) + scene_far
-  return poses, scene_near, scene_far, ((-reach,) * 3, (reach,) * 3), 'orbit'
+  if extent == 'bounded':
+    scene_far = far or float(bounds.max())
+    reach = float(np.linalg.norm(poses[:, :3, 3], axis=-1).max()) + scene_far
+    return poses, scene_near, scene_far, ((-reach,) * 3, (reach,) * 3), extent
+  scene_far = far or _FAR_MARGIN * float(bounds.max())
+  return (poses, scene_near, scene_far, extent_lib.object_box(poses[:, :3, 3]),
+          'unbounded')

@@ -6,7 +6,7 @@ lengths), OpenCV distortion ``k1 k2 p1 p2``, and ``frames``, each with a
 ``file_path`` (relative to the json) and a 4x4 camera-to-world
 ``transform_matrix`` in OpenGL axes (x right, y up, looking down -z), the
 convention of both tools and of nerf_jax. instant-ngp's ``aabb_scale`` sets
-the scene box: its unit cube spans [-1.5, 1.5] around the origin (instant-ngp
+its scene box: its unit cube spans [-1.5, 1.5] around the origin (instant-ngp
 maps positions by x * 0.33 + 0.5), so the box is 1.5 * aabb_scale wide on
 each side.
 
@@ -15,8 +15,19 @@ Normalisation: the world is turned so that the cameras' mean up direction is
 already centred on what the cameras look at and scaled to its units, so
 they keep their origin and scale; files without ``aabb_scale`` (nerfstudio)
 are centred on the point nearest all optical axes and scaled so that the
-cameras' mean distance from it is 4, instant-ngp's convention, and their box
-holds the cameras.
+cameras' mean distance from it is 4, instant-ngp's convention.
+
+Extent (``extent.py``): a json with ``aabb_scale`` 1 (or less) says all is
+in that box: bounded. One with ``aabb_scale`` > 1 has, in instant-ngp's
+words, "a background visible outside the unit cube": unbounded, with the
+unit cube (the box of ``aabb_scale`` 1, where instant-ngp keeps its finest
+resolution) as the object box. A json without one (nerfstudio's) is
+cameras around an object: unbounded, with the same cube, the cameras
+being 4 away (``extent.object_box``). far is ``extent.background_far``, or
+the far side of the ``aabb_scale`` box where that is farther (prepare.py
+writes the smallest ``aabb_scale`` that holds the cameras, which says
+nothing of how far the background reaches). ``extent='bounded'`` gives the
+boxes of before: the ``aabb_scale`` box, or one holding the cameras.
 
 The default video is an orbit when the cameras surround the centre, else a
 smooth path through them (in file-name order, usually the capture's).
@@ -41,6 +52,7 @@ from nerf_jax.cameras import camera
 from nerf_jax.io import inputs
 from nerf_jax.cameras import poses as poses_lib
 from nerf_jax.cameras import checks, distortion as distortion_lib
+from nerf_jax.datasets import extent as extent_lib
 from nerf_jax.datasets.base import DatasetError, Scene, Split, validate_split
 from nerf_jax.datasets.images import image_sizes, read_images
 
@@ -166,7 +178,8 @@ def _read_meta(json_path: str) -> dict:
 def load_transforms(path: str, *, downsample: int = 1, holdout: int = 8,
                     near: float = 0.0, far: float = 0.0,
                     aabb_scale: float = 0.0,
-                    white_background: bool = False) -> Scene:
+                    white_background: bool = False,
+                    extent: str = 'auto') -> Scene:
   """Loads a transforms.json capture.
 
   Args:
@@ -178,6 +191,8 @@ def load_transforms(path: str, *, downsample: int = 1, holdout: int = 8,
       box and the cameras.
     aabb_scale: float, overrides the json's aabb_scale (0 = the json's).
     white_background: bool, images with alpha are composited onto white.
+    extent: str, 'auto' (from aabb_scale, see the module), 'bounded' or
+      'unbounded' (``extent.CHOICES``; 'forward' is refused: no NDC here).
 
   Returns:
     ``Scene`` (views may differ in size and camera).
@@ -188,6 +203,7 @@ def load_transforms(path: str, *, downsample: int = 1, holdout: int = 8,
   if int(holdout) != holdout or holdout < 0:
     raise DatasetError(f'{path}: holdout must be 0 or a positive integer, '
                        f'got {holdout}')
+  extent_lib.check_requested(extent, False, path)
   json_path = _json_path(path)
   root = os.path.dirname(os.path.abspath(json_path))
   meta = _read_meta(json_path)
@@ -212,8 +228,8 @@ def load_transforms(path: str, *, downsample: int = 1, holdout: int = 8,
   images = read_images(files, f, sizes=sizes,
                        background=1.0 if white_background else 0.0)
 
-  poses, aabb, scene_near, scene_far = _normalised(poses, meta, box_scale,
-                                                   near, far)
+  poses, aabb, scene_near, scene_far, extent = _normalised(
+      poses, meta, box_scale, near, far, extent)
   cameras = camera.Cameras.create(
       poses, [k for k, _ in cams], distortion=np.stack([d for _, d in cams]))
   n = len(files)
@@ -234,7 +250,7 @@ def load_transforms(path: str, *, downsample: int = 1, holdout: int = 8,
   name = os.path.basename(root)
   return Scene(name=name, splits=splits, near=scene_near, far=scene_far,
                white_background=bool(white_background), aabb=aabb,
-               trajectory=_trajectory(poses))
+               trajectory=_trajectory(poses), extent=extent)
 
 
 def _existing_frames(meta: dict, json_path: str, root: str) -> list:
@@ -283,11 +299,11 @@ def _frame_poses(frames: list, json_path: str, root: str) -> np.ndarray:
 
 
 def _normalised(poses: np.ndarray, meta: dict, box_scale: float,
-                near: float, far: float) -> tuple:
-  """(poses, aabb, near, far) in the scene's frame: instant-ngp's frame
-  when the json has an aabb_scale, else centred on the focus point with
-  the cameras _CAMERA_DISTANCE away; the box from aabb_scale or the
-  cameras; near/far (0: derived) covering the box."""
+                near: float, far: float, extent: str) -> tuple:
+  """(poses, aabb, near, far, extent) in the scene's frame: instant-ngp's
+  frame when the json has an aabb_scale, else centred on the focus point
+  with the cameras _CAMERA_DISTANCE away; the box and far from ``_boxed``;
+  near/far given (0: derived)."""
   if meta.get('aabb_scale') is not None:
     center, scale = np.zeros(3), 1.0  # instant-ngp's frame: keep it
   else:
@@ -303,14 +319,36 @@ def _normalised(poses: np.ndarray, meta: dict, box_scale: float,
     half = _NGP_UNIT_HALF_WIDTH * box_scale
   else:
     half = float(np.abs(centres).max()) * 1.1
-  aabb = ((-half,) * 3, (half,) * 3)
-  # t runs from close to the camera to the far side of the box.
-  corners = np.array(np.meshgrid(*[[-half, half]] * 3)).reshape(3, -1).T
-  reach = np.linalg.norm(centres[:, None] - corners[None], axis=-1).max()
+  if extent == 'auto':
+    extent = 'bounded' if 0 < box_scale <= 1 else 'unbounded'
+  aabb, derived_far = _boxed(centres, half, box_scale, extent)
   scene_near = near or 0.05 * float(np.linalg.norm(centres, axis=-1).min()
                                     or half)
-  scene_far = far or float(reach)
-  return poses, aabb, scene_near, scene_far
+  return poses, aabb, scene_near, far or derived_far, extent
+
+
+def _boxed(centres: np.ndarray, half: float, box_scale: float,
+           extent: str) -> tuple:
+  """(aabb, far) for cameras at f64[n, 3] ``centres`` around the origin.
+
+  Bounded: the cube of half size ``half`` (from aabb_scale, or holding the
+  cameras), far reaching its far side. Unbounded: the object box is the
+  unit cube (or the json's smaller box) and far ``extent.background_far``,
+  or the far side of the aabb_scale box where that is farther (prepare.py
+  writes the smallest aabb_scale holding the cameras, which says nothing
+  of how far the background reaches).
+  """
+  # t runs from close to the camera to the far side of the box.
+  corners = np.array(np.meshgrid(*[[-half, half]] * 3)).reshape(3, -1).T
+  reach = float(np.linalg.norm(centres[:, None] - corners[None],
+                               axis=-1).max())
+  if extent == 'bounded':
+    return ((-half,) * 3, (half,) * 3), reach
+  far = max(reach, extent_lib.background_far(centres))
+  if box_scale <= 0:  # cameras _CAMERA_DISTANCE away: the unit cube
+    return extent_lib.object_box(centres), far
+  unit = _NGP_UNIT_HALF_WIDTH * min(box_scale, 1.0)
+  return ((-unit,) * 3, (unit,) * 3), far
 
 
 def _aabb_scale(override: float, meta: dict, json_path: str) -> float:

@@ -139,12 +139,12 @@ def test_a_pose_offset_gradient_moves_a_misposed_camera_to_its_pose(
       col=jnp.asarray(cols, jnp.int32),
       rgb=jnp.asarray(split.images[view, rows, cols]))
   rng = np.random.default_rng(0)
-  for trial in range(3):
+  for trial in range(2):
     error = rng.normal(size=3)
     error *= 0.15 / np.linalg.norm(error)
     offsets = np.zeros((len(split), 3), np.float32)
     offsets[view] = error  # the truth is offset 0
-    for it in range(20):
+    for it in range(12):
       params = {'field': variables['params'], 'pose': jnp.asarray(offsets)}
       _, grads = fn(params, variables['state'], pixels, table.cameras,
                     jax.random.PRNGKey(100 * trial + it), jnp.int32(0))
@@ -153,5 +153,5 @@ def test_a_pose_offset_gradient_moves_a_misposed_camera_to_its_pose(
       if it == 0:  # downhill points towards the true pose
         cos = -grad[view] @ -error / np.linalg.norm(grad[view]) / 0.15
         assert cos > 0.3, (trial, cos)
-      offsets[view] -= 0.015 * grad[view] / np.linalg.norm(grad[view])
-    assert np.linalg.norm(offsets[view]) < 0.04, trial  # from 0.15
+      offsets[view] -= 0.02 * grad[view] / np.linalg.norm(grad[view])
+    assert np.linalg.norm(offsets[view]) < 0.05, trial  # from 0.15

@@ -149,7 +149,10 @@ def test_llff_360_switch_orbits_instead_of_ndc(tmp_path):
   np.testing.assert_allclose(poses_lib.focus_point(every), 0, atol=1e-4)
   scale = 1 / (0.75 * 2.0)
   np.testing.assert_allclose(scene.near, 0.9 * 2.0 * scale)
-  np.testing.assert_allclose(scene.far, 4.0 * scale)
+  # A 360-degree capture is unbounded: far reaches twice the far bound
+  # (background beyond COLMAP's points); the box holds the object only.
+  assert scene.extent == 'unbounded'
+  np.testing.assert_allclose(scene.far, 2 * 4.0 * scale)
   ups = poses_lib.normalize(every[:, :3, 1].sum(0))
   np.testing.assert_allclose(ups, [0, 0, 1], atol=1e-5)
 
@@ -241,7 +244,10 @@ def test_transforms_global_camera_with_distortion(tmp_path):
   assert train.cameras.distorted and not train.cameras.ndc
   # instant-ngp's frame is kept (already z up, centred): poses unchanged.
   np.testing.assert_allclose(val.poses[1], poses[4], atol=1e-6)
-  assert scene.aabb == ((-3.0,) * 3, (3.0,) * 3)  # 1.5 * aabb_scale
+  # aabb_scale 2 > 1: content beyond the unit cube, so unbounded, with
+  # instant-ngp's unit cube (1.5 wide each way) as the object's box.
+  assert scene.extent == 'unbounded'
+  assert scene.aabb == ((-1.5,) * 3, (1.5,) * 3)
   assert scene.near > 0 and scene.far >= 4.0 + 3.0
 
 
@@ -291,7 +297,10 @@ def test_transforms_per_frame_cameras_of_different_sizes(tmp_path):
   np.testing.assert_allclose(np.linalg.norm(train.poses[:, :3, 3], axis=-1),
                              4.0 * np.ones(4), atol=1e-4)
   np.testing.assert_allclose(poses_lib.focus_point(train.poses), 0, atol=1e-4)
-  assert np.all(np.abs(train.poses[:, :3, 3]) <= scene.aabb[1][0])
+  # No aabb_scale (nerfstudio): cameras around an object, unbounded; the
+  # object's box is inside the cameras' circle.
+  assert scene.extent == 'unbounded'
+  assert np.all(np.abs(train.poses[:, :3, 3]).max(-1) > scene.aabb[1][0])
 
 
 def test_transforms_camera_angle_fallback(tmp_path):
@@ -421,7 +430,8 @@ def test_fox_trains_evaluates_and_renders(tmp_path):
   config.model.kind = 'mlp'  # the format is under test here, not the model
   record, info, kind, frames, step = _train_and_render(config, tmp_path / 'r')
   assert step == 3 and np.isfinite(record['psnr'])
-  assert not info.ndc and info.aabb == ((-6.0,) * 3, (6.0,) * 3)
+  assert not info.ndc and info.extent == 'unbounded'
+  assert info.aabb == ((-1.5,) * 3, (1.5,) * 3)
   # The fox's cameras cover half a circle: the video follows them.
   assert kind == 'smooth'
   assert frames['rgb'].shape == (2, 30, 16, 3)

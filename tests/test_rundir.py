@@ -64,6 +64,20 @@ def test_merge_fills_new_fields_drops_gone_ones_and_keeps_types():
   assert merged.name == 'demo'
 
 
+def test_a_saved_config_from_before_extents_keeps_its_box():
+  saved = json.loads(demo.get_config().to_json())
+  del saved['data']['extent']
+  saved['data'].update(kind='transforms', path='capture')
+  assert rundir.merge_onto(rundir.default_config(),
+                           saved).data.extent == 'bounded'
+  saved['data'].update(kind='llff', ndc=True)  # NDC stays forward-facing
+  assert rundir.merge_onto(rundir.default_config(),
+                           saved).data.extent == 'auto'
+  saved['data']['extent'] = 'unbounded'  # saved since: kept
+  assert rundir.merge_onto(rundir.default_config(),
+                           saved).data.extent == 'unbounded'
+
+
 def test_scene_info_round_trips_and_reads_old_files():
   info = datasets.load_scene(small_config().data).info()
   assert scene.SceneInfo.from_dict(json.loads(json.dumps(info.to_dict()))) == info

@@ -20,6 +20,7 @@ import ml_collections
 from nerf_jax import resources
 from nerf_jax.datasets.base import DatasetError, Scene, Split
 from nerf_jax.datasets.blender import load_blender
+from nerf_jax.datasets.extent import apply_extent
 from nerf_jax.datasets.llff import load_llff
 from nerf_jax.datasets.procedural import make_scene
 from nerf_jax.datasets.tiny_npz import load_tiny_npz
@@ -86,7 +87,8 @@ def _load_llff(cfg: Any, splits: Sequence[str]) -> Scene:
       str(getattr(cfg, 'path', '')), downsample=int(cfg.downsample),
       ndc=bool(getattr(cfg, 'ndc', True)),
       holdout=int(getattr(cfg, 'holdout', 8)),
-      near=float(cfg.near), far=float(cfg.far))
+      near=float(cfg.near), far=float(cfg.far),
+      extent=str(getattr(cfg, 'extent', 'auto')))
 
 
 def _load_transforms(cfg: Any, splits: Sequence[str]) -> Scene:
@@ -98,7 +100,8 @@ def _load_transforms(cfg: Any, splits: Sequence[str]) -> Scene:
       str(cfg.path), downsample=int(cfg.downsample),
       holdout=int(getattr(cfg, 'holdout', 8)), near=float(cfg.near),
       far=float(cfg.far), aabb_scale=float(getattr(cfg, 'aabb_scale', 0.0)),
-      white_background=bool(cfg.white_background))
+      white_background=bool(cfg.white_background),
+      extent=str(getattr(cfg, 'extent', 'auto')))
 
 
 def _no_white(cfg: Any, what: str) -> None:
@@ -130,7 +133,7 @@ def load_scene(data_cfg: Any, splits: Sequence[str] = ()) -> Scene:
   if kind not in _LOADERS:
     raise DatasetError(f'unknown data.kind {kind!r}; choose one of '
                        f'{", ".join(KINDS)}')
-  return _LOADERS[kind](data_cfg, splits)
+  return apply_extent(_LOADERS[kind](data_cfg, splits), data_cfg)
 
 
 def load_eval_split(path: str, split: str, data_cfg: Any = None,

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from nerf_jax.fields import encoding
+from nerf_jax.render import contraction
 
 # name -> (depth, width, skips). Skip layers concatenate the encoded input
 # to the activations *before* the layer with that index (NeRF: before layer 5).
@@ -189,6 +190,9 @@ class GridField(nn.Module):
     density_bias: float, added to the raw density before the activation.
     dtype: compute dtype of the MLPs (the hash tables, their interpolation
       and the outputs stay float32).
+    unbounded: bool, the grid spans contracted space (``render.contraction``):
+      ``aabb`` is the object's box, the grid's central half, and the rest of
+      space fills the outer cells.
   """
   aabb: tuple = ((-1.5, -1.5, -1.5), (1.5, 1.5, 1.5))
   levels: int = 16
@@ -202,6 +206,7 @@ class GridField(nn.Module):
   dir_freqs: int = 4
   density_bias: float = -1.0
   dtype: Any = jnp.float32
+  unbounded: bool = False
 
   def setup(self):
     self.resolutions = encoding.hash_grid_resolutions(
@@ -220,7 +225,10 @@ class GridField(nn.Module):
   def _geometry(self, points: jnp.ndarray) -> tuple:
     lo = jnp.asarray(self.aabb[0], jnp.float32)
     hi = jnp.asarray(self.aabb[1], jnp.float32)
-    x = (points - lo) / (hi - lo)
+    if self.unbounded:
+      x = contraction.to_unit(points, jnp.stack([lo, hi]), unbounded=True)
+    else:
+      x = (points - lo) / (hi - lo)
     h = encoding.hash_grid_encode(x, self.tables, self.resolutions)
     h = self.density_out(nn.relu(self.density_hidden(h)))
     density = trunc_exp(h[..., 0].astype(jnp.float32) + self.density_bias)

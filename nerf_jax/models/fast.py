@@ -38,6 +38,7 @@ class FastNerf(base.Model):
   _RANGES = dict(levels=(1, 32), features=(1, 8), log2_table=(8, 24),
                  base_resolution=(1, 4096), max_resolution=(1, 65536),
                  width=(1, 1024), geo_features=(1, 256), num_steps=(2, 4096),
+                 outer_steps=(1, 4096),
                  budget_per_ray=(1, 4096), occupancy_resolution=(2, 512),
                  occupancy_every=(1, 10 ** 6), occupancy_warmup=(0, 10 ** 9),
                  occupancy_cells=(1, 2 ** 24), round_samples=(1, 4096),
@@ -68,6 +69,8 @@ class FastNerf(base.Model):
     cfg = model_cfg.fast
     self.cfg = cfg
     self.aabb = np.asarray(scene.aabb, np.float32)
+    # An unbounded scene's grids span contracted space around its box.
+    self.unbounded = scene.extent == 'unbounded'
     self.field = networks.GridField(
         aabb=tuple(map(tuple, scene.aabb)), levels=int(cfg.levels),
         features=int(cfg.features), log2_table=int(cfg.log2_table),
@@ -77,7 +80,7 @@ class FastNerf(base.Model):
         use_viewdirs=bool(model_cfg.use_viewdirs),
         dir_freqs=int(model_cfg.dir_freqs),
         density_bias=float(model_cfg.density_bias),
-        dtype=networks.compute_dtype(model_cfg))
+        dtype=networks.compute_dtype(model_cfg), unbounded=self.unbounded)
     self.num_steps = int(cfg.num_steps)
     # World-space step length and the density whose opacity per step is
     # occupancy_alpha (instant-ngp: 0.01 per step).
@@ -88,7 +91,8 @@ class FastNerf(base.Model):
         aabb=tuple(map(tuple, scene.aabb)), num_steps=self.num_steps,
         budget_per_ray=int(cfg.budget_per_ray),
         round_samples=int(cfg.round_samples), eval_block=int(cfg.eval_block),
-        min_transmittance=float(cfg.min_transmittance))
+        min_transmittance=float(cfg.min_transmittance),
+        outer_steps=int(cfg.outer_steps) if self.unbounded else 0)
 
   # -- parameters and state ------------------------------------------------
 
@@ -123,7 +127,7 @@ class FastNerf(base.Model):
           key, grid, density_fn, jnp.asarray(self.aabb), step,
           decay=float(cfg.occupancy_decay), threshold=self.threshold,
           warmup_steps=int(cfg.occupancy_warmup),
-          max_cells=int(cfg.occupancy_cells))
+          max_cells=int(cfg.occupancy_cells), unbounded=self.unbounded)
 
     grid = jax.lax.cond(step % int(cfg.occupancy_every) == 0, refresh,
                         lambda g: g, state['grid'])
@@ -149,7 +153,7 @@ class FastNerf(base.Model):
     occupied cell), else 0."""
     mask = state['grid']['mask']
     index, inside = occupancy.cell_index(points, jnp.asarray(self.aabb),
-                                         mask.shape[0])
+                                         mask.shape[0], self.unbounded)
     return (inside & mask.reshape(-1)[index]).astype(jnp.float32)
 
   # -- rendering -----------------------------------------------------------

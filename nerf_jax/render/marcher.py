@@ -41,6 +41,10 @@ class OccupancyMarcher:
     round_samples: int, occupied samples per ray per evaluation round.
     eval_block: int, field evaluations per call inside a round.
     min_transmittance: float, evaluation stops a ray below it.
+    outer_steps: int, 0 for a bounded scene; else the scene is unbounded
+      (the grid covers contracted space) and rays take ``num_steps`` steps
+      up to where they leave the box and ``outer_steps`` steps equal in
+      disparity from there to far (``occupancy.unbounded_edges``).
   """
   aabb: tuple
   num_steps: int
@@ -48,21 +52,28 @@ class OccupancyMarcher:
   round_samples: int = 16
   eval_block: int = 1 << 16
   min_transmittance: float = 1e-4
+  outer_steps: int = 0
 
   levels = ('main',)
+
+  @property
+  def steps(self) -> int:
+    """Marching steps per ray (the static width of a marched batch)."""
+    return self.num_steps + self.outer_steps
 
   def march(self, key: Optional[jax.Array], rays: Rays, state: Any) -> dict:
     """``occupancy.march`` of rays [R] through the state's grid."""
     return occupancy.march(key, rays.origins, rays.directions, rays.near,
                            rays.far, state['grid']['mask'],
-                           jnp.asarray(self.aabb), self.num_steps)
+                           jnp.asarray(self.aabb), self.num_steps,
+                           self.outer_steps)
 
   def sample(self, key, rays: Rays, state, level: int = 0,
              previous=None) -> Samples:
     """The occupied samples of rays [R], packed into R x budget_per_ray
     slots (in ray order)."""
     del level, previous
-    num_rays, n = rays.origins.shape[0], self.num_steps
+    num_rays, n = rays.origins.shape[0], self.steps
     budget = num_rays * int(self.budget_per_ray)
     marched = self.march(key, rays, state)
     indices, count, ray_ok = occupancy.compact(marched['valid'], budget)
@@ -86,7 +97,7 @@ class OccupancyMarcher:
       The dict of ``compositing.finish`` plus ``samples`` i32[R], the field
       evaluations spent on each ray.
     """
-    num_rays, n = rays.origins.shape[0], self.num_steps
+    num_rays, n = rays.origins.shape[0], self.steps
     marched = self.march(None, rays, state)
     k = min(int(self.round_samples), n)
     rounds = -(-n // k)

@@ -18,6 +18,12 @@ N steps per ray, G the grid resolution, M = R * N):
   valid:     bool[R, N], samples that lie in the box and in an occupied cell;
   budget:    int, the static number of packed samples the field evaluates.
 
+An unbounded scene (``unbounded=True``) keeps its grid over the contracted
+space (``contraction``): ``aabb`` is then the object's box, the grid's
+central half, and the rest of space out to infinity fills the outer cells;
+rays are marched from near to far, linearly up to where they leave the box
+and in disparity beyond (``unbounded_edges``).
+
 Every random function takes its PRNG key first and accepts ``None`` for the
 deterministic evaluation path.
 """
@@ -28,6 +34,8 @@ from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
+
+from nerf_jax.render import contraction
 
 # Direction components with magnitude below this count as parallel to their
 # slab: 1 / d would overflow (and 0 * inf is NaN for an origin on a slab plane).
@@ -74,29 +82,35 @@ def ray_aabb(origins: jnp.ndarray, directions: jnp.ndarray, aabb: jnp.ndarray,
   return (jnp.where(hit, t_start, far0), jnp.where(hit, t_end, far0), hit)
 
 
-def cell_index(points: jnp.ndarray, aabb: jnp.ndarray,
-               resolution: int) -> tuple[jnp.ndarray, jnp.ndarray]:
+def cell_index(points: jnp.ndarray, aabb: jnp.ndarray, resolution: int,
+               unbounded: bool = False) -> tuple[jnp.ndarray, jnp.ndarray]:
   """Flat index of the grid cell containing each point.
 
   Args:
     points: f32[..., 3], world points.
     aabb: f32[2, 3], the box.
     resolution: int, G, cells per axis.
+    unbounded: bool, the grid covers contracted space (see the module).
 
   Returns:
     index: int32[...], ix * G * G + iy * G + iz, each of ix, iy, iz clipped
       into [0, G - 1] (points on the maximum faces belong to the last cell);
-    inside: bool[...], whether the point lies in the closed box.
+    inside: bool[...], whether the point lies in the closed box (unbounded:
+      always, the grid covers all of space).
   """
   lo, hi = aabb[0], aabb[1]
-  # A degenerate (zero-width) box axis would divide by zero.
-  size = jnp.maximum(hi - lo, 1e-12)
   g = resolution
+  if unbounded:
+    unit = contraction.to_unit(points, aabb, unbounded=True)
+    inside = jnp.ones(points.shape[:-1], bool)
+  else:
+    # A degenerate (zero-width) box axis would divide by zero.
+    unit = (points - lo) / jnp.maximum(hi - lo, 1e-12)
+    inside = jnp.all((points >= lo) & (points <= hi), axis=-1)
   # Clip in float before the cast: far-away points would overflow int32.
-  ijk = jnp.clip(jnp.floor((points - lo) / size * g), 0, g - 1)
+  ijk = jnp.clip(jnp.floor(unit * g), 0, g - 1)
   ijk = ijk.astype(jnp.int32)
   index = (ijk[..., 0] * g + ijk[..., 1]) * g + ijk[..., 2]
-  inside = jnp.all((points >= lo) & (points <= hi), axis=-1)
   return index, inside
 
 
@@ -115,7 +129,8 @@ def init_grid(resolution: int) -> dict:
 
 
 def _cell_points(key: Optional[jax.Array], cells: jnp.ndarray,
-                 aabb: jnp.ndarray, resolution: int) -> jnp.ndarray:
+                 aabb: jnp.ndarray, resolution: int,
+                 unbounded: bool = False) -> jnp.ndarray:
   """One point per cell: jittered uniformly inside it, or its centre if None.
 
   Args:
@@ -123,6 +138,8 @@ def _cell_points(key: Optional[jax.Array], cells: jnp.ndarray,
     cells: int32[K], flat cell indices.
     aabb: f32[2, 3], the box.
     resolution: int, G.
+    unbounded: bool, the grid covers contracted space (jittered uniformly
+      in contracted coordinates).
 
   Returns:
     f32[K, 3], world points.
@@ -133,6 +150,9 @@ def _cell_points(key: Optional[jax.Array], cells: jnp.ndarray,
     u = jnp.full(ijk.shape, 0.5, jnp.float32)
   else:
     u = jax.random.uniform(key, ijk.shape, jnp.float32)
+  if unbounded:
+    return contraction.from_unit((ijk.astype(jnp.float32) + u) / g, aabb,
+                                 unbounded=True)
   cell_size = (aabb[1] - aabb[0]) / g
   return aabb[0] + (ijk.astype(jnp.float32) + u) * cell_size
 
@@ -200,7 +220,8 @@ def update_grid(key: Optional[jax.Array], grid: dict,
                 density_fn: Callable[[jnp.ndarray], jnp.ndarray],
                 aabb: jnp.ndarray, step: jnp.ndarray | int, *,
                 decay: float = 0.95, threshold: float,
-                warmup_steps: int = 256, max_cells: int = 2**18) -> dict:
+                warmup_steps: int = 256, max_cells: int = 2**18,
+                unbounded: bool = False) -> dict:
   """One instant-ngp occupancy update: decay, re-evaluate cells, threshold.
 
   During warm-up (step < warmup_steps) or when G^3 <= max_cells every cell is
@@ -221,6 +242,7 @@ def update_grid(key: Optional[jax.Array], grid: dict,
       0.01 / step length in world units, i.e. opacity 0.01 per step).
     warmup_steps: int, steps during which all cells are evaluated.
     max_cells: int, static bound on cells per update and per density_fn call.
+    unbounded: bool, the grid covers contracted space (see the module).
 
   Returns:
     dict(density=f32[G, G, G], mask=bool[G, G, G]), the updated grid.
@@ -235,13 +257,15 @@ def update_grid(key: Optional[jax.Array], grid: dict,
 
   def all_cells(old):
     cells = jnp.arange(n, dtype=jnp.int32)
-    new = _batched_density(density_fn, _cell_points(k_all, cells, aabb, g),
+    new = _batched_density(density_fn, _cell_points(k_all, cells, aabb, g,
+                                                        unbounded),
                            max_cells)
     return jnp.maximum(old, new)
 
   def some_cells(old):
     cells = _sample_cells(k_sel, grid['mask'].reshape(n), max_cells // 2)
-    new = _batched_density(density_fn, _cell_points(k_some, cells, aabb, g),
+    new = _batched_density(density_fn, _cell_points(k_some, cells, aabb, g,
+                                                         unbounded),
                            max_cells)
     return old.at[cells].max(new)
 
@@ -257,7 +281,8 @@ def update_grid(key: Optional[jax.Array], grid: dict,
 
 def march(key: Optional[jax.Array], origins: jnp.ndarray,
           directions: jnp.ndarray, near: jnp.ndarray, far: jnp.ndarray,
-          grid_mask: jnp.ndarray, aabb: jnp.ndarray, num_steps: int) -> dict:
+          grid_mask: jnp.ndarray, aabb: jnp.ndarray, num_steps: int,
+          outer_steps: int = 0) -> dict:
   """Constant-step samples through the box, flagging those in occupied cells.
 
   The step is dt = |aabb diagonal| / num_steps in world units, i.e.
@@ -275,22 +300,26 @@ def march(key: Optional[jax.Array], origins: jnp.ndarray,
     far: f32[R, 1], end of each ray's interval along t.
     grid_mask: bool[G, G, G], occupied cells.
     aabb: f32[2, 3], the box.
-    num_steps: int, N, steps per ray.
+    num_steps: int, N, steps per ray (unbounded: up to where it leaves the
+      box).
+    outer_steps: int, 0 for a bounded scene; else the scene is unbounded,
+      the grid covers contracted space, and N + outer_steps steps cover
+      [near, far] (``unbounded_edges``).
 
   Returns:
     dict with
-      t_samples: f32[R, N], samples, each inside its interval;
+      t_samples: f32[R, N], samples, each inside its interval (N is
+        num_steps + outer_steps);
       t_edges: f32[R, N + 1], non-decreasing edges from t_start to t_end;
       valid: bool[R, N], ray hits the box, interval non-empty, cell occupied.
   """
-  t_start, t_end, hit = ray_aabb(origins, directions, aabb, near, far)
-  diag = jnp.linalg.norm(aabb[1] - aabb[0])
-  # A zero direction would divide by zero; its dt is then huge and the ray's
-  # single non-empty interval is [t_start, t_end].
-  speed = jnp.maximum(jnp.linalg.norm(directions, axis=-1), _TINY_DIR)
-  dt = (diag / num_steps) / speed
-  i = jnp.arange(num_steps + 1, dtype=jnp.float32)
-  t_edges = jnp.minimum(t_start[:, None] + i * dt[:, None], t_end[:, None])
+  if outer_steps:
+    t_edges = unbounded_edges(origins, directions, near, far, aabb,
+                              num_steps, outer_steps)
+    hit = jnp.ones(origins.shape[:1], bool)
+  else:
+    t_edges, hit = _box_edges(origins, directions, near, far, aabb,
+                              num_steps)
   if key is None:
     u = jnp.full((origins.shape[0], 1), 0.5, jnp.float32)
   else:
@@ -300,10 +329,57 @@ def march(key: Optional[jax.Array], origins: jnp.ndarray,
   points = origins[:, None, :] + t_samples[..., None] * directions[:, None, :]
   # Samples are inside [t_start, t_end] by construction; ignoring `inside`
   # avoids dropping samples on the box faces to float rounding.
-  cells, _ = cell_index(points, aabb, grid_mask.shape[0])
+  cells, _ = cell_index(points, aabb, grid_mask.shape[0],
+                        unbounded=bool(outer_steps))
   occupied = grid_mask.reshape(-1)[cells]
   valid = hit[:, None] & (hi > lo) & occupied
   return dict(t_samples=t_samples, t_edges=t_edges, valid=valid)
+
+
+def _box_edges(origins, directions, near, far, aabb, num_steps) -> tuple:
+  """Constant-step edges f32[R, N + 1] through the box, and hit bool[R]."""
+  t_start, t_end, hit = ray_aabb(origins, directions, aabb, near, far)
+  diag = jnp.linalg.norm(aabb[1] - aabb[0])
+  # A zero direction would divide by zero; its dt is then huge and the ray's
+  # single non-empty interval is [t_start, t_end].
+  speed = jnp.maximum(jnp.linalg.norm(directions, axis=-1), _TINY_DIR)
+  dt = (diag / num_steps) / speed
+  i = jnp.arange(num_steps + 1, dtype=jnp.float32)
+  t_edges = jnp.minimum(t_start[:, None] + i * dt[:, None], t_end[:, None])
+  return t_edges, hit
+
+
+def unbounded_edges(origins: jnp.ndarray, directions: jnp.ndarray,
+                    near: jnp.ndarray, far: jnp.ndarray, aabb: jnp.ndarray,
+                    inner_steps: int, outer_steps: int) -> jnp.ndarray:
+  """Interval edges for an unbounded scene: linear near, disparity far.
+
+  Each ray's [near, far] is split where it leaves the box (``aabb``, the
+  object's box; at near for rays that miss it): ``inner_steps`` equal steps
+  in t up to there, then ``outer_steps`` steps equal in disparity 1 / t out
+  to far, so the steps grow with distance as the contraction's cells do
+  (``contraction``).
+
+  Returns:
+    f32[R, inner_steps + outer_steps + 1], non-decreasing edges from near
+    to far.
+  """
+  t_near, t_far = near[:, 0], far[:, 0]
+  _, t_exit, hit = ray_aabb(origins, directions, aabb, near, far)
+  # Disparity is undefined at t = 0: the far part starts a little beyond.
+  speed = jnp.maximum(jnp.linalg.norm(directions, axis=-1), _TINY_DIR)
+  t_min = 1e-3 * jnp.linalg.norm(aabb[1] - aabb[0]) / speed
+  t_mid = jnp.maximum(jnp.where(hit, t_exit, t_near), jnp.maximum(t_near,
+                                                                  t_min))
+  t_mid = jnp.minimum(t_mid, t_far)
+  s_in = jnp.arange(inner_steps + 1, dtype=jnp.float32) / inner_steps
+  inner = t_near[:, None] + s_in * (t_mid - t_near)[:, None]
+  s_out = jnp.arange(1, outer_steps + 1, dtype=jnp.float32) / outer_steps
+  inv_mid, inv_far = 1.0 / t_mid, 1.0 / t_far
+  outer = 1.0 / (inv_mid[:, None] + s_out * (inv_far - inv_mid)[:, None])
+  # Rounding may put an outer edge a hair past far: clip into [t_mid, far].
+  outer = jnp.clip(outer, t_mid[:, None], t_far[:, None])
+  return jnp.concatenate([inner, outer], axis=-1)
 
 
 def compact(valid: jnp.ndarray,

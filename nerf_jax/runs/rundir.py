@@ -95,6 +95,13 @@ def merge_onto(defaults: ml_collections.ConfigDict,
   merged = defaults.copy_and_resolve_references()
   with merged.unlocked():
     _merge(merged, saved)
+    data = saved.get('data')
+    if isinstance(data, dict) and 'extent' not in data and (
+        'extent' in merged.get('data', {})):
+      # Runs from before scene extents modelled every scene inside one box
+      # (NDC captures in NDC): they resume, render and export as trained.
+      ndc = data.get('kind') == 'llff' and data.get('ndc', True)
+      merged.data.extent = 'auto' if ndc else 'bounded'
   return merged
 
 

@@ -111,3 +111,4 @@ def test_marching_an_unbounded_scene_reaches_far_through_occupied_cells(key):
   in_box = np.all((points > AABB[0] + 1e-4) & (points < AABB[1] - 1e-4), -1)
   assert in_box.any() and not np.asarray(part['valid'])[in_box].any()
   assert np.asarray(part['valid'])[~in_box & nonempty].mean() > 0.99
+

@@ -16,7 +16,7 @@ import pytest
 
 from configs import demo
 from nerf_jax.cameras import camera, paths
-from nerf_jax.inference import chunked
+from nerf_jax.inference import chunked, evaluate
 from nerf_jax.runs import load
 from nerf_jax.train import loop
 
@@ -232,3 +232,13 @@ def test_eval_on_blender_folder_split_and_missing_split(trained, tmp_path):
                                    '--split', 'val', '--out',
                                    str(tmp_path / 'o')))
   assert "'val'" in line
+
+
+def test_depth_error_is_the_median_relative_error_where_truth_is_finite():
+  truth = np.array([[1.0, 2.0, np.inf], [4.0, 0.0, 10.0]])
+  depth = np.array([[1.1, 1.0, 7.0], [4.0, 3.0, 12.0]])
+  # Relative errors 0.1, 0.5, 0, 0.2 (inf and 0 truths are left out).
+  np.testing.assert_allclose(evaluate.depth_error(depth, truth), 0.15)
+  where = np.array([[True, False, True], [True, True, False]])
+  np.testing.assert_allclose(evaluate.depth_error(depth, truth, where), 0.05)
+  assert np.isnan(evaluate.depth_error(depth, np.full_like(truth, np.inf)))

@@ -35,7 +35,10 @@ def evaluate_split(render_fn: Callable, variables, split, near: float,
   Returns:
     dict with psnr and ssim (means over views), views (a list of
     {index, psnr, ssim}) and first (the first view's renders plus
-    ground_truth).
+    ground_truth). Where the split has ground-truth depth (the built-in
+    scenes), also depth_error: the mean over views of the median relative
+    depth error |depth - truth| / truth over pixels with a finite truth
+    (each view's too).
   """
   count = len(split) if max_views <= 0 else min(max_views, len(split))
   views, first = [], None
@@ -46,11 +49,30 @@ def evaluate_split(render_fn: Callable, variables, split, near: float,
     index = int(split.indices[i])
     views.append(dict(index=index, psnr=metrics.psnr(out['rgb'], gt),
                       ssim=metrics.ssim(out['rgb'], gt)))
+    if split.depths is not None:
+      views[-1]['depth_error'] = depth_error(out['depth'], split.depths[i])
     if image_dir:
       iio.imwrite(os.path.join(image_dir, f'{index:04d}.png'),
                   images.to_uint8(out['rgb']))
     if first is None:
       first = dict(out, ground_truth=gt)
-  return dict(psnr=float(np.mean([v['psnr'] for v in views])),
-              ssim=float(np.mean([v['ssim'] for v in views])),
-              views=views, first=first)
+  result = dict(psnr=float(np.mean([v['psnr'] for v in views])),
+                ssim=float(np.mean([v['ssim'] for v in views])),
+                views=views, first=first)
+  if split.depths is not None:
+    result['depth_error'] = float(np.mean([v['depth_error'] for v in views]))
+  return result
+
+
+def depth_error(depth: np.ndarray, truth: np.ndarray,
+                where: np.ndarray | None = None) -> float:
+  """The median relative error |depth - truth| / truth over the pixels
+  (f32[h, w] each) where the truth is finite and positive (and ``where``,
+  bool[h, w], if given); NaN where there are none."""
+  depth, truth = np.asarray(depth, np.float64), np.asarray(truth, np.float64)
+  keep = np.isfinite(truth) & (truth > 0)
+  if where is not None:
+    keep &= np.asarray(where, bool)
+  if not keep.any():
+    return float('nan')
+  return float(np.median(np.abs(depth[keep] - truth[keep]) / truth[keep]))

@@ -196,6 +196,8 @@ class _Trainer:
     record = dict(step=step, split=config.eval.split, psnr=result['psnr'],
                   ssim=result['ssim'], elapsed_s=round(self.clock.elapsed, 3),
                   views=len(result['views']))
+    if 'depth_error' in result:  # the built-in scenes know their depth
+      record['depth_error'] = round(result['depth_error'], 5)
     self.logger.write(record)
     if not self.primary:
       return record

@@ -430,8 +430,9 @@ def test_fox_trains_evaluates_and_renders(tmp_path):
   config.model.kind = 'mlp'  # the format is under test here, not the model
   record, info, kind, frames, step = _train_and_render(config, tmp_path / 'r')
   assert step == 3 and np.isfinite(record['psnr'])
-  assert not info.ndc and info.extent == 'unbounded'
-  assert info.aabb == ((-1.5,) * 3, (1.5,) * 3)
+  # fox.py keeps the aabb_scale box its recipe was measured with.
+  assert not info.ndc and info.extent == 'bounded'
+  assert info.aabb == ((-6.0,) * 3, (6.0,) * 3)
   # The fox's cameras cover half a circle: the video follows them.
   assert kind == 'smooth'
   assert frames['rgb'].shape == (2, 30, 16, 3)

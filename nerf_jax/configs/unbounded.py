@@ -23,11 +23,11 @@ def get_config():
   fast.max_resolution = 1024  # the box takes the central half of the grid
   fast.num_steps = 192  # up to where a ray leaves the box
   fast.outer_steps = 96  # equal in disparity from there to the dome
-  fast.budget_per_ray = 24
+  fast.budget_per_ray = 64  # a ray needs about 90 occupied samples here
   fast.occupancy_resolution = 64
   fast.occupancy_every = 16
   fast.occupancy_warmup = 256
-  config.train.batch_rays = 4096
+  config.train.batch_rays = 2048
   config.train.max_steps = 2000
   config.train.max_seconds = 300.0
   config.train.lr_init = 1e-2

@@ -62,11 +62,18 @@ class OccupancyMarcher:
     return self.num_steps + self.outer_steps
 
   def march(self, key: Optional[jax.Array], rays: Rays, state: Any) -> dict:
-    """``occupancy.march`` of rays [R] through the state's grid."""
-    return occupancy.march(key, rays.origins, rays.directions, rays.near,
-                           rays.far, state['grid']['mask'],
-                           jnp.asarray(self.aabb), self.num_steps,
-                           self.outer_steps)
+    """``occupancy.march`` of rays [R] through the state's grid.
+
+    The sample positions along t are where to look, not functions to
+    differentiate (as ``sampling.sample_pdf``'s): their gradients are
+    stopped, so gradients with respect to the rays (a camera's pose) flow
+    through the points o + t d at fixed t only.
+    """
+    origins, directions, near, far = jax.lax.stop_gradient(
+        (rays.origins, rays.directions, rays.near, rays.far))
+    return occupancy.march(key, origins, directions, near, far,
+                           state['grid']['mask'], jnp.asarray(self.aabb),
+                           self.num_steps, self.outer_steps)
 
   def sample(self, key, rays: Rays, state, level: int = 0,
              previous=None) -> Samples:

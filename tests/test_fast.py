@@ -66,7 +66,7 @@ def _rays(scene, n_side=8):
 
 def _dense_reference(model, params, rays, key):
   """Every marched sample through the field, composited the plain way."""
-  marched = model._march(key, rays, {'grid': occupancy.init_grid(  # pylint: disable=protected-access
+  marched = model.sampler.march(key, rays, {'grid': occupancy.init_grid(
       int(model.cfg.occupancy_resolution))})
   t = marched['t_samples']
   points = rays.origins[:, None] + t[..., None] * rays.directions[:, None]
@@ -136,10 +136,10 @@ def test_empty_grid_cells_are_never_evaluated():
   state = {'grid': dict(grid, mask=half)}
   model.sampler = dataclasses.replace(model.sampler, min_transmittance=0.0)
   out = model._render_eval(params, state, rays)  # pylint: disable=protected-access
-  marched = model._march(None, rays, state)  # pylint: disable=protected-access
+  marched = model.sampler.march(None, rays, state)
   np.testing.assert_array_equal(out['samples'],
                                 np.sum(marched['valid'], axis=-1))
-  all_valid = model._march(None, rays, {'grid': grid})['valid']  # pylint: disable=protected-access
+  all_valid = model.sampler.march(None, rays, {'grid': grid})['valid']
   assert np.sum(marched['valid']) < 0.8 * np.sum(all_valid)
 
 

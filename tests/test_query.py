@@ -96,7 +96,7 @@ def test_fast_query_composites_to_the_render_and_respects_the_grid(masked):
   # the grid is empty query is zero, so those steps add nothing.
   ref = _dense_reference(model, params, rays, None)
   assert float(jnp.mean(ref['acc'] > 1e-3)) > 0.3
-  marched = model._march(None, rays, {'grid': grid})  # pylint: disable=protected-access
+  marched = model.sampler.march(None, rays, {'grid': grid})
   mine = _composite(model, params, state, rays, marched['t_samples'],
                     marched['t_edges'])
   np.testing.assert_allclose(mine['rgb'], out['rgb'], atol=2e-5)

@@ -191,9 +191,6 @@ class FastNerf(base.Model):
     return self.sampler.front_to_back(self._field_fn(params), rays, state,
                                       self.scene.background)
 
-  def _march(self, key, rays: Rays, state) -> dict:
-    return self.sampler.march(key, rays, state)
-
   # -- loss ------------------------------------------------------------------
 
   def loss(self, params, state, batch, key, step) -> tuple:

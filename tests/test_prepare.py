@@ -467,8 +467,9 @@ def test_mapping_is_retried_while_the_model_disagrees_with_matches(
   _noise_photos(tmp_path / 'photos')
   calls = []
 
-  def fake_map(pycolmap, database, image_dir, work_dir, num_threads, seed):
-    del pycolmap, database, image_dir, work_dir, num_threads
+  def fake_map(pycolmap, database, image_dir, work_dir, num_threads, seed,
+               progress=None):
+    del pycolmap, database, image_dir, work_dir, num_threads, progress
     rec = _synthetic_reconstruction(3 + seed)[0]
     calls.append(seed)
     return rec, 1

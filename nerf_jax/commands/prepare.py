@@ -43,10 +43,19 @@ _BLUR_KEEP = flags.DEFINE_float(
     'blur_keep', 0.3, 'Drop images whose sharpness (variance of the '
     'Laplacian) is below this fraction of the median (0: keep all).')
 _MATCHER = flags.DEFINE_enum(
-    'matcher', 'auto', ['auto', 'exhaustive', 'sequential'],
-    'Feature matching: every pair (exhaustive) or each image with its '
-    'neighbours in name order (sequential). auto: sequential for a video, '
-    'exhaustive for photos.')
+    'matcher', 'auto',
+    ['auto', 'exhaustive', 'sequential', 'retrieval', 'vocab_tree'],
+    'Feature matching: every pair (exhaustive, quadratic in the number of '
+    'images); each image with its neighbours in name order (sequential); '
+    'with its 10 next in name order and its 10 most similar images found '
+    'from its own SIFT features (retrieval: linear, for ordered or '
+    "unordered photos, no download); COLMAP's vocabulary tree "
+    '(vocab_tree, needs --vocab_tree). auto: exhaustive up to 60 images, '
+    'retrieval above.')
+_VOCAB_TREE = flags.DEFINE_string(
+    'vocab_tree', None, 'A COLMAP vocabulary tree file for --matcher '
+    "vocab_tree (downloaded by you from COLMAP's site; never fetched "
+    'here).')
 _CAMERA_MODEL = flags.DEFINE_enum(
     'camera_model', 'OPENCV',
     ['OPENCV', 'RADIAL', 'SIMPLE_RADIAL', 'PINHOLE', 'SIMPLE_PINHOLE'],
@@ -119,6 +128,7 @@ def _run(source):
         source, _OUT.value, max_size=_MAX_SIZE.value,
         max_frames=_MAX_FRAMES.value, fps=_FPS.value,
         blur_keep=_BLUR_KEEP.value, matcher=_MATCHER.value,
+        vocab_tree=_VOCAB_TREE.value,
         camera_model=_CAMERA_MODEL.value, single_camera=_SINGLE_CAMERA.value,
         focal_factor=_FOCAL_FACTOR.value,
         aabb_scale=_AABB_SCALE.value, overwrite=_OVERWRITE.value,

@@ -64,7 +64,7 @@ def run_colmap_apart(image_dir: str, work_dir: str, *,
       os.close(write_fd)
     with child.stdin:
       child.stdin.write(pickle.dumps(
-          (image_dir, work_dir, options, out is not None)))
+          (image_dir, work_dir, options, out is not None, stages.tty)))
     stats, times = _receive(receiver, child, progress)
   except BaseException:
     progress.failed()
@@ -164,8 +164,8 @@ def _colmap_child(fd: int) -> None:
   stdin, runs COLMAP and sends ('done', (stats, stage times)) or ('error',
   exception) through the connection on ``fd``."""
   sender = connection.Connection(fd, readable=False)
-  image_dir, work_dir, options, show = pickle.load(sys.stdin.buffer)
-  stages = report.Stages(_PipeStream(sender) if show else None)
+  image_dir, work_dir, options, show, tty = pickle.load(sys.stdin.buffer)
+  stages = report.Stages(_PipeStream(sender) if show else None, tty=tty)
   try:
     _, stats = colmap.run_colmap(image_dir, work_dir, stages=stages,
                                  **options)

@@ -1,10 +1,12 @@
 """COLMAP through pycolmap: SIFT features, matching and incremental mapping,
 retried while the model disagrees with the matches.
 
-Written against pycolmap 4.2 (``extract_features``, ``match_exhaustive`` /
+Written against pycolmap 4.2 (``extract_features``, ``match_image_pairs`` /
 ``match_sequential``, ``incremental_mapping``, ``Image.cam_from_world()`` as
 a method, poses held by frames and rigs). pycolmap is imported when first
-needed (``import_pycolmap``).
+needed (``import_pycolmap``). Features are extracted a chunk of images at a
+time and pairs matched a chunk at a time (``matching``), so that each stage
+shows how far it is and the time left; mapping shows the images registered.
 
 A model that contradicts many of the verified pairwise matches
 (``pair_agreement``) is mapped again with other seeds (a guard against
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import os
 import shutil
 from typing import Optional
@@ -22,6 +25,7 @@ from typing import Optional
 import numpy as np
 
 from nerf_jax.sfm import images
+from nerf_jax.sfm import matching as matching_lib
 from nerf_jax.sfm import report
 from nerf_jax.sfm import transforms
 
@@ -37,12 +41,16 @@ MAPPING_ATTEMPTS = 3
 # start can send incremental mapping down a wrong initial pair (the fox at
 # 1600 px does with 1.2 and not with 0.8).
 DEFAULT_FOCAL_FACTOR = 0.8
+# Images per feature-extraction call: a progress update each (a call costs
+# about 0.1 s more than its share of one call for all).
+FEATURE_CHUNK = 16
 
 
 @dataclasses.dataclass
 class SfmStats:
   """What COLMAP made of a capture (counts, errors, mapping attempts)."""
   num_images: int = 0
+  matcher: str = ''               # the one used ('auto' resolved)
   num_keypoints: int = 0
   num_pairs: int = 0
   num_verified_pairs: int = 0
@@ -94,14 +102,18 @@ def colmap_logging(verbose: bool):
 
 
 def run_colmap(image_dir: str, work_dir: str, *, camera_model: str = 'OPENCV',
-               single_camera: bool = True, matcher: str = 'exhaustive',
+               single_camera: bool = True, matcher: str = 'auto',
+               vocab_tree: Optional[str] = None,
                focal_factor: float = DEFAULT_FOCAL_FACTOR,
                num_threads: int = -1, seed: int = 0, verbose: bool = False,
                stages: Optional[report.Stages] = None) -> tuple:
   """Features, matching and incremental mapping on every image in a folder.
 
   Writes ``work_dir/database.db`` and the largest reconstruction to
-  ``work_dir/sparse/0``. Returns (pycolmap.Reconstruction or None, SfmStats).
+  ``work_dir/sparse/0``. ``matcher`` is one of ``matching.MATCHERS`` ('auto'
+  picks by the number of images); 'vocab_tree' needs ``vocab_tree``, a
+  COLMAP vocabulary tree file. Returns (pycolmap.Reconstruction or None,
+  SfmStats).
   """
   try:
     pycolmap = import_pycolmap()
@@ -112,20 +124,20 @@ def run_colmap(image_dir: str, work_dir: str, *, camera_model: str = 'OPENCV',
   if camera_model not in transforms.CAMERA_MODELS:
     raise report.SfmError(f'camera model {camera_model!r} is not one of '
                           f'{", ".join(transforms.CAMERA_MODELS)}')
-  if matcher not in ('exhaustive', 'sequential'):
-    raise report.SfmError(
-        f'matcher {matcher!r} is not exhaustive or sequential')
+  matching_lib.check_matcher(matcher, vocab_tree)
   stages = stages or report.Stages(None)
   names = sorted((n for n in os.listdir(image_dir) if images.is_image_file(n)),
                  key=images.natural_key)
-  stats = SfmStats(num_images=len(names))
+  stats = SfmStats(num_images=len(names),
+                   matcher=matching_lib.choose_matcher(matcher, len(names)))
   os.makedirs(work_dir, exist_ok=True)
   database = os.path.join(work_dir, 'database.db')
   pycolmap.set_random_seed(seed)
   with colmap_logging(verbose):
     _extract_features(pycolmap, database, image_dir, names, camera_model,
                       single_camera, focal_factor, num_threads, stats, stages)
-    _match(pycolmap, database, matcher, num_threads, stats, stages)
+    _match(pycolmap, database, names, vocab_tree, num_threads, seed, stats,
+           stages)
     rec = _map_best(pycolmap, database, image_dir, work_dir, num_threads,
                     seed, stats, stages)
     if rec is not None and stats.agreement < MIN_AGREEMENT:
@@ -150,10 +162,15 @@ def _extract_features(pycolmap, database, image_dir, names, camera_model,
     extraction.num_threads = num_threads
     mode = (pycolmap.CameraMode.SINGLE if single_camera
             else pycolmap.CameraMode.PER_IMAGE)
-    pycolmap.extract_features(database, image_dir, image_names=names,
-                              camera_mode=mode, reader_options=reader,
-                              extraction_options=extraction,
-                              device=pycolmap.Device.auto)
+    for start in range(0, n, FEATURE_CHUNK):
+      pycolmap.extract_features(
+          database, image_dir, image_names=names[start:start + FEATURE_CHUNK],
+          camera_mode=mode, reader_options=reader,
+          extraction_options=extraction, device=pycolmap.Device.auto)
+      if single_camera and start == 0:  # the later chunks share its camera
+        with pycolmap.Database.open(database) as db:
+          reader.existing_camera_id = db.read_all_cameras()[0].camera_id
+      stages.progress(min(start + FEATURE_CHUNK, n), n, 'images')
     with pycolmap.Database.open(database) as db:
       stats.num_keypoints = int(db.num_keypoints())
       if db.num_images() != n:
@@ -162,18 +179,30 @@ def _extract_features(pycolmap, database, image_dir, names, camera_model,
     r['result'] = f'{stats.num_keypoints} keypoints'
 
 
-def _match(pycolmap, database, matcher, num_threads, stats, stages):
-  """Exhaustive or sequential matching with geometric verification; sets
+def _match(pycolmap, database, names, vocab_tree, num_threads, seed, stats,
+           stages):
+  """Matching with geometric verification by ``stats.matcher``; sets
   num_pairs and num_verified_pairs."""
-  n = stats.num_images
-  stats.num_pairs = (n * (n - 1) // 2 if matcher == 'exhaustive' else -1)
-  pairs = f'{stats.num_pairs} pairs' if stats.num_pairs >= 0 else 'neighbours'
-  with stages.stage('matching', f'{matcher}, {pairs}') as r:
-    matching = pycolmap.FeatureMatchingOptions()
-    matching.num_threads = num_threads
-    if matcher == 'exhaustive':
-      pycolmap.match_exhaustive(database, matching_options=matching,
-                                device=pycolmap.Device.auto)
+  matcher = stats.matcher
+  matching = pycolmap.FeatureMatchingOptions()
+  matching.num_threads = num_threads
+  pairs = None
+  if matcher == 'retrieval':
+    with stages.stage('retrieval', f'similar images of {len(names)}') as r:
+      pairs = matching_lib.image_pairs(pycolmap, database, matcher, names,
+                                       seed)
+      r['result'] = f'{len(pairs)} pairs'
+  elif matcher == 'exhaustive':
+    pairs = matching_lib.image_pairs(pycolmap, database, matcher, names)
+  stats.num_pairs = len(pairs) if pairs is not None else -1
+  what = f'{stats.num_pairs} pairs' if pairs is not None else 'neighbours'
+  with stages.stage('matching', f'{matcher}, {what}') as r:
+    if pairs is not None:
+      matching_lib.match_pairs(pycolmap, database, names, pairs, matching,
+                               stages)
+    elif matcher == 'vocab_tree':
+      matching_lib.match_vocab_tree(pycolmap, database, vocab_tree, matching,
+                                    num_threads)
     else:
       pairing = pycolmap.SequentialPairingOptions()
       pairing.num_threads = num_threads
@@ -182,7 +211,7 @@ def _match(pycolmap, database, matcher, num_threads, stats, stages):
                                 device=pycolmap.Device.auto)
     with pycolmap.Database.open(database) as db:
       _, inliers = db.read_two_view_geometry_num_inliers()
-      if stats.num_pairs < 0:
+      if pairs is None:
         stats.num_pairs = int(db.num_matched_image_pairs())
     # Pairs the mapper can use (its min_num_matches, 15 by default).
     min_inliers = pycolmap.IncrementalPipelineOptions().min_num_matches
@@ -200,8 +229,10 @@ def _map_best(pycolmap, database, image_dir, work_dir, num_threads, seed,
   with stages.stage('mapping', f'incremental, {n} images') as r:
     rec = None
     for attempt in range(MAPPING_ATTEMPTS):
-      model, num_models = _map_once(pycolmap, database, image_dir, work_dir,
-                                    num_threads, seed + attempt)
+      model, num_models = _map_once(
+          pycolmap, database, image_dir, work_dir, num_threads,
+          seed + attempt, progress=lambda k: stages.progress(
+              min(k + 2, n), n, 'images registered', estimate=False))
       stats.attempts = attempt + 1
       if model is None:
         break
@@ -229,8 +260,11 @@ def _map_best(pycolmap, database, image_dir, work_dir, num_threads, seed,
   return rec
 
 
-def _map_once(pycolmap, database, image_dir, work_dir, num_threads, seed):
-  """One incremental mapping run: (largest model or None, number of models)."""
+def _map_once(pycolmap, database, image_dir, work_dir, num_threads, seed,
+              progress=None):
+  """One incremental mapping run: (largest model or None, number of models).
+  ``progress(k)`` is called as the k-th image after the initial pair is
+  registered."""
   options = pycolmap.IncrementalPipelineOptions()
   options.min_model_size = 3
   options.num_threads = num_threads
@@ -238,9 +272,16 @@ def _map_once(pycolmap, database, image_dir, work_dir, num_threads, seed):
   pycolmap.set_random_seed(seed)
   mapper_dir = os.path.join(work_dir, 'mapper')
   os.makedirs(mapper_dir, exist_ok=True)
+  calls = itertools.count(1)
+
+  def next_image():  # pycolmap calls it as each image is registered
+    if progress is not None:
+      progress(next(calls))
+
   try:
-    models = pycolmap.incremental_mapping(database, image_dir, mapper_dir,
-                                          options)
+    models = pycolmap.incremental_mapping(
+        database, image_dir, mapper_dir, options,
+        next_image_callback=next_image)
   finally:
     shutil.rmtree(mapper_dir, ignore_errors=True)
   rec = max(models.values(), key=lambda m: m.num_reg_images(), default=None)

@@ -24,6 +24,7 @@ import os
 import shutil
 import sys
 import tempfile
+from typing import Optional
 
 import numpy as np
 
@@ -32,11 +33,12 @@ from nerf_jax.sfm import checks
 from nerf_jax.sfm import child
 from nerf_jax.sfm import colmap
 from nerf_jax.sfm import images
+from nerf_jax.sfm import matching
 from nerf_jax.sfm import report
 from nerf_jax.sfm import transforms as transforms_lib
 from nerf_jax.sfm import video as video_lib
 
-MATCHERS = ('auto', 'exhaustive', 'sequential')
+MATCHERS = matching.MATCHERS
 TOOL = 'prepare.py'
 
 
@@ -74,6 +76,7 @@ def _move_into_place(tmp: str, out: str, overwrite: bool):
 def prepare_scene(source: str, out: str, *, max_size: int = 1600,
                   max_frames: int = 150, fps: float = 0.0,
                   blur_keep: float = 0.3, matcher: str = 'auto',
+                  vocab_tree: Optional[str] = None,
                   camera_model: str = 'OPENCV', single_camera: bool = True,
                   focal_factor: float = colmap.DEFAULT_FOCAL_FACTOR,
                   aabb_scale: int = 0, overwrite: bool = False,
@@ -92,7 +95,8 @@ def prepare_scene(source: str, out: str, *, max_size: int = 1600,
     max_frames: for a video, about how many frames to keep.
     fps: for a video, decode this many frames per second (0: all).
     blur_keep: drop images below this fraction of the median sharpness.
-    matcher: 'exhaustive', 'sequential', or 'auto' (sequential for videos).
+    matcher: one of MATCHERS (``matching``; 'auto' picks by image count).
+    vocab_tree: a COLMAP vocabulary tree file, for matcher 'vocab_tree'.
     camera_model: a COLMAP camera model in CAMERA_MODELS.
     single_camera: one camera shared by all images.
     focal_factor: the starting focal length over the longest image side for
@@ -102,12 +106,11 @@ def prepare_scene(source: str, out: str, *, max_size: int = 1600,
     stream: where progress lines go (None: quiet).
   """
   _check_options(source, max_size, max_frames, fps, blur_keep, focal_factor,
-                 matcher, camera_model, aabb_scale)
+                 camera_model, aabb_scale)
+  matching.check_matcher(matcher, vocab_tree)
   video = not os.path.isdir(source)
   _check_source(source, video)
   _check_out(out, source, overwrite)
-  if matcher == 'auto':
-    matcher = 'sequential' if video else 'exhaustive'
 
   parent = os.path.dirname(os.path.abspath(out))
   os.makedirs(parent, exist_ok=True)
@@ -124,7 +127,7 @@ def prepare_scene(source: str, out: str, *, max_size: int = 1600,
         single_camera, stages)
     rec, stats = child.run_colmap_apart(
         image_dir, os.path.join(tmp, 'colmap'), camera_model=camera_model,
-        single_camera=single_camera, matcher=matcher,
+        single_camera=single_camera, matcher=matcher, vocab_tree=vocab_tree,
         focal_factor=focal_factor, num_threads=num_threads, seed=seed,
         verbose=verbose, stages=stages)
     checks.check_registration(stats.num_registered, len(kept))
@@ -152,7 +155,7 @@ def prepare_scene(source: str, out: str, *, max_size: int = 1600,
 
 
 def _check_options(source, max_size, max_frames, fps, blur_keep,
-                   focal_factor, matcher, camera_model, aabb_scale):
+                   focal_factor, camera_model, aabb_scale):
   """Raises SfmError for a missing ``source`` or an option out of range."""
   if not os.path.exists(source):
     raise report.SfmError(f'{source}: no such file or folder')
@@ -170,8 +173,6 @@ def _check_options(source, max_size, max_frames, fps, blur_keep,
   if not 0.1 <= focal_factor <= 10:
     raise report.SfmError(
         f'--focal_factor must be in [0.1, 10], got {focal_factor}')
-  if matcher not in MATCHERS:
-    raise report.SfmError(f'--matcher must be one of {", ".join(MATCHERS)}')
   if camera_model not in transforms_lib.CAMERA_MODELS:
     raise report.SfmError('--camera_model must be one of '
                           f'{", ".join(transforms_lib.CAMERA_MODELS)}')

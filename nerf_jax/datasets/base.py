@@ -32,6 +32,10 @@ class Split:
       (camera-axis depth), ``inf`` where the ray hits nothing.
     alphas: optional f32[n, height, width], ground-truth coverage in [0, 1].
     names: optional list of n image file names.
+    masks: optional bool[n, height, width] (a list of n bool[height_i,
+      width_i] where ``images`` is a list), True where a pixel is used;
+      training and evaluation skip the others (a capture's per-frame
+      masks). u8 is accepted (nonzero = used) and becomes bool.
   """
   images: Union[np.ndarray, list]
   cameras: Cameras
@@ -39,6 +43,7 @@ class Split:
   depths: Optional[np.ndarray] = None
   alphas: Optional[np.ndarray] = None
   names: Optional[list] = None
+  masks: Optional[Union[np.ndarray, list]] = None
 
   def __len__(self) -> int:
     return len(self.cameras)
@@ -161,7 +166,29 @@ def validate_split(split: Split, where: str) -> Split:
   else:
     split.images = [np.asarray(image, np.float32) for image in images]
   split.indices = np.asarray(split.indices, np.int64)
+  if split.masks is not None:
+    split.masks = _checked_masks(split.masks, split.images, where)
   return split
+
+
+def _checked_masks(masks, images, where: str):
+  """The masks of a split as bool, shaped as its images (stacked when
+  ``images`` is one array); DatasetError with one line if they do not
+  fit."""
+  if len(masks) != len(images):
+    raise DatasetError(f'{where}: {len(masks)} masks but {len(images)} '
+                       'images')
+  checked = []
+  for i, (mask, image) in enumerate(zip(masks, images)):
+    mask = np.asarray(mask)
+    if mask.dtype != bool and mask.dtype.kind not in 'iu':
+      raise DatasetError(f'{where}: masks must be bool or integers (nonzero '
+                         f'= used), got {mask.dtype}')
+    if mask.shape != np.shape(image)[:2]:
+      raise DatasetError(f'{where}: view {i}: the mask is {mask.shape} but '
+                         f'the image is {np.shape(image)[:2]}')
+    checked.append(mask != 0)
+  return np.stack(checked) if isinstance(images, np.ndarray) else checked
 
 
 @dataclasses.dataclass

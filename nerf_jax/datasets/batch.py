@@ -7,6 +7,10 @@ differentiated loss, so that whatever the cameras depend on (a model's pose
 refinement) receives gradients, and a model sees which view each ray came
 from (per-view appearance codes).
 
+Pixels that a split's masks leave out (``base.Split.masks``) are not in the
+table at all: the draw is uniform over the used pixels and no ray of a batch
+is spent on one that the loss would ignore.
+
 Symbols (``b`` the rays of a batch, ``p`` the training pixels):
   view: i32[b], the training view of each ray (an index into the cameras);
   rgb: f32[b, 3], the pixels' colours in [0, 1];
@@ -40,7 +44,9 @@ class PixelTable:
 
   Images of any sizes share one table: view after view, each row by row, so
   a uniform draw over the table is a uniform draw over all training pixels,
-  and its view, row and column follow from the index.
+  and its view, row and column follow from the index. With masks, only the
+  used pixels are rows (still view after view, row by row), and ``offset``
+  says where each is in its image.
 
   Attributes:
     rgb: u8[p', 3] (or f32 in [0, 1]), the colours; in training the rows are
@@ -51,6 +57,9 @@ class PixelTable:
     num_pixels: int (static), p, the training pixels.
     alpha: u8[p'] coverage (255 = opaque), or None where the data has none.
     depth: f32[p'] ground-truth depth, or None where the data has none.
+    offset: i32[p'], each row's pixel in its image (row * width + col), or
+      None when every pixel is a row (the offset is then the row's index
+      less its view's start).
   """
   rgb: jnp.ndarray
   starts: jnp.ndarray
@@ -58,21 +67,23 @@ class PixelTable:
   num_pixels: int = flax.struct.field(pytree_node=False)
   alpha: Optional[jnp.ndarray] = None
   depth: Optional[jnp.ndarray] = None
+  offset: Optional[jnp.ndarray] = None
 
   @classmethod
-  def create(cls, images, poses, intrinsics, alphas=None,
-             depths=None) -> 'PixelTable':
+  def create(cls, images, poses, intrinsics, alphas=None, depths=None,
+             masks=None) -> 'PixelTable':
     """From images (f[n, h, w, 3], or a list of differently sized ones),
     poses f32[n, 3|4, 4] and an ``Intrinsics`` (shared) or a list of n."""
     return cls.from_cameras(images, camera.Cameras.create(
-        np.asarray(poses), intrinsics), alphas, depths)
+        np.asarray(poses), intrinsics), alphas, depths, masks)
 
   @classmethod
   def from_cameras(cls, images, cameras: camera.Cameras, alphas=None,
-                   depths=None) -> 'PixelTable':
+                   depths=None, masks=None) -> 'PixelTable':
     """From images as ``create`` takes them, and their cameras; optional
-    alphas and depths f[n, h, w] (or lists of [h_i, w_i])."""
-    columns = table_columns(images, alphas, depths)
+    alphas and depths f[n, h, w] (or lists of [h_i, w_i]), and masks
+    bool[n, h, w] (or a list; True = used, the others left out)."""
+    columns = table_columns(images, alphas, depths, masks)
     return cls(**{k: jnp.asarray(v) for k, v in columns.items()},
                cameras=jax.tree_util.tree_map(jnp.asarray, cameras),
                num_pixels=int(columns['rgb'].shape[0]))
@@ -82,7 +93,8 @@ class PixelTable:
     """A training split on the mesh, colours and coverage as u8: the table's
     rows split over the devices, the cameras replicated."""
     alphas = None if split.alphas is None else _to_uint8(split.alphas)
-    columns = table_columns(_to_uint8(split.images), alphas, split.depths)
+    columns = table_columns(_to_uint8(split.images), alphas, split.depths,
+                            split.masks)
     tables = {k: distributed.shard_rows(v, mesh) for k, v in columns.items()
               if k != 'starts'}
     return cls(**tables, starts=distributed.replicate(columns['starts'], mesh),
@@ -131,32 +143,59 @@ class RayBatch:
     return cls(rays=rays, view=view, rgb=rgb)
 
 
-def table_columns(images, alphas=None, depths=None) -> dict:
+def table_columns(images, alphas=None, depths=None, masks=None) -> dict:
   """Images [n, h, w, 3] (or a list of [h_i, w_i, 3]), and optional alphas
-  and depths [n, h, w], as flat columns of one table.
+  and depths [n, h, w], as flat columns of one table; with masks bool[n, h,
+  w] (or a list; True = used), only the used pixels.
 
   Returns:
     dict of rgb [p, 3] (the images' dtype), starts i32[n] (each view's first
-    row), and alpha [p] and depth [p] where given. DatasetError when p does
-    not fit int32 indices.
+    row), alpha [p] and depth [p] where given, and offset i32[p] (each row's
+    pixel in its image) where the masks leave some pixel out. DatasetError
+    when p does not fit int32 indices, or is 0.
   """
+  keep = _kept_pixels(masks)
   sizes = [int(np.prod(np.shape(image)[:2])) for image in images]
+  if keep is not None:
+    sizes = [int(np.count_nonzero(k)) for k in keep]
   total = int(np.sum(sizes))
   if total > _MAX_PIXELS:
     raise base.DatasetError(
         f'the training images have {total:,} pixels, more than the '
         f'{_MAX_PIXELS:,} one table can index; downsample them '
         '(data.downsample)')
+  if total == 0:
+    raise base.DatasetError('the masks leave no training pixel (0 = '
+                            'ignored in mask_path images, nonzero in '
+                            'dynamic_mask_ ones)')
   starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int32)
-  columns = {'rgb': _flatten(images, (-1, 3)), 'starts': starts}
+  columns = {'rgb': _flatten(images, (-1, 3), keep), 'starts': starts}
   if alphas is not None:
-    columns['alpha'] = _flatten(alphas, (-1,))
+    columns['alpha'] = _flatten(alphas, (-1,), keep)
   if depths is not None:
-    columns['depth'] = _flatten(depths, (-1,)).astype(np.float32)
+    columns['depth'] = _flatten(depths, (-1,), keep).astype(np.float32)
+  if keep is not None:
+    columns['offset'] = np.concatenate(
+        [np.flatnonzero(k) for k in keep]).astype(np.int32)
   return columns
 
 
-def _flatten(images, shape: tuple) -> np.ndarray:
+def _kept_pixels(masks) -> Optional[list]:
+  """The masks as a list of flat bool[h_i * w_i], or None where there are
+  none or they keep every pixel (the table then needs no offsets)."""
+  if masks is None:
+    return None
+  keep = [np.asarray(mask).reshape(-1) != 0 for mask in masks]
+  return None if all(k.all() for k in keep) else keep
+
+
+def _flatten(images, shape: tuple, keep: Optional[list] = None
+             ) -> np.ndarray:
+  """The images' pixels as one array of ``shape``: view after view, row by
+  row; only those of ``keep`` (flat bool per view) where given."""
+  if keep is not None:
+    return np.concatenate([np.reshape(im, shape)[k]
+                           for im, k in zip(images, keep)])
   if isinstance(images, np.ndarray):
     return images.reshape(shape)
   return np.concatenate([np.reshape(im, shape) for im in images])
@@ -184,7 +223,8 @@ def draw_pixels(key: jax.Array, table: PixelTable, count: int,
 
   One flat index per pixel picks a row of the table; its view is found by a
   binary search over the views' first rows, then row and column by its
-  offset in that view. The draw depends on the key only, not on the
+  offset in that view (the table's ``offset`` column where masks left
+  pixels out; a view they leave empty has no rows and is never drawn). The draw depends on the key only, not on the
   devices: with a mesh (the table's rows split over the devices, see
   ``distributed.gather_rows``) the batch is the same one, split over them.
 
@@ -193,7 +233,10 @@ def draw_pixels(key: jax.Array, table: PixelTable, count: int,
   """
   index = jax.random.randint(key, (count,), 0, table.num_pixels)
   view = jnp.searchsorted(table.starts, index, side='right') - 1
-  offset = index - table.starts[view]
+  if table.offset is None:
+    offset = index - table.starts[view]
+  else:
+    offset = distributed.gather_rows(table.offset, index, mesh)
   width = table.cameras.width[view]
   row, col = offset // width, offset % width
   if mesh is not None:

@@ -35,8 +35,13 @@ smooth path through them (in file-name order, usually the capture's).
 Frames whose image file is missing are skipped with one warning line (the
 published fox capture lists 67 frames and ships 50 images).
 
+Masks (``masks.py``): a frame's nerfstudio ``mask_path`` (0 = ignored) and
+instant-ngp's ``dynamic_mask_<stem>.png`` beside its image (nonzero =
+ignored) give the split's ``masks``; frames without one use every pixel.
+
 Everything is checked before a pixel is decoded: the json's cameras, the
-images' headers against them (``images.image_sizes``) and the lens
+images' headers against them (``images.image_sizes``), the masks' headers
+against their images (``masks.check_mask_sizes``) and the lens
 distortion, which must be one a real lens can have over the image
 (``distortion.distortion_problem``: invertible, converging undistortion).
 """
@@ -53,6 +58,7 @@ from nerf_jax.io import inputs
 from nerf_jax.cameras import poses as poses_lib
 from nerf_jax.cameras import checks, distortion as distortion_lib
 from nerf_jax.datasets import extent as extent_lib
+from nerf_jax.datasets import masks as masks_lib
 from nerf_jax.datasets.base import DatasetError, Scene, Split, validate_split
 from nerf_jax.datasets.images import image_sizes, read_images
 
@@ -211,22 +217,8 @@ def load_transforms(path: str, *, downsample: int = 1, holdout: int = 8,
   files = [file for file, _ in frames]
   poses = _frame_poses(frames, json_path, root)
   box_scale = _aabb_scale(aabb_scale, meta, json_path)
-
-  # The cameras from the json and the images' headers: everything is
-  # checked before a pixel is decoded.
-  sizes = image_sizes(files, expected=[_json_size(frame, meta)
-                                       for _, frame in frames])
-  f = int(downsample)
-  for file, (height, width) in zip(files, sizes):
-    if min(height // f, width // f) < 1:
-      raise DatasetError(f'{file}: downsampling {width}x{height} by {f} '
-                         'leaves no pixels')
-  labels = [f'{json_path} ({file})' for file in files]
-  cams = [_camera(frame, meta, (height // f, width // f), label)
-          for (_, frame), (height, width), label in zip(frames, sizes, labels)]
-  _check_distortion(cams, labels)
-  images = read_images(files, f, sizes=sizes,
-                       background=1.0 if white_background else 0.0)
+  cams, images, masks = _read_frames(frames, meta, int(downsample),
+                                     white_background, json_path, root)
 
   poses, aabb, scene_near, scene_far, extent = _normalised(
       poses, meta, box_scale, near, far, extent)
@@ -240,9 +232,10 @@ def load_transforms(path: str, *, downsample: int = 1, holdout: int = 8,
   train = np.setdiff1d(np.arange(n), held)
 
   def split(idx):
-    return validate_split(Split(images=[images[i] for i in idx],
-                                cameras=cameras.take(idx), indices=idx,
-                                names=[files[i] for i in idx]), json_path)
+    return validate_split(Split(
+        images=[images[i] for i in idx], cameras=cameras.take(idx),
+        indices=idx, names=[files[i] for i in idx],
+        masks=None if masks is None else [masks[i] for i in idx]), json_path)
 
   splits = {'train': split(train)}
   if len(held):
@@ -251,6 +244,31 @@ def load_transforms(path: str, *, downsample: int = 1, holdout: int = 8,
   return Scene(name=name, splits=splits, near=scene_near, far=scene_far,
                white_background=bool(white_background), aabb=aabb,
                trajectory=_trajectory(poses), extent=extent)
+
+
+def _read_frames(frames: list, meta: dict, f: int, white_background: bool,
+                 json_path: str, root: str) -> tuple:
+  """(cameras [(Intrinsics, distortion)], images [f32[h, w, 3]], masks
+  (``masks.read_masks``: a bool[h, w] per frame, or None)) of the frames,
+  downsampled by ``f``. The cameras from the json, the images' and masks'
+  headers: everything is checked before a pixel is decoded."""
+  files = [file for file, _ in frames]
+  sizes = image_sizes(files, expected=[_json_size(frame, meta)
+                                       for _, frame in frames])
+  for file, (height, width) in zip(files, sizes):
+    if min(height // f, width // f) < 1:
+      raise DatasetError(f'{file}: downsampling {width}x{height} by {f} '
+                         'leaves no pixels')
+  labels = [f'{json_path} ({file})' for file in files]
+  cams = [_camera(frame, meta, (height // f, width // f), label)
+          for (_, frame), (height, width), label in zip(frames, sizes, labels)]
+  _check_distortion(cams, labels)
+  mask_files = [masks_lib.frame_mask_files(frame, file, root, json_path)
+                for file, frame in frames]
+  masks_lib.check_mask_sizes(mask_files, sizes, f)
+  images = read_images(files, f, sizes=sizes,
+                       background=1.0 if white_background else 0.0)
+  return cams, images, masks_lib.read_masks(mask_files, sizes, f)
 
 
 def _existing_frames(meta: dict, json_path: str, root: str) -> list:

@@ -2,7 +2,15 @@
 
 Each view is rendered with its own camera and jitter off
 (``chunked.render_camera``), scored against its image and optionally written
-as a PNG.
+as a PNG (whole).
+
+Where the split has masks (``datasets.Split.masks``, a capture's per-frame
+masks), PSNR and the depth error are over the used pixels only. SSIM, whose
+11x11 windows cannot skip a pixel, is of the render with its ignored pixels
+replaced by the ground truth's: they agree there, so an ignored pixel never
+lowers it (it is 1 where a window holds only ignored pixels, and so reads
+higher the more of a view is masked). A view with no used pixel scores NaN,
+is marked ``masked`` and is left out of the means.
 """
 
 from __future__ import annotations
@@ -33,7 +41,8 @@ def evaluate_split(render_fn: Callable, variables, split, near: float,
     image_dir: if given, each render is written there as ``<index>.png``.
 
   Returns:
-    dict with psnr and ssim (means over views), views (a list of
+    dict with psnr and ssim (means over views; over the used pixels where
+    the split has masks, see the module docstring), views (a list of
     {index, psnr, ssim}) and first (the first view's renders plus
     ground_truth). Where the split has ground-truth depth (the built-in
     scenes), also depth_error: the mean over views of the median relative
@@ -47,21 +56,43 @@ def evaluate_split(render_fn: Callable, variables, split, near: float,
                                 far, chunk)
     gt = split.images[i]
     index = int(split.indices[i])
-    views.append(dict(index=index, psnr=metrics.psnr(out['rgb'], gt),
-                      ssim=metrics.ssim(out['rgb'], gt)))
+    used = None if split.masks is None else np.asarray(split.masks[i], bool)
+    views.append(dict(index=index, **image_scores(out['rgb'], gt, used)))
     if split.depths is not None:
-      views[-1]['depth_error'] = depth_error(out['depth'], split.depths[i])
+      views[-1]['depth_error'] = depth_error(out['depth'], split.depths[i],
+                                             used)
     if image_dir:
       iio.imwrite(os.path.join(image_dir, f'{index:04d}.png'),
                   images.to_uint8(out['rgb']))
     if first is None:
       first = dict(out, ground_truth=gt)
-  result = dict(psnr=float(np.mean([v['psnr'] for v in views])),
-                ssim=float(np.mean([v['ssim'] for v in views])),
-                views=views, first=first)
+  # Views that their masks leave empty (marked 'masked') have no score.
+  mean = lambda key: _mean([v[key] for v in views if not v.get('masked')])
+  result = dict(psnr=mean('psnr'), ssim=mean('ssim'), views=views,
+                first=first)
   if split.depths is not None:
-    result['depth_error'] = float(np.mean([v['depth_error'] for v in views]))
+    result['depth_error'] = mean('depth_error')
   return result
+
+
+def _mean(values: list) -> float:
+  """The mean of the values (NaN where there are none)."""
+  return float(np.mean(values)) if values else float('nan')
+
+
+def image_scores(rgb: np.ndarray, gt: np.ndarray,
+                 used: np.ndarray | None = None) -> dict:
+  """{psnr, ssim} of a render f32[h, w, 3] against its ground truth
+  f32[h, w, 3]; with ``used`` bool[h, w], PSNR over the used pixels and
+  SSIM with the others set to the truth (see the module docstring)."""
+  if used is None:
+    return dict(psnr=metrics.psnr(rgb, gt), ssim=metrics.ssim(rgb, gt))
+  if not used.any():
+    return dict(psnr=float('nan'), ssim=float('nan'), masked=True)
+  rgb, gt = np.asarray(rgb), np.asarray(gt)
+  filled = np.where(used[..., None], rgb, gt)
+  return dict(psnr=metrics.psnr(rgb[used], gt[used]),
+              ssim=metrics.ssim(filled, gt))
 
 
 def depth_error(depth: np.ndarray, truth: np.ndarray,

@@ -58,6 +58,10 @@ _EVAL = flags.DEFINE_string(
 _SPLIT = flags.DEFINE_string('split', None,
                              "Split for --eval (default 'test'; 'val' for "
                              "--eval=config).")
+_APPEARANCE = flags.DEFINE_integer(
+    'appearance', None, 'Runs with appearance codes: render with training '
+    'view N\'s code (its exposure and white balance), or -1 for the mean '
+    'code (the default, as held-out views are evaluated).')
 _PROGRESS = flags.DEFINE_bool('progress', True, 'Show a progress bar.')
 flags.mark_flag_as_required('ckpt')
 cli.define_distributed_flags()
@@ -135,11 +139,14 @@ def _run():
   ckpt = _CKPT.value
   config, info, model, variables, step = load.load_trained(
       ckpt, _STEP.value)
+  if _APPEARANCE.value is not None:
+    model.views.choose_appearance(_APPEARANCE.value)
   out_dir = _output_folder(ckpt)
   chunk = _chunk(config)
   render_fn = chunked.make_render_fn(model)
   if _EVAL.value:
-    _evaluate(config, info, render_fn, variables, out_dir, step, chunk)
+    _evaluate(config, info, model, render_fn, variables, out_dir, step,
+              chunk)
     return
   stem, poses, intrinsics = _plan_video(info, path)
   ext = {'mp4': '.mp4', 'gif': '.gif', 'png': ''}[_FORMAT.value]
@@ -151,7 +158,9 @@ def _run():
   _video(info, render_fn, variables, poses, intrinsics, files, step, chunk)
 
 
-def _evaluate(config, info, render_fn, variables, out_dir, step, chunk):
+def _evaluate(config, info, model, render_fn, variables, out_dir, step,
+              chunk):
+  import dataclasses  # pylint: disable=g-import-not-at-top
   from nerf_jax import datasets, distributed  # pylint: disable=g-import-not-at-top
   from nerf_jax.inference import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
   path = _EVAL.value
@@ -159,6 +168,11 @@ def _evaluate(config, info, render_fn, variables, out_dir, step, chunk):
   # The scene the model was trained on fixes near/far and the background.
   split = datasets.load_eval_split(path, split_name, config.data,
                                    white_background=info.white_background)
+  # Refined poses: the run's own training views as refined, others moved
+  # with the training views' drift.
+  split = dataclasses.replace(split, cameras=model.split_cameras(
+      variables['params'], split.cameras,
+      path == 'config' and split_name == 'train'))
   name = 'config' if path == 'config' else os.path.basename(
       os.path.normpath(path)).replace('.npz', '')
   image_dir = os.path.join(out_dir, f'eval_{name}_{split_name}')

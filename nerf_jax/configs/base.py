@@ -25,6 +25,8 @@ def get_config() -> ml_collections.ConfigDict:
   data.height = 64  # procedural: image height in pixels
   data.num_train = 100  # procedural: training views
   data.environment = False  # procedural only: the objects inside a distant textured ground and dome (unbounded; far becomes at least 45)
+  data.pose_noise = (0.0, 0.0)  # procedural only: the training cameras' poses turned by this many degrees and moved by this fraction of their distance, in random directions (to try pose refinement against the truth)
+  data.exposure_noise = 0.0  # procedural only: each training photo's colours scaled by a random exposure and white balance, exp(N(0, this)) (to try appearance codes)
   # The held-out view options below (num_val, num_test, max_views,
   # val_indices, val_fraction, holdout) apply only to the kinds they name: set
   # to anything but its default for another kind, one is refused with one line
@@ -55,6 +57,11 @@ def get_config() -> ml_collections.ConfigDict:
   model.num_fine = 0  # importance samples per ray (0 = no fine pass)
   model.separate_fine = True  # the fine pass has its own MLP (NeRF paper)
   model.compute_dtype = 'float32'  # MLP matmuls: 'float32' | 'bfloat16' (mixed precision for GPU/TPU; params stay float32)
+  # Per-view parameters for real captures (models/views.py):
+  model.appearance_dim = 0  # size of each training view's appearance code, read by the colour network (NeRF-W; 0 = none)
+  model.appearance_eval = -1  # the code rendering and evaluation use: -1 = the mean of the training views' codes, N = training view N's
+  model.refine_poses = False  # learn a rotation and translation correction of each training camera (see train.camera_*)
+  model.coarse_to_fine = 0  # kind='fast': steps over which the finer hash levels fade in (BARF; 0 = all on from the start)
   # kind='fast' only (use_viewdirs, dir_freqs and density_bias apply too):
   model.fast = fast = ml_collections.ConfigDict()
   fast.levels = 16  # hash grid: resolution levels L
@@ -93,6 +100,10 @@ def get_config() -> ml_collections.ConfigDict:
   train.adam_b2 = 0.999  # Adam beta2
   train.adam_eps = 1e-7  # Adam epsilon
   train.grad_clip = 0.0  # global gradient-norm clip (0 = off)
+  train.camera_lr = 1e-3  # model.refine_poses: Adam learning rate of the pose corrections (radians; translations in units of the camera distance)
+  train.camera_lr_final = 1e-5  # model.refine_poses: their learning rate at max_steps
+  train.camera_delay = 100  # model.refine_poses: steps before the poses move (the field first learns a rough scene)
+  train.camera_warmup = 200  # model.refine_poses: steps of linear ramp of their learning rate after the delay
   train.log_every = 50  # steps between training records in metrics.jsonl
   train.tensorboard = True  # also write TensorBoard event files beside metrics.jsonl
   train.max_nonfinite_steps = 20  # stop when this many steps in a row have a non-finite loss or gradients (each one is skipped)

@@ -12,12 +12,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any, Sequence
 
 import ml_collections
+import numpy as np
 
 from nerf_jax import resources
+from nerf_jax.cameras import refine
 from nerf_jax.datasets.base import DatasetError, Scene, Split
 from nerf_jax.datasets.blender import load_blender
 from nerf_jax.datasets.extent import apply_extent
@@ -49,12 +52,37 @@ def _load_procedural(cfg: Any, splits: Sequence[str]) -> Scene:
       pixels * (20 * views + 200),
       f'the built-in scene ({views:,} views of {cfg.width}x{cfg.height})',
       'lower data.width, data.height or data.num_train')
-  return make_scene(
+  scene = make_scene(
       width=int(cfg.width), height=int(cfg.height),
       num_train=int(cfg.num_train), num_val=int(cfg.num_val),
       num_test=int(cfg.num_test), seed=int(cfg.seed),
       white_background=bool(cfg.white_background), near=float(cfg.near),
       far=float(cfg.far), environment=environment)
+  return _capture_noise(scene, cfg)
+
+
+def _capture_noise(scene: Scene, cfg: Any) -> Scene:
+  """The built-in scene's training views as a real capture's: poses off
+  by ``data.pose_noise`` (degrees, fraction of the distance) and photos
+  with their own exposure and white balance (``data.exposure_noise``: a
+  gain exp(N(0, s)) per view times exp(N(0, s / 3)) per channel).
+  Held-out views stay exact."""
+  degrees, fraction = (float(x) for x in getattr(cfg, 'pose_noise', (0, 0)))
+  sigma = float(getattr(cfg, 'exposure_noise', 0.0))
+  train = scene.splits['train']
+  rng = np.random.default_rng(int(cfg.seed) + 1)
+  if degrees or fraction:
+    poses = refine.perturb_poses(np.asarray(train.cameras.poses), rng,
+                                 degrees, fraction)
+    train = dataclasses.replace(
+        train, cameras=train.cameras.replace(poses=poses))
+  if sigma:
+    gains = np.exp(sigma * (rng.normal(size=(len(train), 1, 1, 1)) +
+                            rng.normal(size=(len(train), 1, 1, 3)) / 3))
+    train = dataclasses.replace(train, images=np.clip(
+        train.images * gains, 0.0, 1.0).astype(np.float32))
+  scene.splits['train'] = train
+  return scene
 
 
 def _load_tiny(cfg: Any, splits: Sequence[str]) -> Scene:

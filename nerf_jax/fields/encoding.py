@@ -395,3 +395,23 @@ def dense_grid_encode(x: jnp.ndarray, grid: jnp.ndarray) -> jnp.ndarray:
   points = jnp.clip(x.reshape(-1, 3), 0.0, 1.0)
   out = _lookup(points, table, specs)
   return out.reshape(x.shape[:-1] + (channels,))
+
+
+def coarse_to_fine(num_levels: int, progress: jnp.ndarray) -> jnp.ndarray:
+  """BARF's coarse-to-fine weights of encoding levels, f32[num_levels].
+
+  With alpha = progress * num_levels, level l has weight
+  (1 - cos(pi * clip(alpha - l, 0, 1))) / 2: levels fade in one after
+  another, and from progress 1 every weight is 1. Level 0 is kept at 1
+  throughout so the field always has features to fit (as BARF keeps the raw
+  input).
+
+  Args:
+    num_levels: int, L.
+    progress: f32[], the warm-up's progress (step / warm-up steps).
+  """
+  alpha = jnp.clip(progress, 0.0, 1.0) * num_levels
+  ramp = jnp.clip(alpha - jnp.arange(num_levels, dtype=jnp.float32), 0.0,
+                  1.0)
+  weights = 0.5 * (1.0 - jnp.cos(jnp.pi * ramp))
+  return weights.at[0].set(1.0)

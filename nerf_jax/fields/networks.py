@@ -77,6 +77,9 @@ class NerfMLP(nn.Module):
     dtype: compute dtype of the matmuls (``jnp.bfloat16`` for mixed
       precision on GPU/TPU); parameters, the encoding and the outputs stay
       float32.
+    appearance_dim: size of the appearance code the colour reads (0 =
+      none); the code comes after the direction in ``viewdirs``
+      (``split_ray_inputs``).
   """
   depth: int = 4
   width: int = 128
@@ -86,6 +89,7 @@ class NerfMLP(nn.Module):
   use_viewdirs: bool = False
   density_bias: float = -1.0
   dtype: Any = jnp.float32
+  appearance_dim: int = 0
 
   @nn.compact
   def __call__(self, points: jnp.ndarray,
@@ -94,7 +98,8 @@ class NerfMLP(nn.Module):
 
     Args:
       points: f32[..., 3], world-space positions.
-      viewdirs: f32[..., 3], unit view directions (needed iff use_viewdirs).
+      viewdirs: f32[..., 3 (+ appearance_dim)], unit view directions
+        (needed iff use_viewdirs or appearance_dim), then the code.
 
     Returns:
       rgb: f32[..., 3] in (0, 1); density: f32[...] >= 0.
@@ -116,15 +121,17 @@ class NerfMLP(nn.Module):
     raw_density = nn.Dense(1, dtype=self.dtype, name='density')(x)[..., 0]
     raw_density = raw_density.astype(jnp.float32)
     density = jax.nn.softplus(raw_density + self.density_bias)
-    if self.use_viewdirs:
+    if self.use_viewdirs or self.appearance_dim:
       if viewdirs is None:
         raise ValueError('this model needs view directions')
       bottleneck = nn.Dense(self.width, dtype=self.dtype,
                             name='bottleneck')(x)
+      viewdirs, code = split_ray_inputs(viewdirs, self.appearance_dim)
       # Encoded (and multiplied) once per ray where viewdirs is [..., 1, 3].
-      dirs = encoding.positional_encoding_parts(viewdirs, self.dir_freqs)
+      dirs = encoding.positional_encoding_parts(
+          viewdirs, self.dir_freqs) if self.use_viewdirs else []
       x = nn.relu(ConcatDense(self.width // 2, dtype=self.dtype,
-                              name='view')([bottleneck] + dirs))
+                              name='view')([bottleneck] + dirs + code))
     rgb = nn.Dense(3, dtype=self.dtype, name='rgb')(x)
     return jax.nn.sigmoid(rgb.astype(jnp.float32)), density
 
@@ -137,7 +144,19 @@ def make_field(model_cfg) -> NerfMLP:
                  pos_freqs=model_cfg.pos_freqs, dir_freqs=model_cfg.dir_freqs,
                  use_viewdirs=model_cfg.use_viewdirs,
                  density_bias=model_cfg.density_bias,
-                 dtype=compute_dtype(model_cfg))
+                 dtype=compute_dtype(model_cfg),
+                 appearance_dim=int(getattr(model_cfg, 'appearance_dim', 0)))
+
+
+def split_ray_inputs(ray_inputs: jnp.ndarray, appearance_dim: int) -> tuple:
+  """The field's per-ray input f32[..., 3 + d] as (view direction
+  f32[..., 3], [code f32[..., d]] or [] when d is 0)."""
+  if not appearance_dim:
+    return ray_inputs, []
+  if ray_inputs.shape[-1] != 3 + appearance_dim:
+    raise ValueError(f'the field reads a {appearance_dim}-number appearance '
+                     f'code after the view direction, got {ray_inputs.shape}')
+  return ray_inputs[..., :3], [ray_inputs[..., 3:]]
 
 
 COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -193,6 +212,8 @@ class GridField(nn.Module):
     unbounded: bool, the grid spans contracted space (``render.contraction``):
       ``aabb`` is the object's box, the grid's central half, and the rest of
       space fills the outer cells.
+    appearance_dim: int, size of the appearance code the colour reads (0 =
+      none), after the direction in ``viewdirs`` (``split_ray_inputs``).
   """
   aabb: tuple = ((-1.5, -1.5, -1.5), (1.5, 1.5, 1.5))
   levels: int = 16
@@ -207,6 +228,7 @@ class GridField(nn.Module):
   density_bias: float = -1.0
   dtype: Any = jnp.float32
   unbounded: bool = False
+  appearance_dim: int = 0
 
   def setup(self):
     self.resolutions = encoding.hash_grid_resolutions(
@@ -222,7 +244,8 @@ class GridField(nn.Module):
     self.color_hidden2 = nn.Dense(self.width, dtype=d, name='color_hidden2')
     self.color_out = nn.Dense(3, dtype=d, name='color_out')
 
-  def _geometry(self, points: jnp.ndarray) -> tuple:
+  def _geometry(self, points: jnp.ndarray,
+                level_weights: jnp.ndarray | None = None) -> tuple:
     lo = jnp.asarray(self.aabb[0], jnp.float32)
     hi = jnp.asarray(self.aabb[1], jnp.float32)
     if self.unbounded:
@@ -230,6 +253,8 @@ class GridField(nn.Module):
     else:
       x = (points - lo) / (hi - lo)
     h = encoding.hash_grid_encode(x, self.tables, self.resolutions)
+    if level_weights is not None:  # coarse to fine (BARF)
+      h = h * jnp.repeat(level_weights, self.features)
     h = self.density_out(nn.relu(self.density_hidden(h)))
     density = trunc_exp(h[..., 0].astype(jnp.float32) + self.density_bias)
     return density, h[..., 1:]
@@ -239,22 +264,29 @@ class GridField(nn.Module):
     return self._geometry(points)[0]
 
   def __call__(self, points: jnp.ndarray,
-               viewdirs: jnp.ndarray | None = None) -> tuple:
+               viewdirs: jnp.ndarray | None = None,
+               level_weights: jnp.ndarray | None = None) -> tuple:
     """Evaluates the field.
 
     Args:
       points: f32[..., 3], world-space positions.
-      viewdirs: f32[..., 3], unit view directions (needed iff use_viewdirs).
+      viewdirs: f32[..., 3 (+ appearance_dim)], unit view directions, then
+        the appearance code (needed iff use_viewdirs or appearance_dim).
+      level_weights: optional f32[levels], each hash level's features
+        scaled by its weight (``encoding.coarse_to_fine``); None = all 1.
 
     Returns:
       rgb: f32[..., 3] in (0, 1); density: f32[...] >= 0.
     """
-    density, geo = self._geometry(points)
+    density, geo = self._geometry(points, level_weights)
     x = [geo]
-    if self.use_viewdirs:
+    if self.use_viewdirs or self.appearance_dim:
       if viewdirs is None:
         raise ValueError('this field needs view directions')
-      x += encoding.positional_encoding_parts(viewdirs, self.dir_freqs)
+      viewdirs, code = split_ray_inputs(viewdirs, self.appearance_dim)
+      if self.use_viewdirs:
+        x += encoding.positional_encoding_parts(viewdirs, self.dir_freqs)
+      x += code
     x = nn.relu(self.color_hidden(x))
     x = nn.relu(self.color_hidden2(x))
     rgb = self.color_out(x).astype(jnp.float32)

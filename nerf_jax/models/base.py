@@ -8,6 +8,7 @@ config, and neither of them branches on the model's kind:
   render(params, state, rays, key=None)      -> outputs (rgb, depth, acc, ...)
   loss(params, state, batch, key, step)      -> (loss, metrics)
   adjust_cameras(params, cameras)            -> cameras of the training views
+  align_cameras(params, cameras)             -> other cameras, in their frame
   update_state(params, state, step, key)     -> state
   optimizer(train_cfg)                       -> optax transformation
   query(params, state, points, viewdirs)     -> (rgb, density) at points
@@ -15,8 +16,11 @@ config, and neither of them branches on the model's kind:
 
 ``params`` are trained by gradients; ``state`` is everything else the model
 keeps (e.g. an occupancy grid). Both are pytrees that travel in the train
-state and in checkpoints. Every method is pure and jit-traceable; the model
-object itself holds only static settings and Flax module definitions.
+state and in checkpoints. Per-view parameters (appearance codes, pose
+corrections: ``views.PerView``) are the same for every kind, under
+``params['views']`` when the config turns them on. Every method is pure and
+jit-traceable; the model object itself holds only static settings and Flax
+module definitions.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from nerf_jax import optim
 from nerf_jax.cameras.camera import Cameras, Rays
 from nerf_jax.datasets.batch import RayBatch
 from nerf_jax.datasets.scene import SceneInfo
+from nerf_jax.models import views as views_lib
 
 # Per-ray outputs every model's ``render`` returns (the renderer's contract).
 OUTPUT_KEYS = ('rgb', 'depth', 'disparity', 'acc')
@@ -51,18 +56,21 @@ class Model(abc.ABC):
       of devices.
     config: the ``model`` config section.
     scene: the SceneInfo it models (near/far, background, box).
+    views: ``views.PerView``, the per-view parameters' settings.
   """
   kind: str = ''
   couples_rays: bool = False
+  views: views_lib.PerView = views_lib.PerView.none()
 
   @classmethod
   def check_config(cls, model_cfg) -> None:
     """Raises ValueError (one line naming the field) for unusable values."""
-    del model_cfg
+    views_lib.PerView.check_config(model_cfg)
 
   def __init__(self, model_cfg, scene: SceneInfo):
     self.config = model_cfg
     self.scene = scene
+    self.views = views_lib.PerView(model_cfg, scene)
 
   @abc.abstractmethod
   def init(self, key: jax.Array) -> tuple:
@@ -137,10 +145,29 @@ class Model(abc.ABC):
     Training casts each batch's rays through the cameras this returns,
     inside the differentiated loss, so a model that refines poses (or
     intrinsics) returns them changed by its per-view parameters and those
-    receive gradients. The default changes nothing.
+    receive gradients. Models with ``model.refine_poses`` correct each
+    view's pose (``views.PerView.adjust``); the default changes nothing.
     """
-    del params
-    return cameras
+    return self.views.adjust(self.views.split(params)[1], cameras)
+
+  def align_cameras(self, params: Any, cameras: Cameras) -> Cameras:
+    """Cameras that were not trained (held-out views, video paths through
+    the capture's given poses) in the frame of the refined training
+    cameras: moved by their rigid drift (unchanged without refinement)."""
+    return self.views.align(self.views.split(params)[1], cameras)
+
+  def split_cameras(self, params: Any, cameras: Cameras,
+                    training: bool) -> Cameras:
+    """A split's cameras as the model renders them: the training views'
+    adjusted (``adjust_cameras``), any other's aligned
+    (``align_cameras``)."""
+    if training:
+      return self.adjust_cameras(params, cameras)
+    return self.align_cameras(params, cameras)
+
+  def refined_poses(self, params: Any):
+    """f64[n, 4, 4] the training views' poses as the model sees them."""
+    return self.views.refined_poses(self.views.split(params)[1])
 
   def update_state(self, params: Any, state: Any, step: jnp.ndarray,
                    key: jax.Array) -> Any:
@@ -154,8 +181,20 @@ class Model(abc.ABC):
     return state
 
   def optimizer(self, train_cfg) -> optax.GradientTransformation:
-    """The optax transformation for ``params`` (default: Adam, train config)."""
+    """The optax transformation for ``params``: the field's
+    (``field_optimizer``), pose corrections apart (``views.PerView``)."""
+    return self.views.optimizer(self.field_optimizer(train_cfg), train_cfg)
+
+  def field_optimizer(self, train_cfg) -> optax.GradientTransformation:
+    """The optax transformation of the field's parameters (default: Adam,
+    train config)."""
     return optim.make_optimizer(train_cfg)
+
+
+def init_ray_inputs(appearance_dim: int) -> jnp.ndarray:
+  """f32[1, 3 + d]: a +z direction and a zero code, to initialise a field
+  with (its per-ray input, see ``views.PerView.condition``)."""
+  return jnp.zeros((1, 3 + appearance_dim), jnp.float32).at[:, 2].set(1.0)
 
 
 def default_viewdirs(points: jnp.ndarray) -> jnp.ndarray:

@@ -21,15 +21,17 @@ import optax
 
 from nerf_jax import optim
 from nerf_jax.cameras.camera import Rays
-from nerf_jax.fields import networks
+from nerf_jax.fields import encoding, networks
 from nerf_jax.models import base, pipeline
+from nerf_jax.models import views as views_lib
 from nerf_jax.render import marcher, occupancy
 
 
 class FastNerf(base.Model):
   """Hash-grid NeRF with empty-space skipping.
 
-  ``params`` are the field's; ``state`` = {'grid': {'density', 'mask'}}.
+  ``params`` are the field's (and ``'views'``, see ``base.Model``);
+  ``state`` = {'grid': {'density', 'mask'}}.
   """
   kind = 'fast'
   couples_rays = True  # samples of all rays share one packed budget
@@ -63,6 +65,11 @@ class FastNerf(base.Model):
       raise ValueError('model.fast.min_transmittance must be in [0, 1)')
     if cfg.weight_decay < 0:
       raise ValueError('model.fast.weight_decay must be >= 0')
+    c2f = getattr(model_cfg, 'coarse_to_fine', 0)
+    if not isinstance(c2f, int) or c2f < 0:
+      raise ValueError(f'model.coarse_to_fine={c2f!r} must be an integer '
+                       '>= 0 (steps)')
+    super().check_config(model_cfg)
 
   def __init__(self, model_cfg, scene):
     super().__init__(model_cfg, scene)
@@ -80,7 +87,9 @@ class FastNerf(base.Model):
         use_viewdirs=bool(model_cfg.use_viewdirs),
         dir_freqs=int(model_cfg.dir_freqs),
         density_bias=float(model_cfg.density_bias),
-        dtype=networks.compute_dtype(model_cfg), unbounded=self.unbounded)
+        dtype=networks.compute_dtype(model_cfg), unbounded=self.unbounded,
+        appearance_dim=self.views.appearance_dim)
+    self.coarse_to_fine = int(getattr(model_cfg, 'coarse_to_fine', 0))
     self.num_steps = int(cfg.num_steps)
     # World-space step length and the density whose opacity per step is
     # occupancy_alpha (instant-ngp: 0.01 per step).
@@ -98,19 +107,21 @@ class FastNerf(base.Model):
 
   def init(self, key: jax.Array) -> tuple:
     points = jnp.zeros((1, 3), jnp.float32)
-    viewdirs = jnp.zeros((1, 3), jnp.float32).at[:, 2].set(1.0)
-    params = self.field.init(key, points, viewdirs)['params']
+    params = self.field.init(key, points, base.init_ray_inputs(
+        self.views.appearance_dim))['params']
     grid = occupancy.init_grid(int(self.cfg.occupancy_resolution))
-    return params, {'grid': grid}
+    return self.views.with_views(params), {'grid': grid}
 
-  def optimizer(self, train_cfg) -> optax.GradientTransformation:
-    """Adam; L2 weight decay on the MLPs only (not the hash tables)."""
+  def field_optimizer(self, train_cfg) -> optax.GradientTransformation:
+    """Adam; L2 weight decay on the MLPs only (not the hash tables, nor
+    the per-view parameters)."""
     decay = float(self.cfg.weight_decay)
 
     def mlp_mask(params):
       return jax.tree_util.tree_map_with_path(
-          lambda path, _: 'hash_tables' not in jax.tree_util.keystr(path),
-          params)
+          lambda path, _: not any(
+              name in jax.tree_util.keystr(path)
+              for name in ('hash_tables', views_lib.KEY)), params)
 
     return optim.make_optimizer(train_cfg, weight_decay=decay,
                                 weight_decay_mask=mlp_mask)
@@ -118,8 +129,10 @@ class FastNerf(base.Model):
   def update_state(self, params, state, step, key):
     cfg = self.cfg
 
+    field_params = self.views.split(params)[0]
+
     def density_fn(points):
-      return self.field.apply({'params': params}, points,
+      return self.field.apply({'params': field_params}, points,
                               method=networks.GridField.density)
 
     def refresh(grid):
@@ -140,12 +153,15 @@ class FastNerf(base.Model):
     occupancy grid marks empty (the renderer skips them)."""
     if viewdirs is None:
       viewdirs = base.default_viewdirs(points)
-    rgb, density = self.field.apply({'params': params}, points, viewdirs)
+    field_params, views = self.views.split(params)
+    viewdirs = self.views.with_render_code(views, viewdirs)
+    rgb, density = self.field.apply({'params': field_params}, points,
+                                    viewdirs)
     return rgb, density * self._occupied(state, points)
 
   def density(self, params, state, points) -> jnp.ndarray:
-    density = self.field.apply({'params': params}, points,
-                               method=networks.GridField.density)
+    density = self.field.apply({'params': self.views.split(params)[0]},
+                               points, method=networks.GridField.density)
     return density * self._occupied(state, points)
 
   def _occupied(self, state, points) -> jnp.ndarray:
@@ -158,26 +174,31 @@ class FastNerf(base.Model):
 
   # -- rendering -----------------------------------------------------------
 
-  def _field_fn(self, params):
-    """The hash-grid field as the samplers' join calls it."""
-    return lambda points, viewdirs: self.field.apply({'params': params},
-                                                     points, viewdirs)
+  def _field_fn(self, params, level_weights=None):
+    """The hash-grid field as the samplers' join calls it (its per-ray
+    input: the view direction, then any appearance code)."""
+    variables = {'params': self.views.split(params)[0]}
+    return lambda points, viewdirs: self.field.apply(
+        variables, points, viewdirs, level_weights)
 
   def render(self, params, state, rays, key=None) -> dict:
     batch_shape = rays.origins.shape[:-1]
     flat = jax.tree_util.tree_map(lambda x: x.reshape((-1, x.shape[-1])),
                                   rays)
+    views = self.views.split(params)[1]
+    flat = self.views.condition(flat, self.views.render_code(views))
     if key is None:
       out = self._render_eval(params, state, flat)
     else:
       out = self._render_train(params, state, flat, key)[0]
     return {k: v.reshape(batch_shape + v.shape[1:]) for k, v in out.items()}
 
-  def _render_train(self, params, state, rays: Rays, key) -> tuple:
+  def _render_train(self, params, state, rays: Rays, key,
+                    level_weights=None) -> tuple:
     """Packed samples in a fixed budget (the marcher's), through the join;
     returns (outputs, ray_ok, count). Rays whose samples did not all fit
     have ray_ok False."""
-    field = self._field_fn(params)
+    field = self._field_fn(params, level_weights)
     out = pipeline.render_levels(
         self.sampler, lambda level, *x: field(*x), rays, state, key,
         self.scene.background)['main']
@@ -198,11 +219,18 @@ class FastNerf(base.Model):
 
     ``batch_rays`` rays are drawn but only those that fit are trained on, so
     the field always runs on a full budget (nerfacc's dynamic batch);
-    ``rays_kept`` reports the fraction.
+    ``rays_kept`` reports the fraction. Each ray reads its view's
+    appearance code; with ``model.coarse_to_fine`` the finer hash levels
+    fade in over that many steps (BARF).
     """
-    del step
-    rays = batch.rays
-    out, ray_ok, count = self._render_train(params, state, rays, key)
+    codes = self.views.train_codes(self.views.split(params)[1], batch.view)
+    rays = self.views.condition(batch.rays, codes)
+    weights = None
+    if self.coarse_to_fine:
+      weights = encoding.coarse_to_fine(
+          int(self.cfg.levels), step.astype(jnp.float32) / self.coarse_to_fine)
+    out, ray_ok, count = self._render_train(params, state, rays, key,
+                                            weights)
     ok = ray_ok.astype(jnp.float32)
     per_ray = jnp.mean((out['rgb'] - batch.rgb) ** 2, axis=-1)
     mse = jnp.sum(per_ray * ok) / jnp.maximum(jnp.sum(ok), 1.0)

@@ -19,8 +19,11 @@ from nerf_jax.cameras.camera import Rays
 from nerf_jax.fields.networks import NerfMLP
 from nerf_jax.render import compositing, samplers
 
-# field_fn(level: int, points f32[..., 3], viewdirs f32[..., 3]) ->
+# field_fn(level: int, points f32[..., 3], viewdirs f32[..., 3 + c]) ->
 # (rgb f32[..., 3], density f32[...]): a model's field for each level.
+# ``viewdirs`` is the rays' per-ray input to the field, gathered for each
+# sample: the unit view direction, then whatever a model appended per ray
+# (c numbers: an appearance code, see models.views).
 FieldFn = Callable[[int, jnp.ndarray, jnp.ndarray], tuple]
 
 
@@ -78,11 +81,13 @@ class RenderOptions:
     return ('coarse', 'fine') if self.num_fine > 0 else ('coarse',)
 
 
-def init_params(key: jax.Array, field: NerfMLP,
-                options: RenderOptions) -> dict:
-  """Initial parameters: {'coarse': ..., 'fine': ...} (fine only if used)."""
+def init_params(key: jax.Array, field: NerfMLP, options: RenderOptions,
+                appearance_dim: int = 0) -> dict:
+  """Initial parameters: {'coarse': ..., 'fine': ...} (fine only if used);
+  the field reads an appearance code of ``appearance_dim`` numbers."""
   points = jnp.zeros((1, 3), jnp.float32)
-  viewdirs = jnp.zeros((1, 3), jnp.float32).at[:, 2].set(1.0)
+  viewdirs = jnp.zeros((1, 3 + appearance_dim),
+                       jnp.float32).at[:, 2].set(1.0)
   params = {}
   for level, k in zip(('coarse', 'fine'), jax.random.split(key)):
     if level == 'coarse' or (options.num_fine > 0 and options.separate_fine):

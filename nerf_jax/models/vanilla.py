@@ -26,6 +26,10 @@ class VanillaNerf(base.Model):
 
   @classmethod
   def check_config(cls, model_cfg) -> None:
+    super().check_config(model_cfg)
+    if getattr(model_cfg, 'coarse_to_fine', 0):
+      raise ValueError('model.coarse_to_fine applies to kind=\'fast\' only '
+                       '(the hash grid\'s levels)')
     if model_cfg.preset:
       return  # presets are checked by name
     for name in ('depth', 'width'):
@@ -49,20 +53,33 @@ class VanillaNerf(base.Model):
         separate_fine=bool(model_cfg.separate_fine))
 
   def init(self, key: jax.Array) -> tuple:
-    return pipeline.init_params(key, self.field, self.options), {}
+    params = pipeline.init_params(key, self.field, self.options,
+                                  self.views.appearance_dim)
+    return self.views.with_views(params), {}
 
   def render_levels(self, params: Any, rays: Rays,
-                    key: Optional[jax.Array]) -> dict:
-    """Every level's outputs (see ``pipeline.render_rays``)."""
-    return pipeline.render_rays(self.field, params, rays, key, self.options)
+                    key: Optional[jax.Array],
+                    codes: Optional[jnp.ndarray] = None) -> dict:
+    """Every level's outputs (see ``pipeline.render_rays``); the rays read
+    ``codes`` f32[..., d] (default: the rendering code, see
+    ``views.PerView``)."""
+    field_params, views = self.views.split(params)
+    if codes is None:
+      codes = self.views.render_code(views)
+    rays = self.views.condition(rays, codes)
+    return pipeline.render_rays(self.field, field_params, rays, key,
+                                self.options)
 
   def query(self, params, state, points, viewdirs=None) -> tuple:
     """The finest level's field (the fine MLP when it has its own)."""
     del state
-    level = 'fine' if 'fine' in params else 'coarse'
+    field_params, views = self.views.split(params)
+    level = 'fine' if 'fine' in field_params else 'coarse'
     if viewdirs is None:
       viewdirs = base.default_viewdirs(points)
-    return self.field.apply({'params': params[level]}, points, viewdirs)
+    viewdirs = self.views.with_render_code(views, viewdirs)
+    return self.field.apply({'params': field_params[level]}, points,
+                            viewdirs)
 
   def render(self, params, state, rays, key=None) -> dict:
     del state
@@ -71,7 +88,8 @@ class VanillaNerf(base.Model):
 
   def loss(self, params, state, batch, key, step) -> tuple:
     del state, step
-    levels = self.render_levels(params, batch.rays, key)
+    codes = self.views.train_codes(self.views.split(params)[1], batch.view)
+    levels = self.render_levels(params, batch.rays, key, codes)
     metrics = {f'mse_{name}': jnp.mean((levels[name]['rgb'] - batch.rgb) ** 2)
                for name in self.options.levels}
     metrics['mse'] = metrics[f'mse_{self.options.levels[-1]}']

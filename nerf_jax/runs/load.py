@@ -101,6 +101,10 @@ def load_trained(workdir: str, step: Optional[int] = None,
   if damaged and warn and distributed.is_primary():
     print(checkpoints.describe_damaged(damaged, restored_step, ckpt_dir),
           file=sys.stderr, flush=True)
+  if model.views.refine_poses:  # video paths and the viewer follow them
+    refined = model.refined_poses(variables['params'])
+    info = dataclasses.replace(info, camera_poses=tuple(
+        tuple(map(tuple, pose)) for pose in refined.tolist()))
   return config, info, model, variables, restored_step
 
 

@@ -93,6 +93,8 @@ HELD_OUT_OPTIONS = {
 # Other options that only their kind's loader reads, refused the same way.
 KIND_OPTIONS = {
     'data.environment': ('procedural',),
+    'data.pose_noise': ('procedural',),
+    'data.exposure_noise': ('procedural',),
 }
 
 _INTERVAL = re.compile(r'^([\[(])\s*([^,]+),\s*([^\])]+)([\])])$')
@@ -225,6 +227,10 @@ def validate_config(config: ml_collections.ConfigDict,
   if t.lr_schedule not in ('log_linear', 'exponential'):
     raise ConfigError(f'train.lr_schedule={t.lr_schedule!r} must be '
                       "'log_linear' or 'exponential'")
+  if m.refine_poses and not (0 <= t.camera_lr_final <= t.camera_lr) or min(
+      t.camera_delay, t.camera_warmup) < 0:
+    raise ConfigError('train.camera_lr must be >= train.camera_lr_final >= 0 '
+                      'and train.camera_delay, train.camera_warmup >= 0')
   if config.data.extent not in extent_lib.CHOICES:
     raise ConfigError(f'data.extent={config.data.extent!r} is not one of '
                       f'{", ".join(repr(c) for c in extent_lib.CHOICES)}')

@@ -8,6 +8,7 @@ directory only through ``nerf_jax.runs``.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
 import signal
 import sys
@@ -182,9 +183,11 @@ class _Trainer:
     self.write_run_files()
     config, scene = self.config, self.scene
     try:
+      split = scene.split(config.eval.split)
+      split = dataclasses.replace(split, cameras=self.model.split_cameras(
+          self.state.params, split.cameras, config.eval.split == 'train'))
       result = evaluate.evaluate_split(
-          self.render_fn, self.state.variables(),
-          scene.split(config.eval.split), scene.near, scene.far,
+          self.render_fn, self.state.variables(), split, scene.near, scene.far,
           config.eval.chunk, config.eval.max_views)
     except Exception as e:  # pylint: disable=broad-except
       if errors.is_out_of_memory(e):

@@ -1,0 +1,56 @@
+"""Own captures: the recommended config for photos or a video prepared by
+prepare.py (or a nerfstudio capture), derived from the fast model's recipe.
+
+* unbounded: the loader decides from the capture (``data.extent='auto'``:
+  cameras around an object with far depth bounds are unbounded), so the
+  hash grid holds the object at full resolution and the background out to
+  the horizon in contracted space;
+* appearance codes: 16 numbers per photo condition the colour (auto-
+  exposure, white balance); held-out photos and videos use the mean code
+  (``render.py --appearance N`` renders with photo N's);
+* pose refinement: each training camera gets a rotation and translation
+  correction, held still for the first 300 steps, then learned at a small
+  rate while the finer hash levels fade in (BARF's coarse to fine).
+
+It reads ``transforms.json`` captures (prepare.py's output, nerfstudio's)::
+
+  python train.py --config capture.py --config.data.path=DIR
+
+and an LLFF folder of a 360-degree capture with
+``--config.data.kind=llff --config.data.ndc=False``. Every 8th photo is held
+out; ``--config.data.downsample`` shrinks large photos.
+"""
+
+from nerf_jax.configs import tiny_fast
+
+
+def get_config():
+  config = tiny_fast.get_config()
+  config.name = 'capture'
+  config.data.kind = 'transforms'
+  config.data.path = ''  # required: --config.data.path=DIR
+  config.data.holdout = 8
+  config.data.near = 0.0  # from the cameras and the box
+  config.data.far = 0.0
+  config.data.extent = 'auto'
+  config.model.use_viewdirs = True  # real surfaces shine
+  config.model.appearance_dim = 16
+  config.model.refine_poses = True
+  config.model.coarse_to_fine = 1000
+  fast = config.model.fast
+  fast.max_resolution = 2048  # the object's box is the grid's central half
+  fast.num_steps = 256
+  fast.outer_steps = 96
+  fast.budget_per_ray = 48
+  config.train.batch_rays = 4096
+  config.train.max_steps = 5000
+  config.train.max_seconds = 900.0
+  config.train.camera_lr = 1e-3
+  config.train.camera_lr_final = 1e-5
+  config.train.camera_delay = 300
+  config.train.camera_warmup = 300
+  config.eval.every = 0
+  config.eval.at_seconds = (120.0, 300.0, 600.0)
+  config.eval.chunk = 8192
+  config.checkpoint.every = 500
+  return config

@@ -200,6 +200,15 @@ def test_unreadable_dataset_is_one_clear_line(trained, tmp_path):
   assert 'bad.npz' in line
 
 
+def test_appearance_of_a_run_without_codes_is_one_clear_line(trained,
+                                                            tmp_path):
+  workdir, _ = trained
+  line = one_error_line(render_cli('--ckpt', workdir, '--appearance', '0',
+                                   '--out', str(tmp_path / 'o')))
+  assert 'no appearance codes' in line
+  assert not (tmp_path / 'o').exists()
+
+
 def _write_blender(root, split, poses, size=(6, 8)):
   h, w = size
   (root / split).mkdir(parents=True)

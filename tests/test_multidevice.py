@@ -9,7 +9,11 @@ import socket
 import subprocess
 import sys
 
+import jax
+import numpy as np
 import pytest
+
+from nerf_jax.runs import load
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -116,7 +120,7 @@ for a, b in zip(*(jax.tree_util.tree_leaves(p) for p in results)):
 # The fast model renders each device's rays on that device: same image.
 config.model.kind = 'fast'
 config.model.fast.log2_table, config.model.fast.max_resolution = 12, 64
-config.model.fast.occupancy_resolution = 16
+config.model.fast.occupancy_resolution, config.model.fast.levels = 16, 4
 fast = models.make_model(config.model, scene.info())
 variables = dict(zip(('params', 'state'), fast.init(jax.random.PRNGKey(2))))
 multi = chunked.render_view(chunked.make_render_fn(fast), variables,
@@ -159,17 +163,38 @@ def _run(script: str, args: list, devices: int, cwd) -> subprocess.CompletedProc
                         stdin=subprocess.DEVNULL)
 
 
+def _same_runs(runs: list, steps: int) -> None:
+  """Loads two run directories as render.py does and checks that both are
+  at ``steps`` with the same parameters."""
+  got = [load.load_trained(str(d))[3:] for d in runs]
+  assert got[0][1] == got[1][1] == steps, [g[1] for g in got]
+  for a, b in zip(*(jax.tree_util.tree_leaves(g[0]) for g in got)):
+    np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
+
+
 LOAD = r'''
-import sys, jax, numpy as np
+import sys, jax
 sys.path.insert(0, sys.argv[1])
-from nerf_jax.runs import load
+from tests.test_multidevice import _same_runs
 assert jax.device_count() == int(sys.argv[4])
-got = [load.load_trained(d)[3:] for d in sys.argv[2:4]]
-assert got[0][1] == got[1][1] == int(sys.argv[5]), [g[1] for g in got]
-for a, b in zip(*(jax.tree_util.tree_leaves(g[0]) for g in got)):
-  np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
+_same_runs(sys.argv[2:4], int(sys.argv[5]))
 print('SAME')
 '''
+
+
+def _load_same(moved, ref, devices: int, steps: int) -> None:
+  """``_same_runs`` on ``devices`` CPU devices: in this process when it has
+  just that (one CPU device; saves a process start, about 3 s), else in a
+  process of its own."""
+  if (devices, jax.device_count(), jax.default_backend()) == (1, 1, 'cpu'):
+    _same_runs([moved, ref], steps)
+    return
+  proc = subprocess.run(
+      [sys.executable, '-c', LOAD, str(ROOT), str(moved), str(ref),
+       str(devices), str(steps)], capture_output=True, text=True, timeout=300,
+      env=dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS=(
+          f'--xla_force_host_platform_device_count={devices}')))
+  assert proc.returncode == 0 and 'SAME' in proc.stdout, proc.stderr[-3000:]
 
 
 @pytest.mark.slow
@@ -188,12 +213,7 @@ def test_checkpoint_moves_between_topologies(tmp_path):
                                    '--config.train.max_steps=6'], 1, tmp_path)
   assert proc.returncode == 0, proc.stderr[-3000:]
   for devices in (1, 3):  # 3 devices: a count the run never saw
-    proc = subprocess.run(
-        [sys.executable, '-c', LOAD, str(ROOT), str(moved), str(ref),
-         str(devices), '6'], capture_output=True, text=True, timeout=300,
-        env=dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS=(
-            f'--xla_force_host_platform_device_count={devices}')))
-    assert proc.returncode == 0 and 'SAME' in proc.stdout, proc.stderr[-3000:]
+    _load_same(moved, ref, devices, 6)
 
 
 def _free_port() -> int:
@@ -210,7 +230,7 @@ def test_two_processes_train_as_one(tmp_path):
   process trained for as many steps."""
   multi, ref = tmp_path / 'multi', tmp_path / 'ref'
   args = SMALL + ['--config.train.max_steps=100000',
-                  '--config.train.max_seconds=2', '--config.train.log_every=8',
+                  '--config.train.max_seconds=1', '--config.train.log_every=8',
                   '--config.checkpoint.every=100000', '--noprogress']
   port = _free_port()
   env = dict(os.environ, JAX_PLATFORMS='cpu',
@@ -246,11 +266,7 @@ def test_two_processes_train_as_one(tmp_path):
   args = SMALL + [f'--config.train.max_steps={steps}', '--noprogress']
   proc = _run('train.py', args + [f'--workdir={ref}'], 1, tmp_path)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  proc = subprocess.run(
-      [sys.executable, '-c', LOAD, str(ROOT), str(multi), str(ref), '1',
-       str(steps)], capture_output=True, text=True, timeout=300,
-      env=dict(os.environ, JAX_PLATFORMS='cpu'))
-  assert proc.returncode == 0 and 'SAME' in proc.stdout, proc.stderr[-3000:]
+  _load_same(multi, ref, 1, steps)
 
 
 def test_distributed_flags_are_checked(tmp_path):

@@ -84,6 +84,7 @@ def get_config() -> ml_collections.ConfigDict:
   fast.eval_block = 16384  # rendering: field evaluations per block
   fast.min_transmittance = 1e-4  # rendering: a ray stops below this transmittance
   fast.weight_decay = 1e-6  # L2 on the MLP weights (not the hash tables)
+  fast.distortion = 0.0  # weight of mip-NeRF 360's distortion loss (clears fog and floaters; 0 = off)
 
   config.train = train = ml_collections.ConfigDict()
   train.seed = 0  # PRNG seed for initialisation and ray sampling

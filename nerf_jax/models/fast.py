@@ -24,7 +24,7 @@ from nerf_jax.cameras.camera import Rays
 from nerf_jax.fields import encoding, networks
 from nerf_jax.models import base, pipeline
 from nerf_jax.models import views as views_lib
-from nerf_jax.render import marcher, occupancy
+from nerf_jax.render import distortion, marcher, occupancy
 
 
 class FastNerf(base.Model):
@@ -65,6 +65,8 @@ class FastNerf(base.Model):
       raise ValueError('model.fast.min_transmittance must be in [0, 1)')
     if cfg.weight_decay < 0:
       raise ValueError('model.fast.weight_decay must be >= 0')
+    if getattr(cfg, 'distortion', 0.0) < 0:
+      raise ValueError('model.fast.distortion must be >= 0')
     c2f = getattr(model_cfg, 'coarse_to_fine', 0)
     if not isinstance(c2f, int) or c2f < 0:
       raise ValueError(f'model.coarse_to_fine={c2f!r} must be an integer '
@@ -90,6 +92,7 @@ class FastNerf(base.Model):
         dtype=networks.compute_dtype(model_cfg), unbounded=self.unbounded,
         appearance_dim=self.views.appearance_dim)
     self.coarse_to_fine = int(getattr(model_cfg, 'coarse_to_fine', 0))
+    self.distortion = float(getattr(cfg, 'distortion', 0.0))
     self.num_steps = int(cfg.num_steps)
     # World-space step length and the density whose opacity per step is
     # occupancy_alpha (instant-ngp: 0.01 per step).
@@ -196,15 +199,14 @@ class FastNerf(base.Model):
   def _render_train(self, params, state, rays: Rays, key,
                     level_weights=None) -> tuple:
     """Packed samples in a fixed budget (the marcher's), through the join;
-    returns (outputs, ray_ok, count). Rays whose samples did not all fit
-    have ray_ok False."""
+    returns (outputs per ray, samples, weights per packed slot). Rays whose
+    samples did not all fit have ``samples.ray_ok`` False."""
     field = self._field_fn(params, level_weights)
     out = pipeline.render_levels(
         self.sampler, lambda level, *x: field(*x), rays, state, key,
         self.scene.background)['main']
     samples = out.pop('intervals')
-    del out['weights']  # per packed slot, not per ray
-    return out, samples.ray_ok, samples.count
+    return out, samples, out.pop('weights')
 
   def _render_eval(self, params, state, rays: Rays) -> dict:
     """Front to back in rounds, with early ray termination (see
@@ -221,7 +223,9 @@ class FastNerf(base.Model):
     the field always runs on a full budget (nerfacc's dynamic batch);
     ``rays_kept`` reports the fraction. Each ray reads its view's
     appearance code; with ``model.coarse_to_fine`` the finer hash levels
-    fade in over that many steps (BARF).
+    fade in over that many steps (BARF). ``model.fast.distortion`` weighs
+    mip-NeRF 360's distortion loss (``render.distortion``) of the kept
+    rays, which clears fog and floaters (and so the occupancy grid).
     """
     codes = self.views.train_codes(self.views.split(params)[1], batch.view)
     rays = self.views.condition(batch.rays, codes)
@@ -229,14 +233,20 @@ class FastNerf(base.Model):
     if self.coarse_to_fine:
       weights = encoding.coarse_to_fine(
           int(self.cfg.levels), step.astype(jnp.float32) / self.coarse_to_fine)
-    out, ray_ok, count = self._render_train(params, state, rays, key,
-                                            weights)
-    ok = ray_ok.astype(jnp.float32)
-    per_ray = jnp.mean((out['rgb'] - batch.rgb) ** 2, axis=-1)
-    mse = jnp.sum(per_ray * ok) / jnp.maximum(jnp.sum(ok), 1.0)
+    out, samples, slot_weights = self._render_train(params, state, rays, key,
+                                                    weights)
+    ok = samples.ray_ok.astype(jnp.float32)
+    kept = lambda per_ray: jnp.sum(per_ray * ok) / jnp.maximum(jnp.sum(ok),
+                                                               1.0)
+    mse = kept(jnp.mean((out['rgb'] - batch.rgb) ** 2, axis=-1))
     num_rays = rays.origins.shape[0]
     metrics = dict(
         mse=mse, rays_kept=jnp.mean(ok),
-        samples_per_ray=count.astype(jnp.float32) / num_rays,
+        samples_per_ray=samples.count.astype(jnp.float32) / num_rays,
         occupied=jnp.mean(state['grid']['mask'].astype(jnp.float32)))
-    return mse, metrics
+    loss = mse
+    if self.distortion:
+      metrics['distortion'] = kept(distortion.distortion_loss(
+          samples, slot_weights, rays.near, rays.far, self.unbounded))
+      loss = loss + self.distortion * metrics['distortion']
+    return loss, metrics

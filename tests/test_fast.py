@@ -188,17 +188,13 @@ def test_step_compiles_once_across_occupancy_updates_and_refreshes_the_grid():
 
 
 def learning_config():
-  """The fast model on the built-in scene: 250 steps of 512 rays at 32x32
-  (about 30 s on 2 cores; conftest's ``builtin_fast_run`` trains it once
-  per session).
+  """The fast model on the built-in scene: 250 steps at 32x32 (about 40 s
+  on 2 cores; conftest's ``builtin_fast_run`` trains it once per session).
 
   The built-in scene is Lambertian and seen from 60 views: without view
-  directions and with a coarser finest level the grid generalises best.
-  512 rays a step rather than 1024: 22.6 dB rather than 23.5, and the pose
-  test's camera comes back closer (0.018 and 0.022 from 0.15, rather than
-  0.035 and 0.024)."""
+  directions and with a coarser finest level the grid generalises best."""
   config = fast_config(data__width=32, data__height=32, data__num_train=60,
-                       data__num_val=4, train__batch_rays=512,
+                       data__num_val=4, train__batch_rays=1024,
                        train__max_steps=250, eval__every=0,
                        model__use_viewdirs=False,
                        eval__chunk=1024, checkpoint__every=1000,

@@ -14,7 +14,6 @@ from nerf_jax import datasets, distributed
 from nerf_jax.cameras import camera
 from nerf_jax.datasets import batch as batch_lib
 from nerf_jax.models import base
-from nerf_jax.runs import load
 from nerf_jax.train import train_step
 
 NUM_VIEWS = 6
@@ -45,31 +44,6 @@ class PerViewColour(base.Model):
     rgb = rgb * jnp.linalg.norm(batch.rays.viewdirs, axis=-1, keepdims=True)
     mse = jnp.mean((rgb - batch.rgb) ** 2)
     return mse, {'mse': mse}
-
-
-class PoseOffsets(base.Model):
-  """A trained model whose training cameras are moved by a learnt
-  translation per view (``params['pose']`` f32[n, 3])."""
-
-  def __init__(self, inner: base.Model):  # pylint: disable=super-init-not-called
-    self.inner = inner
-    self.couples_rays = inner.couples_rays
-
-  def init(self, key):
-    raise NotImplementedError
-
-  def query(self, params, state, points, viewdirs=None):
-    raise NotImplementedError
-
-  def render(self, params, state, rays, key=None):
-    raise NotImplementedError
-
-  def adjust_cameras(self, params, cameras):
-    poses = cameras.poses.at[:, :3, 3].add(params['pose'])
-    return cameras.replace(poses=poses)
-
-  def loss(self, params, state, batch, key, step):
-    return self.inner.loss(params['field'], state, batch, key, step)
 
 
 def _table(rng) -> batch_lib.PixelTable:
@@ -122,36 +96,3 @@ def test_drawn_pixels_carry_the_splits_targets():
                              atol=1e-5)
 
 
-def test_a_pose_offset_gradient_moves_a_misposed_camera_to_its_pose(
-    builtin_fast_run):
-  """The fast model trained on the built-in scene; training view 7 is moved
-  by 0.15 (about 1.5 pixels) and only the gradient of its photometric loss
-  with respect to the view's offset brings it back."""
-  config, info, model, variables, _ = load.load_trained(builtin_fast_run[0])
-  split = datasets.load_scene(config.data).split('train')
-  table = batch_lib.PixelTable.from_split(split, distributed.make_mesh())
-  fn = jax.jit(train_step.make_loss_and_grads(PoseOffsets(model), info.near,
-                                              info.far))
-  view, (h, w) = 7, split.images.shape[1:3]
-  rows, cols = (x.reshape(-1) for x in np.mgrid[:h, :w])
-  pixels = batch_lib.Pixels(
-      view=jnp.full(h * w, view, jnp.int32), row=jnp.asarray(rows, jnp.int32),
-      col=jnp.asarray(cols, jnp.int32),
-      rgb=jnp.asarray(split.images[view, rows, cols]))
-  rng = np.random.default_rng(0)
-  for trial in range(2):
-    error = rng.normal(size=3)
-    error *= 0.15 / np.linalg.norm(error)
-    offsets = np.zeros((len(split), 3), np.float32)
-    offsets[view] = error  # the truth is offset 0
-    for it in range(12):
-      params = {'field': variables['params'], 'pose': jnp.asarray(offsets)}
-      _, grads = fn(params, variables['state'], pixels, table.cameras,
-                    jax.random.PRNGKey(100 * trial + it), jnp.int32(0))
-      grad = np.asarray(grads['pose'])
-      assert not np.delete(grad, view, axis=0).any()  # other views: none
-      if it == 0:  # downhill points towards the true pose
-        cos = -grad[view] @ -error / np.linalg.norm(grad[view]) / 0.15
-        assert cos > 0.3, (trial, cos)
-      offsets[view] -= 0.02 * grad[view] / np.linalg.norm(grad[view])
-    assert np.linalg.norm(offsets[view]) < 0.05, trial  # from 0.15

@@ -23,7 +23,7 @@ demo: $(STAMP)
 # worker fills it (on 2 cores: 598 s with 3 workers, 692 s with 2).
 WORKERS := $(shell $(PYTHON) -c "import os; print(min(4, (os.cpu_count() or 1) + 1))")
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(WORKERS)
+	$(PY) -m pytest -q -n $(WORKERS) --durations=20
 
 # Debian's Chromium and ChromeDriver, for the viewer's browser test
 # (tests/test_viewer.py skips it, saying why, where they are absent).

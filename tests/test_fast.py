@@ -91,8 +91,8 @@ def test_packed_paths_equal_the_dense_path_when_all_is_occupied(key):
     model.sampler = dataclasses.replace(model.sampler, min_transmittance=0.0)
     out = jax.jit(model._render_eval)(params, state, rays)  # pylint: disable=protected-access
   else:
-    out, ray_ok, _ = jax.jit(model._render_train)(params, state, rays, key)  # pylint: disable=protected-access
-    assert bool(jnp.all(ray_ok))
+    out, samples, _ = jax.jit(model._render_train)(params, state, rays, key)  # pylint: disable=protected-access
+    assert bool(jnp.all(samples.ray_ok))
   hit = ref['acc'] > 1e-3
   assert hit.mean() > 0.3  # the check covers rays that see something
   np.testing.assert_allclose(out['rgb'], ref['rgb'], atol=2e-5)
@@ -105,8 +105,9 @@ def test_packed_paths_equal_the_dense_path_when_all_is_occupied(key):
 def test_budget_overflow_drops_whole_rays_from_the_loss():
   model, params, state, scene = _model(fast_config(model__fast__budget_per_ray=4))
   rays = _rays(scene)
-  _, ray_ok, count = jax.jit(model._render_train)(  # pylint: disable=protected-access
+  _, samples, _ = jax.jit(model._render_train)(  # pylint: disable=protected-access
       params, state, rays, jax.random.PRNGKey(0))
+  ray_ok, count = samples.ray_ok, samples.count
   assert int(count) > 4 * rays.origins.shape[0]
   assert 0 < float(jnp.mean(ray_ok)) < 1
   # The kept rays are a prefix: packing is ray-major.

@@ -538,13 +538,14 @@ def test_cli_video_with_too_few_frames(tmp_path):
 
 @pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_while_matching_stops_at_once_in_one_line(tmp_path, signum):
-  # 24 textured photos: matching (276 pairs) takes about 1.3 s on 2 cores
-  # and pycolmap looks at no signal while it runs. The signal goes to the whole
+  # 36 textured photos: matching (630 pairs) takes about 2 s on 2 cores
+  # (long enough that the signal lands in it under load) and pycolmap looks
+  # at no signal while it runs. The signal goes to the whole
   # process group, as Ctrl-C in a terminal or a service manager sends it.
   photos = tmp_path / 'photos'
   photos.mkdir()
   rng = np.random.default_rng(0)
-  for i in range(24):
+  for i in range(36):
     Image.fromarray(rng.integers(0, 256, (30, 40, 3), np.uint8)).resize(
         (160, 120), Image.BICUBIC).save(photos / f'{i:02d}.png')
   proc = subprocess.Popen(
@@ -559,7 +560,7 @@ def test_a_signal_while_matching_stops_at_once_in_one_line(tmp_path, signum):
     shown += chunk
   # Well into matching (it takes about 80 % of the time features took),
   # where the signal used to wait for it to end.
-  features_s = float(re.search(rb'SIFT on 24 images .* \(([\d.]+) s\)',
+  features_s = float(re.search(rb'SIFT on 36 images .* \(([\d.]+) s\)',
                                shown)[1])
   time.sleep(0.2 + 0.2 * features_s)
   start = time.monotonic()
@@ -567,7 +568,7 @@ def test_a_signal_while_matching_stops_at_once_in_one_line(tmp_path, signum):
   rest, stderr = proc.communicate(timeout=60)
   stopped_after = time.monotonic() - start
   shown = (shown + rest).decode()
-  assert 'matching: exhaustive, 276 pairs ... failed' in shown, shown
+  assert 'matching: exhaustive, 630 pairs ... failed' in shown, shown
   # At once (0.03 s here), not when matching ends (0.6 s later, or more).
   assert stopped_after < 0.2 + 0.2 * features_s, (stopped_after, features_s)
   assert proc.returncode == 128 + signum, stderr

@@ -36,6 +36,7 @@ from nerf_jax.train import loop  # pylint: disable=g-import-not-at-top,wrong-imp
 
 def _config(seconds: float, what: str, noise, remedy: bool):
   config = tiny_fast.get_config()
+  config.data.kind, config.data.path = 'procedural', ''
   config.data.width = config.data.height = 48
   config.data.num_train = 60
   config.model.use_viewdirs = False  # the built-in scene is Lambertian
@@ -48,9 +49,9 @@ def _config(seconds: float, what: str, noise, remedy: bool):
     config.model.appearance_dim = 8 if remedy else 0
   config.train.max_seconds = seconds
   config.train.max_steps = 1500
-  config.train.camera_delay = 100
+  config.train.camera_delay = 200
   config.train.camera_warmup = 100
-  config.train.camera_lr = 3e-3
+  config.train.camera_lr = 1e-3
   config.train.tensorboard = False
   config.eval.every = 0
   return config
@@ -69,13 +70,15 @@ def main():
   parser.add_argument('--noise', default=None, help='poses: degrees,'
                       'fraction of the camera distance (default 3,0.03); '
                       'exposure: the log-gain deviation (default 0.3)')
+  parser.add_argument('--remedy_only', action='store_true',
+                      help='train only the remedied run')
   args = parser.parse_args()
   noise = tuple(float(x) for x in (args.noise or (
       '3,0.03' if args.what == 'poses' else '0.3')).split(','))
   root = tempfile.mkdtemp(prefix='capture_noise_')
   runs = (('exact', None, False), ('noisy', noise, False),
           ('noisy, remedied', noise, True))
-  for name, level, remedy in runs:
+  for name, level, remedy in runs[2:] if args.remedy_only else runs:
     config = _config(args.seconds, args.what, level, remedy)
     workdir = os.path.join(root, name.replace(' ', '_').replace(',', ''))
     record = loop.train_and_evaluate(config, workdir, progress=False)

@@ -536,6 +536,15 @@ def test_cli_video_with_too_few_frames(tmp_path):
   assert '--blur_keep must be in [0, 1)' in error_line(proc)
 
 
+def _as_from_a_terminal():
+  """In the child before exec: SIGINT and SIGTERM at their defaults and
+  unblocked, as a shell starts a command (a test worker may have inherited
+  them ignored or blocked, and a child inherits both)."""
+  for signum in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(signum, signal.SIG_DFL)
+  signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
 @pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_while_matching_stops_at_once_in_one_line(tmp_path, signum):
   # 36 textured photos: matching (630 pairs) takes about 2 s on 2 cores
@@ -552,7 +561,7 @@ def test_a_signal_while_matching_stops_at_once_in_one_line(tmp_path, signum):
       [sys.executable, str(ROOT / 'prepare.py'), 'photos', '--out', 'scene',
        '--max_size=0'], cwd=tmp_path, stdout=subprocess.PIPE,
       stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-      start_new_session=True)
+      start_new_session=True, preexec_fn=_as_from_a_terminal)
   shown = b''
   while b'matching:' not in shown:
     chunk = proc.stdout.read1(4096)

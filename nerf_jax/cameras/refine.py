@@ -109,13 +109,12 @@ def perturb_poses(poses: np.ndarray, rng: np.random.Generator,
   a random direction: imperfect poses of a capture, to test refinement
   against the truth."""
   out = np.array(poses, np.float64)
-  for pose in out:
-    axis = rng.normal(size=3)
-    turn = np.asarray(so3_exp(jnp.asarray(
-        np.radians(degrees) * axis / np.linalg.norm(axis), jnp.float32)),
-                      np.float64)
-    step = rng.normal(size=3)
-    distance = np.linalg.norm(pose[:3, 3])
-    pose[:3, :3] = turn @ pose[:3, :3]
-    pose[:3, 3] += fraction * distance * step / np.linalg.norm(step)
+  axes = rng.normal(size=(len(out), 3))
+  axes *= np.radians(degrees) / np.linalg.norm(axes, axis=1, keepdims=True)
+  turns = np.asarray(so3_exp(jnp.asarray(axes, jnp.float32)), np.float64)
+  steps = rng.normal(size=(len(out), 3))
+  steps /= np.linalg.norm(steps, axis=1, keepdims=True)
+  distance = np.linalg.norm(out[:, :3, 3], axis=1, keepdims=True)
+  out[:, :3, :3] = turns @ out[:, :3, :3]
+  out[:, :3, 3] += fraction * distance * steps
   return out.astype(np.asarray(poses).dtype)

@@ -131,7 +131,6 @@ class FastNerf(base.Model):
 
   def update_state(self, params, state, step, key):
     cfg = self.cfg
-
     field_params = self.views.split(params)[0]
 
     def density_fn(points):

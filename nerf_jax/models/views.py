@@ -191,11 +191,7 @@ class PerView:
                        viewdirs: jnp.ndarray) -> jnp.ndarray:
     """Directions f32[..., 3] followed by the rendering code: the field's
     per-ray input for a query at arbitrary points."""
-    code = self.render_code(views)
-    if code is None:
-      return viewdirs
-    return jnp.concatenate([viewdirs, jnp.broadcast_to(
-        code, viewdirs.shape[:-1] + code.shape)], axis=-1)
+    return append_code(viewdirs, self.render_code(views))
 
   def condition(self, rays: Rays, codes: Optional[jnp.ndarray]) -> Rays:
     """Rays whose ``viewdirs`` carry the codes after the direction:
@@ -203,10 +199,7 @@ class PerView:
     (codes f32[..., d], or f32[d] for every ray; None: unchanged)."""
     if codes is None:
       return rays
-    codes = jnp.broadcast_to(codes, rays.viewdirs.shape[:-1] + (
-        codes.shape[-1],))
-    return rays.replace(
-        viewdirs=jnp.concatenate([rays.viewdirs, codes], axis=-1))
+    return rays.replace(viewdirs=append_code(rays.viewdirs, codes))
 
   # -- optimisation -------------------------------------------------------
 
@@ -229,6 +222,16 @@ class PerView:
 
     return optax.multi_transform({'field': field_tx, 'poses': camera_tx},
                                  labels)
+
+
+def append_code(viewdirs: jnp.ndarray,
+                code: Optional[jnp.ndarray]) -> jnp.ndarray:
+  """Directions f32[..., 3] followed by codes f32[..., d] (or one f32[d]
+  for all): f32[..., 3 + d]; unchanged for None."""
+  if code is None:
+    return viewdirs
+  code = jnp.broadcast_to(code, viewdirs.shape[:-1] + code.shape[-1:])
+  return jnp.concatenate([viewdirs, code], axis=-1)
 
 
 def camera_schedule(train_cfg) -> optax.Schedule:

@@ -239,3 +239,144 @@ def test_fast_model_learns_the_builtin_scene_and_checkpoints_its_grid(
 def test_invalid_fast_settings_are_refused_with_the_field_named(field, value):
   with pytest.raises(validation.ConfigError, match=f'model.fast.{field}'):
     validation.validate_config(fast_config(**{f'model__fast__{field}': value}))
+
+
+def _visible_reference(model, params, rays, marched, eps, min_alpha):
+  """Transmittance pruning in NumPy: each ray's occupied samples in order,
+  kept while the transmittance before them exceeds eps and their opacity
+  exceeds min_alpha."""
+  t = np.asarray(marched['t_samples'])
+  edges = np.asarray(marched['t_edges'])
+  valid = np.asarray(marched['valid'])
+  points = np.asarray(rays.origins)[:, None] + t[..., None] * np.asarray(
+      rays.directions)[:, None]
+  density = np.asarray(model.field.apply(
+      {'params': params}, jnp.asarray(points.reshape(-1, 3)),
+      method=model.field.density)).reshape(t.shape)
+  speed = np.linalg.norm(np.asarray(rays.directions), axis=-1)
+  keep = np.zeros_like(valid)
+  for r in range(valid.shape[0]):
+    trans = 1.0
+    for i in np.flatnonzero(valid[r]):
+      alpha = 1.0 - np.exp(-density[r, i] * (edges[r, i + 1] - edges[r, i])
+                           * speed[r])
+      keep[r, i] = trans > eps and alpha > min_alpha
+      trans *= 1.0 - alpha
+  return keep
+
+
+@pytest.mark.parametrize('min_alpha', [0.0, 0.02])
+def test_transmittance_pruning_keeps_what_a_numpy_march_sees(min_alpha):
+  # A dense field, so rays end inside the box and pruning has work to do.
+  model, params, state, scene = _model(fast_config(model__density_bias=2.0))
+  rays = _rays(scene)
+  key = jax.random.PRNGKey(3)
+  marched = model.sampler.march(key, rays, state)
+  eps = 1e-3
+  sampler = dataclasses.replace(model.sampler, train_transmittance=eps,
+                                train_alpha=min_alpha)
+  density_fn = lambda p: model.field.apply({'params': params}, p,
+                                           method=model.field.density)
+  keep = np.asarray(jax.jit(lambda m: sampler.visible(density_fn, rays, m))(
+      marched))
+  ref = _visible_reference(model, params, rays, marched, eps, min_alpha)
+  assert ref.sum() < 0.5 * np.asarray(marched['valid']).sum()  # it prunes
+  assert ref.sum() > rays.origins.shape[0]
+  # Float rounding may flip a sample that sits on a threshold.
+  assert np.mean(keep != ref) < 1e-3, (keep.sum(), ref.sum())
+
+
+def test_pruned_training_render_matches_the_unpruned_one_and_fits_more_rays():
+  config = fast_config(model__density_bias=2.0,
+                       model__fast__budget_per_ray=12)
+  plain, params, state, scene = _model(config)
+  config.model.fast.train_transmittance = 1e-4
+  model = _model(config)[0]
+  rays = _rays(scene)
+  key = jax.random.PRNGKey(0)
+  full, full_samples, _ = jax.jit(plain._render_train)(params, state, rays, key)  # pylint: disable=protected-access
+  pruned, samples, _ = jax.jit(model._render_train)(params, state, rays, key)  # pylint: disable=protected-access
+  assert int(samples.count) < 0.5 * int(full_samples.count)
+  assert float(jnp.mean(samples.ray_ok)) > float(
+      jnp.mean(full_samples.ray_ok)) + 0.2
+  both = np.asarray(samples.ray_ok & full_samples.ray_ok)
+  assert both.mean() > 0.3
+  # What is left out lies behind transmittance 1e-4.
+  np.testing.assert_allclose(np.asarray(pruned['rgb'])[both],
+                             np.asarray(full['rgb'])[both], atol=2e-4)
+  # Gradients still reach the field through the kept samples.
+  target = jnp.full((rays.origins.shape[0], 3), 0.5)
+  batch = batch_lib.RayBatch.of_rays(rays, target)
+  grads = jax.jit(jax.grad(lambda p: model.loss(p, state, batch, key, 0)[0]))(
+      params)
+  assert all(np.all(np.isfinite(g)) for g in jax.tree_util.tree_leaves(grads))
+  assert float(jnp.abs(grads['hash_tables']).max()) > 0
+
+
+def _importance_model(budget, **overrides):
+  config = fast_config(model__density_bias=2.0,
+                       model__fast__budget_per_ray=budget, **overrides)
+  plain, params, state, scene = _model(config)
+  config.model.fast.train_importance = True
+  return _model(config)[0], plain, params, state, scene
+
+
+def test_importance_sampling_converges_to_the_full_march():
+  errors = []
+  for budget in (8, 64):
+    model, plain, params, state, scene = _importance_model(budget)
+    rays = _rays(scene)
+    key = jax.random.PRNGKey(0)
+    ref = jax.jit(functools.partial(_dense_reference, plain))(params, rays,
+                                                               key)
+    out, samples, _ = jax.jit(model._render_train)(params, state, rays, key)  # pylint: disable=protected-access
+    num_rays = rays.origins.shape[0]
+    # Every drawn ray is trained, on exactly its budget of samples.
+    assert bool(jnp.all(samples.ray_ok)) and bool(jnp.all(samples.used))
+    assert int(samples.count) == num_rays * budget
+    starts = np.asarray(samples.t_starts).reshape(num_rays, budget)
+    ends = np.asarray(samples.t_ends).reshape(num_rays, budget)
+    np.testing.assert_array_equal(starts[:, 1:], ends[:, :-1])  # they tile
+    assert np.all(ends >= starts)
+    assert np.all(starts[:, 0] >= np.asarray(rays.near)[:, 0] - 1e-5)
+    assert np.all(ends[:, -1] <= np.asarray(rays.far)[:, 0] + 1e-5)
+    errors.append(float(np.mean(np.abs(np.asarray(out['rgb'] - ref['rgb'])))))
+  # Midpoint quadrature over the drawn intervals: closer with more samples.
+  # (Measured: 0.029 with 8 samples, 0.0056 with 64, on a rough field.)
+  assert errors[1] < 0.3 * errors[0], errors
+  assert errors[1] < 1e-2, errors
+
+
+def test_importance_samples_lie_where_the_weights_are_and_not_in_empty_cells():
+  model, _, params, state, scene = _importance_model(16)
+  rays = _rays(scene)
+  key = jax.random.PRNGKey(1)
+  marched = model.sampler.march(key, rays, state)
+  density_fn = lambda p: model.field.apply({'params': params}, p,
+                                           method=model.field.density)
+  before, alpha = model.sampler.transmittance(density_fn, rays, marched)
+  weights = np.asarray(before * alpha)
+  edges = np.asarray(marched['t_edges'])
+  out, samples, slot_weights = jax.jit(model._render_train)(  # pylint: disable=protected-access
+      params, state, rays, key)
+  t = np.asarray(samples.t).reshape(weights.shape[0], -1)
+  # Each ray's samples fall in its march intervals in proportion to their
+  # weight: at least 90% of them lie inside the part of the ray that holds
+  # 99% of its weight.
+  inside = []
+  for r in np.flatnonzero(weights.sum(axis=1) > 0.5):
+    cdf = np.cumsum(weights[r]) / weights[r].sum()
+    lo, hi = np.searchsorted(cdf, 0.005), np.searchsorted(cdf, 0.995)
+    inside.append(np.mean((t[r] >= edges[r, lo]) & (t[r] <= edges[r, hi + 1])))
+  assert len(inside) > 10 and np.mean(inside) > 0.9, np.mean(inside)
+  # With half the grid empty, samples drawn into empty cells weigh nothing.
+  grid = state['grid']
+  half = {'grid': dict(grid, mask=grid['mask'].at[: grid['mask'].shape[0] // 2]
+                       .set(False))}
+  _, samples, slot_weights = jax.jit(model._render_train)(  # pylint: disable=protected-access
+      params, half, rays, key)
+  points = (rays.origins[samples.ray_ids]
+            + samples.t[:, None] * rays.directions[samples.ray_ids])
+  empty = np.asarray(model._occupied(half, points)) == 0  # pylint: disable=protected-access
+  assert empty.mean() > 0.01
+  np.testing.assert_array_equal(np.asarray(slot_weights)[empty], 0.0)

@@ -259,9 +259,11 @@ class GridField(nn.Module):
     density = trunc_exp(h[..., 0].astype(jnp.float32) + self.density_bias)
     return density, h[..., 1:]
 
-  def density(self, points: jnp.ndarray) -> jnp.ndarray:
-    """f32[...] densities at f32[..., 3] world points."""
-    return self._geometry(points)[0]
+  def density(self, points: jnp.ndarray,
+              level_weights: jnp.ndarray | None = None) -> jnp.ndarray:
+    """f32[...] densities at f32[..., 3] world points (``level_weights`` as
+    in ``__call__``)."""
+    return self._geometry(points, level_weights)[0]
 
   def __call__(self, points: jnp.ndarray,
                viewdirs: jnp.ndarray | None = None,

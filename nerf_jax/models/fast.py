@@ -65,6 +65,10 @@ class FastNerf(base.Model):
       raise ValueError('model.fast.min_transmittance must be in [0, 1)')
     if cfg.weight_decay < 0:
       raise ValueError('model.fast.weight_decay must be >= 0')
+    if not 0.0 <= getattr(cfg, 'train_transmittance', 0.0) < 1.0:
+      raise ValueError('model.fast.train_transmittance must be in [0, 1)')
+    if not 0.0 <= getattr(cfg, 'train_alpha', 0.0) < 1.0:
+      raise ValueError('model.fast.train_alpha must be in [0, 1)')
     if getattr(cfg, 'distortion', 0.0) < 0:
       raise ValueError('model.fast.distortion must be >= 0')
     c2f = getattr(model_cfg, 'coarse_to_fine', 0)
@@ -104,7 +108,10 @@ class FastNerf(base.Model):
         budget_per_ray=int(cfg.budget_per_ray),
         round_samples=int(cfg.round_samples), eval_block=int(cfg.eval_block),
         min_transmittance=float(cfg.min_transmittance),
-        outer_steps=int(cfg.outer_steps) if self.unbounded else 0)
+        outer_steps=int(cfg.outer_steps) if self.unbounded else 0,
+        train_transmittance=float(getattr(cfg, 'train_transmittance', 0.0)),
+        train_alpha=float(getattr(cfg, 'train_alpha', 0.0)),
+        train_importance=bool(getattr(cfg, 'train_importance', False)))
 
   # -- parameters and state ------------------------------------------------
 
@@ -197,12 +204,27 @@ class FastNerf(base.Model):
 
   def _render_train(self, params, state, rays: Rays, key,
                     level_weights=None) -> tuple:
-    """Packed samples in a fixed budget (the marcher's), through the join;
-    returns (outputs per ray, samples, weights per packed slot). Rays whose
+    """Packed samples in a fixed budget (the marcher's; with
+    ``model.fast.train_transmittance`` only those the field's own density
+    leaves visible; with ``model.fast.train_importance`` drawn from the
+    field's weights), through the join; returns (outputs per ray, samples, weights per packed slot). Rays whose
     samples did not all fit have ``samples.ray_ok`` False."""
     field = self._field_fn(params, level_weights)
+    sampler = self.sampler
+    if sampler.train_transmittance > 0 or sampler.train_importance:
+      variables = {'params': self.views.split(params)[0]}
+      sampler = sampler.with_density(lambda points: self.field.apply(
+          variables, points, level_weights,
+          method=networks.GridField.density))
+    if sampler.train_importance:
+      # Drawn samples may fall in cells the grid marks empty, where the
+      # renderer sees no density: training sees none there either.
+      marched_field = field
+      field = lambda points, viewdirs: (lambda rgb, density: (
+          rgb, density * self._occupied(state, points)))(
+              *marched_field(points, viewdirs))
     out = pipeline.render_levels(
-        self.sampler, lambda level, *x: field(*x), rays, state, key,
+        sampler, lambda level, *x: field(*x), rays, state, key,
         self.scene.background)['main']
     samples = out.pop('intervals')
     return out, samples, out.pop('weights')

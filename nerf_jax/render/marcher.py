@@ -11,6 +11,20 @@ per ray and stops a ray once its transmittance falls below
 ``min_transmittance``; each round evaluates the field only on the occupied
 samples of live rays, ``eval_block`` at a time, inside a
 ``jax.lax.while_loop``.
+
+Training may prune with the field itself (nerfacc's visibility test): given
+a density function (``with_density``), ``sample`` first runs it, without
+gradients, over the occupied samples front to back in the same rounds, and
+packs only the samples a ray still sees (transmittance before the sample
+above ``train_transmittance``) and that hold some mass (opacity above
+``train_alpha``). The grid says where density may be; the field says where
+a ray already ended. On real captures, whose grid fills with the early fog,
+this is what keeps a ray's samples within its budget.
+
+Or training draws a fixed number of samples per ray from the field's own
+weights over the march (``train_importance``, mip-NeRF 360's resampling
+with the field as its own proposal): every drawn ray is trained, however
+much fog the grid holds.
 """
 
 from __future__ import annotations
@@ -22,12 +36,14 @@ import jax
 import jax.numpy as jnp
 
 from nerf_jax.cameras.camera import Rays
-from nerf_jax.render import compositing, occupancy
+from nerf_jax.render import compositing, occupancy, sampling
 from nerf_jax.render.sampling import Samples
 
 # field_fn(points f32[b, 3], viewdirs f32[b, 3]) -> (rgb f32[b, 3],
 # density f32[b]).
 FieldFn = Callable[[jnp.ndarray, jnp.ndarray], tuple]
+# density_fn(points f32[b, 3]) -> density f32[b].
+DensityFn = Callable[[jnp.ndarray], jnp.ndarray]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +61,17 @@ class OccupancyMarcher:
       (the grid covers contracted space) and rays take ``num_steps`` steps
       up to where they leave the box and ``outer_steps`` steps equal in
       disparity from there to far (``occupancy.unbounded_edges``).
+    train_transmittance: float, 0 to pack every occupied sample in
+      training; else, with a density function bound (``with_density``),
+      samples behind which a ray's transmittance has fallen below it are
+      left out (``visible``).
+    train_alpha: float, with pruning on, samples of opacity at most this
+      are left out too (nerfacc's alpha threshold; 0 keeps them).
+    train_importance: bool, with a density function bound, training draws
+      ``budget_per_ray`` samples per ray from the field's weights over the
+      march instead (``importance``); every ray is kept.
+    density_fn: the field's density for pruning or importance sampling
+      (``with_density``), or None.
   """
   aabb: tuple
   num_steps: int
@@ -53,8 +80,23 @@ class OccupancyMarcher:
   eval_block: int = 1 << 16
   min_transmittance: float = 1e-4
   outer_steps: int = 0
+  train_transmittance: float = 0.0
+  train_alpha: float = 0.0
+  train_importance: bool = False
+  density_fn: Optional[DensityFn] = dataclasses.field(default=None,
+                                                      compare=False)
 
   levels = ('main',)
+
+  def with_density(self, density_fn: DensityFn) -> 'OccupancyMarcher':
+    """This marcher, pruning (``train_transmittance`` > 0) or drawing
+    (``train_importance``) training samples with ``density_fn``, called
+    under ``stop_gradient``."""
+    return dataclasses.replace(self, density_fn=density_fn)
+
+  @property
+  def prunes(self) -> bool:
+    return self.density_fn is not None and self.train_transmittance > 0
 
   @property
   def steps(self) -> int:
@@ -78,18 +120,113 @@ class OccupancyMarcher:
   def sample(self, key, rays: Rays, state, level: int = 0,
              previous=None) -> Samples:
     """The occupied samples of rays [R], packed into R x budget_per_ray
-    slots (in ray order)."""
+    slots (in ray order); pruned by ``visible`` when a density function is
+    bound (``prunes``)."""
     del level, previous
     num_rays, n = rays.origins.shape[0], self.steps
     budget = num_rays * int(self.budget_per_ray)
     marched = self.march(key, rays, state)
-    indices, count, ray_ok = occupancy.compact(marched['valid'], budget)
+    if self.density_fn is not None and self.train_importance:
+      key = None if key is None else jax.random.fold_in(key, 1)
+      return self.importance(key, self.density_fn, rays, marched)
+    valid = marched['valid']
+    if self.prunes:
+      valid = self.visible(self.density_fn, rays, marched)
+    indices, count, ray_ok = occupancy.compact(valid, budget)
     edges = marched['t_edges']
     return Samples(
         t=marched['t_samples'].reshape(-1)[indices],
         t_starts=edges[:, :-1].reshape(-1)[indices],
         t_ends=edges[:, 1:].reshape(-1)[indices], ray_ids=indices // n,
         used=jnp.arange(budget) < count, ray_ok=ray_ok, count=count)
+
+  def visible(self, density_fn: DensityFn, rays: Rays,
+              marched: dict) -> jnp.ndarray:
+    """Which marched samples a ray still sees: bool[R, n].
+
+    A sample is kept if it is occupied, the transmittance before it (the
+    field's, ``transmittance``) is above ``train_transmittance`` and its
+    opacity above ``train_alpha``.
+    """
+    before, alpha = self.transmittance(density_fn, rays, marched)
+    return (before > self.train_transmittance) & (alpha > self.train_alpha)
+
+  def importance(self, key: Optional[jax.Array], density_fn: DensityFn,
+                 rays: Rays, marched: dict) -> Samples:
+    """``budget_per_ray`` samples per ray drawn where the field's own
+    weights over the march lie (mip-NeRF 360's resampling, with the field,
+    gradients stopped, as its own proposal): packed, every slot used, every
+    ray kept.
+
+    ``budget_per_ray`` + 1 edges are drawn by inverse transform sampling
+    of the march's weights (stratified with a key); the samples are the
+    midpoints of the intervals between them, which tile the weighted part
+    of the ray.
+    """
+    num_rays = rays.origins.shape[0]
+    k = int(self.budget_per_ray)
+    before, alpha = self.transmittance(density_fn, rays, marched)
+    edges = sampling.sample_pdf(key, marched['t_edges'], before * alpha,
+                                k + 1)
+    lo, hi = edges[:, :-1].reshape(-1), edges[:, 1:].reshape(-1)
+    budget = num_rays * k
+    return Samples(
+        t=0.5 * (lo + hi), t_starts=lo, t_ends=hi,
+        ray_ids=jnp.arange(budget, dtype=jnp.int32) // k,
+        used=jnp.ones((budget,), bool), ray_ok=jnp.ones((num_rays,), bool),
+        count=jnp.asarray(budget, jnp.int32))
+
+  def transmittance(self, density_fn: DensityFn, rays: Rays,
+                    marched: dict) -> tuple:
+    """The field's transmittance before, and opacity of, each marched
+    sample: (before, alpha), f32[R, n] each, gradients stopped.
+
+    The density is evaluated front to back in rounds of ``round_samples``
+    occupied samples per ray, and only on rays whose transmittance is still
+    above ``train_transmittance`` (``min_transmittance`` if 0, as
+    ``front_to_back``); samples not
+    evaluated (unoccupied, or behind) have both 0.
+    """
+    num_rays, n = marched['valid'].shape
+    rounds, k, order, remaining, edges, t_all = _rounds(
+        marched, self.round_samples)
+    block = max(1, min(int(self.eval_block), num_rays * k))
+    eps = float(self.train_transmittance or self.min_transmittance)
+    speed = jnp.linalg.norm(rays.directions, axis=-1, keepdims=True)
+    rows = jnp.arange(num_rays)[:, None]
+    no_grad = jax.lax.stop_gradient
+    fn = lambda points, _: (no_grad(density_fn(no_grad(points))),)
+
+    def one_round(carry):
+      r, trans, before_all, alpha_all = carry
+      steps = jax.lax.dynamic_slice_in_dim(order, r * k, k, axis=1)
+      live = (steps < n) & (trans > eps)[:, None]
+      lo = jnp.take_along_axis(edges, steps, axis=1)
+      hi = jnp.take_along_axis(edges, steps + 1, axis=1)
+      t = jnp.take_along_axis(t_all, steps, axis=1)
+      density, = _eval_where(fn, rays, live, t, block)
+      optical = jnp.clip(density * (hi - lo) * speed, 0.0, 1e4)
+      # Transmittance before each sample of the round, then after it.
+      before = trans[:, None] * jnp.exp(-jnp.concatenate(
+          [jnp.zeros((num_rays, 1)), jnp.cumsum(optical[:, :-1], axis=1)],
+          axis=1))
+      alpha = 1.0 - jnp.exp(-optical)
+      # Padding steps (n) fall outside [R, n] and are dropped.
+      before_all = before_all.at[rows, steps].set(
+          jnp.where(live, before, 0.0), mode='drop')
+      alpha_all = alpha_all.at[rows, steps].set(
+          jnp.where(live, alpha, 0.0), mode='drop')
+      return (r + 1, before[:, -1] * (1.0 - alpha[:, -1]), before_all,
+              alpha_all)
+
+    def more(carry):
+      r, trans = carry[0], carry[1]
+      return (r < rounds) & jnp.any((trans > eps) & (remaining > r * k))
+
+    zeros = jnp.zeros((num_rays, n), jnp.float32)
+    init = (jnp.zeros((), jnp.int32), jnp.ones((num_rays,), jnp.float32),
+            zeros, zeros)
+    return jax.lax.while_loop(more, one_round, init)[2:]
 
   def front_to_back(self, field_fn: FieldFn, rays: Rays, state: Any,
                     background) -> dict:
@@ -106,14 +243,8 @@ class OccupancyMarcher:
     """
     num_rays, n = rays.origins.shape[0], self.steps
     marched = self.march(None, rays, state)
-    k = min(int(self.round_samples), n)
-    rounds = -(-n // k)
-    order, remaining = _occupied_order(marched['valid'], rounds * k)
-    # Step n is a zero-length interval at the end: padding reads it.
-    edges = jnp.concatenate([marched['t_edges'],
-                             marched['t_edges'][:, -1:]], axis=1)
-    t_all = jnp.concatenate([marched['t_samples'],
-                             marched['t_edges'][:, -1:]], axis=1)
+    rounds, k, order, remaining, edges, t_all = _rounds(
+        marched, self.round_samples)
     block = max(1, min(int(self.eval_block), num_rays * k))
     eps = float(self.min_transmittance)
 
@@ -124,7 +255,7 @@ class OccupancyMarcher:
       lo = jnp.take_along_axis(edges, steps, axis=1)
       hi = jnp.take_along_axis(edges, steps + 1, axis=1)
       t = jnp.take_along_axis(t_all, steps, axis=1)
-      density, rgb = _eval_where(field_fn, rays, live, t, block)
+      rgb, density = _eval_where(field_fn, rays, live, t, block)
       # The round's samples as contiguous intervals (the empty space
       # between them holds no density, so it changes no weight).
       local = jnp.concatenate([jnp.zeros((num_rays, 1)),
@@ -153,6 +284,21 @@ class OccupancyMarcher:
     return out
 
 
+def _rounds(marched: dict, round_samples: int) -> tuple:
+  """What the front-to-back rounds over a march share: (rounds, k, order,
+  remaining, edges, t_all), k occupied samples per ray a round, ``order``
+  and ``remaining`` from ``_occupied_order``, and the edges and samples with
+  a zero-length step n appended at the end for padding to read."""
+  n = marched['valid'].shape[1]
+  k = min(int(round_samples), n)
+  rounds = -(-n // k)
+  order, remaining = _occupied_order(marched['valid'], rounds * k)
+  end = marched['t_edges'][:, -1:]
+  edges = jnp.concatenate([marched['t_edges'], end], axis=1)
+  t_all = jnp.concatenate([marched['t_samples'], end], axis=1)
+  return rounds, k, order, remaining, edges, t_all
+
+
 def _occupied_order(valid: jnp.ndarray, width: int) -> tuple:
   """For valid bool[R, n]: order i32[R, width], the step of each ray's j-th
   occupied sample (n: none), and i32[R], each ray's occupied samples."""
@@ -165,12 +311,14 @@ def _occupied_order(valid: jnp.ndarray, width: int) -> tuple:
   return order, rank[:, -1] + 1
 
 
-def _eval_where(field_fn: FieldFn, rays: Rays, valid: jnp.ndarray,
+def _eval_where(fn: Callable, rays: Rays, valid: jnp.ndarray,
                 t_samples: jnp.ndarray, block: int) -> tuple:
-  """The field on the valid samples of [R, s] only, ``block`` at a time.
+  """``fn(points, viewdirs)`` (a tuple of arrays [b, ...], such as a
+  ``FieldFn``'s (rgb, density)) on the valid samples of [R, s] only,
+  ``block`` at a time.
 
-  Returns dense density f32[R, s] and rgb f32[R, s, 3] (zero where not
-  valid); the loop runs ceil(count / block) times.
+  Returns the outputs dense, [R, s, ...] each (zero where not valid); the
+  loop runs ceil(count / block) times.
   """
   num_rays, s = valid.shape
   total = num_rays * s
@@ -178,21 +326,25 @@ def _eval_where(field_fn: FieldFn, rays: Rays, valid: jnp.ndarray,
   padded = -(-total // block) * block
   indices = jnp.pad(indices, (0, padded - total), constant_values=total - 1)
   t_flat = t_samples.reshape(-1)
+  shapes = jax.eval_shape(fn, jax.ShapeDtypeStruct((block, 3), jnp.float32),
+                          jax.ShapeDtypeStruct((block,) +
+                                               rays.viewdirs.shape[1:],
+                                               jnp.float32))
 
   def body(carry):
-    b, density, rgb = carry
+    b, outs = carry
     idx = jax.lax.dynamic_slice_in_dim(indices, b * block, block)
     used = b * block + jnp.arange(block) < count
     ids = idx // s
     points = rays.origins[ids] + t_flat[idx][:, None] * rays.directions[ids]
-    c, d = field_fn(points, rays.viewdirs[ids])
+    values = fn(points, rays.viewdirs[ids])
     target = jnp.where(used, idx, total)
-    density = density.at[target].set(d, mode='drop')
-    rgb = rgb.at[target].set(c, mode='drop')
-    return b + 1, density, rgb
+    outs = tuple(o.at[target].set(v.astype(jnp.float32), mode='drop')
+                 for o, v in zip(outs, values))
+    return b + 1, outs
 
-  init = (jnp.zeros((), jnp.int32), jnp.zeros((total,), jnp.float32),
-          jnp.zeros((total, 3), jnp.float32))
-  _, density, rgb = jax.lax.while_loop(
-      lambda c: c[0] * block < count, body, init)
-  return density.reshape(num_rays, s), rgb.reshape(num_rays, s, 3)
+  init = (jnp.zeros((), jnp.int32),
+          tuple(jnp.zeros((total,) + x.shape[1:], jnp.float32)
+                for x in shapes))
+  _, outs = jax.lax.while_loop(lambda c: c[0] * block < count, body, init)
+  return tuple(o.reshape((num_rays, s) + o.shape[1:]) for o in outs)

@@ -245,9 +245,9 @@ def test_transforms_global_camera_with_distortion(tmp_path):
   # instant-ngp's frame is kept (already z up, centred): poses unchanged.
   np.testing.assert_allclose(val.poses[1], poses[4], atol=1e-6)
   # aabb_scale 2 > 1: content beyond the unit cube, so unbounded, with
-  # instant-ngp's unit cube (1.5 wide each way) as the object's box.
+  # the aabb_scale box (1.5 * 2 each way) at full resolution.
   assert scene.extent == 'unbounded'
-  assert scene.aabb == ((-1.5,) * 3, (1.5,) * 3)
+  assert scene.aabb == ((-3.0,) * 3, (3.0,) * 3)
   assert scene.near > 0 and scene.far >= 4.0 + 3.0
 
 

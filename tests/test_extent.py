@@ -176,10 +176,15 @@ def test_transforms_aabb_scale_above_1_is_unbounded(tmp_path):
   _capture(tmp_path / 'cap', aabb_scale=4)
   scene = datasets.load_transforms(str(tmp_path / 'cap'), holdout=0)
   assert scene.extent == 'unbounded'
-  assert scene.aabb == ((-1.5,) * 3, (1.5,) * 3)  # the unit cube
+  # The aabb_scale box (1.5 * aabb_scale) at full resolution, with what
+  # lies beyond it contracted.
+  assert scene.aabb == ((-6.0,) * 3, (6.0,) * 3)
   centres = _every_pose(scene)[:, :3, 3].astype(np.float64)
   _, reach = _old_transforms_box(centres, 6.0)
   assert scene.far >= reach  # past the far side of the aabb_scale box
+  np.testing.assert_allclose(
+      scene.far, max(reach, 100 * np.linalg.norm(centres, axis=-1).mean()),
+      rtol=1e-5)
   old = datasets.load_transforms(str(tmp_path / 'cap'), holdout=0,
                                  extent='bounded')
   assert old.aabb == ((-6.0,) * 3, (6.0,) * 3)  # 1.5 * aabb_scale

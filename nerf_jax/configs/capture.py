@@ -9,8 +9,12 @@ prepare.py (or a nerfstudio capture), derived from the fast model's recipe.
   exposure, white balance); held-out photos and videos use the mean code
   (``render.py --appearance N`` renders with photo N's);
 * pose refinement: each training camera gets a rotation and translation
-  correction, held still for the first 300 steps, then learned at a small
-  rate while the finer hash levels fade in (BARF's coarse to fine).
+  correction, held still for the first 200 steps, then learned at a small
+  rate (``--config.model.coarse_to_fine=N`` adds BARF's fade-in of the
+  hash levels over N steps, for poorer poses);
+* training samples: each ray's 48 samples are drawn where the field's own
+  weights over the march lie (``model.fast.train_importance``), so every
+  drawn ray trains however much of the early fog the occupancy grid holds.
 
 It reads ``transforms.json`` captures (prepare.py's output, nerfstudio's)::
 
@@ -36,7 +40,10 @@ def get_config():
   config.model.use_viewdirs = True  # real surfaces shine
   config.model.appearance_dim = 16
   config.model.refine_poses = True
-  config.model.coarse_to_fine = 300
+  # BARF's coarse-to-fine fade of the hash levels is off: with the poses of
+  # a structure-from-motion run it only slowed the first minutes (fox, 2
+  # minutes: 20.2 dB with 300 steps of it, BENCHMARKS.md).
+  config.model.coarse_to_fine = 0
   fast = config.model.fast
   fast.max_resolution = 2048  # the object's box is the grid's central half
   fast.num_steps = 256

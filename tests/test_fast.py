@@ -265,8 +265,8 @@ def _visible_reference(model, params, rays, marched, eps, min_alpha):
   return keep
 
 
-@pytest.mark.parametrize('min_alpha', [0.0, 0.02])
-def test_transmittance_pruning_keeps_what_a_numpy_march_sees(min_alpha):
+def test_transmittance_pruning_keeps_what_a_numpy_march_sees():
+  min_alpha = 0.02  # both conditions: transmittance and opacity
   # A dense field, so rays end inside the box and pruning has work to do.
   model, params, state, scene = _model(fast_config(model__density_bias=2.0))
   rays = _rays(scene)
@@ -304,13 +304,6 @@ def test_pruned_training_render_matches_the_unpruned_one_and_fits_more_rays():
   # What is left out lies behind transmittance 1e-4.
   np.testing.assert_allclose(np.asarray(pruned['rgb'])[both],
                              np.asarray(full['rgb'])[both], atol=2e-4)
-  # Gradients still reach the field through the kept samples.
-  target = jnp.full((rays.origins.shape[0], 3), 0.5)
-  batch = batch_lib.RayBatch.of_rays(rays, target)
-  grads = jax.jit(jax.grad(lambda p: model.loss(p, state, batch, key, 0)[0]))(
-      params)
-  assert all(np.all(np.isfinite(g)) for g in jax.tree_util.tree_leaves(grads))
-  assert float(jnp.abs(grads['hash_tables']).max()) > 0
 
 
 def _importance_model(budget, **overrides):

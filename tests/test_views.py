@@ -163,8 +163,9 @@ def test_refinement_brings_misposed_cameras_back(builtin_fast_run):
   Training on with ``model.refine_poses`` (the real step and optimizer) for
   80 steps must halve the rotation error and cut the centres' by 40%
   (while writing it: 2.0 -> 0.79 degrees, 0.12 -> 0.055 units), and the
-  views must agree with their photos again (batch PSNR +3 dB). (The ray-batch seam's pose test: the cameras
-  are cast inside the differentiated loss, so the corrections learn.)"""
+  views must agree with their photos again (batch PSNR +3 dB). (The
+  ray-batch seam's pose test: the cameras are cast inside the
+  differentiated loss, so the corrections learn.)"""
   config, info, _, variables, _ = load.load_trained(builtin_fast_run[0])
   config.model.refine_poses = True
   t = config.train

@@ -11,8 +11,9 @@ prepare.py (or a nerfstudio capture), derived from the fast model's recipe.
 * pose refinement is built but off (``--config.model.refine_poses=True``):
   on the fox's poses it cost held-out PSNR (25.7 dB at 5 minutes falling
   to 21.5 at 15, against 26.3 and 26.4 without; BENCHMARKS.md), as
-  held-out photos are scored at their given poses. When on, each training camera's correction is held
-  still for the first 200 steps, then learned at a small rate
+  held-out photos are scored at their given poses. When on, each training
+  camera's correction is held still for the first 200 steps, then learned
+  at a small rate
   (``--config.model.coarse_to_fine=N`` adds BARF's fade-in of the hash
   levels over N steps, for poorer poses);
 * training samples: each ray's 48 samples are drawn where the field's own

@@ -207,8 +207,9 @@ class FastNerf(base.Model):
     """Packed samples in a fixed budget (the marcher's; with
     ``model.fast.train_transmittance`` only those the field's own density
     leaves visible; with ``model.fast.train_importance`` drawn from the
-    field's weights), through the join; returns (outputs per ray, samples, weights per packed slot). Rays whose
-    samples did not all fit have ``samples.ray_ok`` False."""
+    field's weights), through the join; returns (outputs per ray, samples,
+    weights per packed slot). Rays whose samples did not all fit have
+    ``samples.ray_ok`` False."""
     field = self._field_fn(params, level_weights)
     sampler = self.sampler
     if sampler.train_transmittance > 0 or sampler.train_importance:
@@ -217,12 +218,14 @@ class FastNerf(base.Model):
           variables, points, level_weights,
           method=networks.GridField.density))
     if sampler.train_importance:
-      # Drawn samples may fall in cells the grid marks empty, where the
-      # renderer sees no density: training sees none there either.
       marched_field = field
-      field = lambda points, viewdirs: (lambda rgb, density: (
-          rgb, density * self._occupied(state, points)))(
-              *marched_field(points, viewdirs))
+
+      def field(points, viewdirs):
+        # Drawn samples may fall in cells the grid marks empty, where the
+        # renderer sees no density: training sees none there either.
+        rgb, density = marched_field(points, viewdirs)
+        return rgb, density * self._occupied(state, points)
+
     out = pipeline.render_levels(
         sampler, lambda level, *x: field(*x), rays, state, key,
         self.scene.background)['main']

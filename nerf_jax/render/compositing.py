@@ -34,6 +34,16 @@ def compute_weights(density: jnp.ndarray, t_edges: jnp.ndarray,
   Returns:
     f32[..., n], weights w_i >= 0 with sum_i w_i <= 1.
   """
+  alpha, trans = opacity_and_transmittance(density, t_edges, directions)
+  return alpha * trans
+
+
+def opacity_and_transmittance(density: jnp.ndarray, t_edges: jnp.ndarray,
+                              directions: jnp.ndarray) -> tuple:
+  """Each interval's opacity and the transmittance before it (arguments as
+  ``compute_weights``): (alpha, trans), f32[..., n] each; the weights are
+  their product, and the transmittance after interval i is
+  trans_i * (1 - alpha_i)."""
   delta = (t_edges[..., 1:] - t_edges[..., :-1]) * jnp.linalg.norm(
       directions[..., None, :], axis=-1)
   # Clamp: see _MAX_OPTICAL_DEPTH. Negative inputs would mean negative mass.
@@ -43,7 +53,7 @@ def compute_weights(density: jnp.ndarray, t_edges: jnp.ndarray,
   trans = jnp.exp(-jnp.concatenate(
       [jnp.zeros_like(optical[..., :1]),
        jnp.cumsum(optical[..., :-1], axis=-1)], axis=-1))
-  return alpha * trans
+  return alpha, trans
 
 
 def composite(weights: jnp.ndarray, rgb: jnp.ndarray, t_edges: jnp.ndarray,

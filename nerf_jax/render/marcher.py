@@ -96,7 +96,13 @@ class OccupancyMarcher:
 
   @property
   def prunes(self) -> bool:
+    """Training packs only the samples ``visible`` keeps."""
     return self.density_fn is not None and self.train_transmittance > 0
+
+  @property
+  def draws(self) -> bool:
+    """Training draws its samples with ``importance``."""
+    return self.density_fn is not None and self.train_importance
 
   @property
   def steps(self) -> int:
@@ -120,13 +126,13 @@ class OccupancyMarcher:
   def sample(self, key, rays: Rays, state, level: int = 0,
              previous=None) -> Samples:
     """The occupied samples of rays [R], packed into R x budget_per_ray
-    slots (in ray order); pruned by ``visible`` when a density function is
-    bound (``prunes``)."""
+    slots (in ray order); pruned by ``visible`` (``prunes``), or drawn by
+    ``importance`` instead (``draws``)."""
     del level, previous
     num_rays, n = rays.origins.shape[0], self.steps
     budget = num_rays * int(self.budget_per_ray)
     marched = self.march(key, rays, state)
-    if self.density_fn is not None and self.train_importance:
+    if self.draws:
       key = None if key is None else jax.random.fold_in(key, 1)
       return self.importance(key, self.density_fn, rays, marched)
     valid = marched['valid']
@@ -184,18 +190,16 @@ class OccupancyMarcher:
     The density is evaluated front to back in rounds of ``round_samples``
     occupied samples per ray, and only on rays whose transmittance is still
     above ``train_transmittance`` (``min_transmittance`` if 0, as
-    ``front_to_back``); samples not
-    evaluated (unoccupied, or behind) have both 0.
+    ``front_to_back``); samples not evaluated (unoccupied, or behind) have
+    both 0.
     """
     num_rays, n = marched['valid'].shape
     rounds, k, order, remaining, edges, t_all = _rounds(
         marched, self.round_samples)
     block = max(1, min(int(self.eval_block), num_rays * k))
     eps = float(self.train_transmittance or self.min_transmittance)
-    speed = jnp.linalg.norm(rays.directions, axis=-1, keepdims=True)
     rows = jnp.arange(num_rays)[:, None]
-    no_grad = jax.lax.stop_gradient
-    fn = lambda points, _: (no_grad(density_fn(no_grad(points))),)
+    fn = lambda points, _: (jax.lax.stop_gradient(density_fn(points)),)
 
     def one_round(carry):
       r, trans, before_all, alpha_all = carry
@@ -205,12 +209,12 @@ class OccupancyMarcher:
       hi = jnp.take_along_axis(edges, steps + 1, axis=1)
       t = jnp.take_along_axis(t_all, steps, axis=1)
       density, = _eval_where(fn, rays, live, t, block)
-      optical = jnp.clip(density * (hi - lo) * speed, 0.0, 1e4)
-      # Transmittance before each sample of the round, then after it.
-      before = trans[:, None] * jnp.exp(-jnp.concatenate(
-          [jnp.zeros((num_rays, 1)), jnp.cumsum(optical[:, :-1], axis=1)],
-          axis=1))
-      alpha = 1.0 - jnp.exp(-optical)
+      # The round's samples as contiguous intervals, as in front_to_back.
+      local = jnp.concatenate([jnp.zeros((num_rays, 1)),
+                               jnp.cumsum(hi - lo, axis=1)], axis=1)
+      alpha, before = compositing.opacity_and_transmittance(
+          density, local, rays.directions)
+      before = before * trans[:, None]
       # Padding steps (n) fall outside [R, n] and are dropped.
       before_all = before_all.at[rows, steps].set(
           jnp.where(live, before, 0.0), mode='drop')

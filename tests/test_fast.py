@@ -14,7 +14,7 @@ import pytest
 from configs import demo
 from nerf_jax.cameras import camera
 from nerf_jax import datasets, models
-from nerf_jax.render import occupancy, compositing
+from nerf_jax.render import compositing, marcher, occupancy
 from nerf_jax.runs import load, validation
 from nerf_jax.datasets import batch as batch_lib
 from nerf_jax.train import train_state, train_step
@@ -373,3 +373,38 @@ def test_importance_samples_lie_where_the_weights_are_and_not_in_empty_cells():
   empty = np.asarray(model._occupied(half, points)) == 0  # pylint: disable=protected-access
   assert empty.mean() > 0.01
   np.testing.assert_array_equal(np.asarray(slot_weights)[empty], 0.0)
+
+
+@pytest.mark.parametrize('share', [0.0, 0.25])
+def test_a_share_of_the_importance_samples_explores_past_a_solid_front(share):
+  """A field solid from the ray's start holds all its weight in the first
+  march step. Samples drawn from the weights alone all land there, so
+  nothing behind ever trains (the collapse a capture's field fell into:
+  BENCHMARKS.md, the beer); with ``train_uniform`` that share of each ray's
+  samples is spread evenly over its non-empty march steps."""
+  num_rays, budget, steps = 4, 32, 64
+  sampler = marcher.OccupancyMarcher(
+      aabb=((-1.0,) * 3, (1.0,) * 3), num_steps=steps, budget_per_ray=budget,
+      train_importance=True, train_uniform=share).with_density(
+          lambda points: jnp.full(points.shape[:-1], 1e4))
+  y = jnp.linspace(-0.5, 0.5, num_rays)
+  origins = jnp.stack([jnp.full_like(y, -1.0), y, jnp.zeros_like(y)], -1)
+  directions = jnp.broadcast_to(jnp.asarray([1.0, 0.0, 0.0]), (num_rays, 3))
+  rays = camera.Rays(origins, directions, directions,
+                     jnp.zeros((num_rays, 1)), jnp.full((num_rays, 1), 2.0))
+  state = {'grid': occupancy.init_grid(8)}
+  marched = sampler.march(None, rays, state)
+  samples = jax.jit(lambda m: sampler.importance(None, sampler.density_fn,
+                                                 rays, m))(marched)
+  first_end = np.asarray(marched['t_edges'])[:, 1]
+  t = np.asarray(samples.t).reshape(num_rays, budget)
+  beyond = (t > first_end[:, None]).mean(axis=1)
+  if share == 0.0:
+    np.testing.assert_array_equal(beyond, 0.0)
+    return
+  np.testing.assert_allclose(beyond, share, atol=1.5 / budget)
+  # Spread evenly: the explorers' spacing is the march's, scaled.
+  explorers = np.sort(t[0][t[0] > first_end[0]])
+  gaps = np.diff(explorers)
+  assert gaps.max() < 2.0 * gaps.mean(), gaps
+  assert explorers[-1] > 1.5 and explorers[0] < 0.5, explorers

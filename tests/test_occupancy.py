@@ -467,3 +467,23 @@ def test_scatter_dense_gradient_is_masked_gather():
   expected = np.where(np.asarray(count_mask),
                       w.reshape(-1)[np.asarray(indices)], 0.0)
   np.testing.assert_allclose(grad, expected, rtol=1e-6)
+
+
+def test_unbounded_threshold_falls_with_the_contracted_cells_world_size():
+  """In an unbounded grid a cell at |y|_inf = m in contracted space spans
+  1 / (2 - m)^2 box cells of world distance, so its threshold is the box's
+  times (2 - m)^2; the box (the grid's central half) keeps the box's."""
+  g = 16
+  scale = np.asarray(occupancy.threshold_scale(g)).reshape(g, g, g)
+  centres = (np.arange(g) + 0.5) / g * 4.0 - 2.0
+  y = np.stack(np.meshgrid(centres, centres, centres, indexing='ij'), -1)
+  m = np.abs(y).max(-1)
+  np.testing.assert_allclose(scale[m <= 1], 1.0)
+  np.testing.assert_allclose(scale[m > 1], (2.0 - m[m > 1]) ** 2, rtol=1e-6)
+  # The same density: empty in the box, occupied in the far shell.
+  grid = occupancy.update_grid(
+      None, occupancy.init_grid(g), lambda p: jnp.full(p.shape[:-1], 0.5),
+      jnp.asarray(BOX), 10_000, decay=0.0, threshold=1.0, warmup_steps=0,
+      max_cells=g ** 3, unbounded=True)
+  mask = np.asarray(grid['mask'])
+  assert not mask[m <= 1].any() and mask[m > 1.5].all()

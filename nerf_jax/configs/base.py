@@ -87,6 +87,7 @@ def get_config() -> ml_collections.ConfigDict:
   fast.train_transmittance = 0.0  # training: leave out samples behind which a ray's transmittance (the field's, no gradient) is below this (0 = off)
   fast.train_alpha = 0.0  # training, with train_transmittance: also leave out samples of opacity at most this
   fast.train_importance = False  # training: draw budget_per_ray samples per ray from the field's own weights over the march (no gradient), every ray kept
+  fast.train_uniform = 0.0  # with train_importance: share of each ray's sampling mass spread evenly over its occupied steps, in [0, 1)
   fast.distortion = 0.0  # weight of mip-NeRF 360's distortion loss (clears fog and floaters; 0 = off)
 
   config.train = train = ml_collections.ConfigDict()

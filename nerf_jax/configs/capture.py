@@ -18,7 +18,12 @@ prepare.py (or a nerfstudio capture), derived from the fast model's recipe.
   levels over N steps, for poorer poses);
 * training samples: each ray's 48 samples are drawn where the field's own
   weights over the march lie (``model.fast.train_importance``), so every
-  drawn ray trains however much of the early fog the occupancy grid holds.
+  drawn ray trains however much of the early fog the occupancy grid holds;
+  a quarter of them are spread evenly over the ray's occupied steps
+  (``model.fast.train_uniform``): drawn from the weights alone, a field
+  that turned solid in front of the cameras early would never train what
+  lies behind (on the beer every photo ended up painted on the near
+  plane; BENCHMARKS.md).
 
 It reads ``transforms.json`` captures (prepare.py's output, nerfstudio's)::
 
@@ -57,6 +62,7 @@ def get_config():
   # much of the early fog the grid holds (BENCHMARKS.md: 4x the trained
   # rays per second of the packed march on the fox).
   fast.train_importance = True
+  fast.train_uniform = 0.25
   fast.distortion = 0.01  # mip-NeRF 360's weight (BENCHMARKS.md: clearer background)
   config.train.batch_rays = 2048
   # About 15 minutes on 2 CPU cores (a step of 2048 rays takes about 0.7 s

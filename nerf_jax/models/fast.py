@@ -69,6 +69,8 @@ class FastNerf(base.Model):
       raise ValueError('model.fast.train_transmittance must be in [0, 1)')
     if not 0.0 <= getattr(cfg, 'train_alpha', 0.0) < 1.0:
       raise ValueError('model.fast.train_alpha must be in [0, 1)')
+    if not 0.0 <= getattr(cfg, 'train_uniform', 0.0) < 1.0:
+      raise ValueError('model.fast.train_uniform must be in [0, 1)')
     if getattr(cfg, 'distortion', 0.0) < 0:
       raise ValueError('model.fast.distortion must be >= 0')
     c2f = getattr(model_cfg, 'coarse_to_fine', 0)
@@ -111,7 +113,8 @@ class FastNerf(base.Model):
         outer_steps=int(cfg.outer_steps) if self.unbounded else 0,
         train_transmittance=float(getattr(cfg, 'train_transmittance', 0.0)),
         train_alpha=float(getattr(cfg, 'train_alpha', 0.0)),
-        train_importance=bool(getattr(cfg, 'train_importance', False)))
+        train_importance=bool(getattr(cfg, 'train_importance', False)),
+        train_uniform=float(getattr(cfg, 'train_uniform', 0.0)))
 
   # -- parameters and state ------------------------------------------------
 

@@ -70,6 +70,11 @@ class OccupancyMarcher:
     train_importance: bool, with a density function bound, training draws
       ``budget_per_ray`` samples per ray from the field's weights over the
       march instead (``importance``); every ray is kept.
+    train_uniform: float in [0, 1), with ``train_importance``: the share of
+      each ray's sampling mass spread evenly over its occupied march steps
+      (linear near, disparity far) instead of following the weights, so
+      that every part of the ray keeps being trained and a field that
+      has put early density in front of the cameras can move it.
     density_fn: the field's density for pruning or importance sampling
       (``with_density``), or None.
   """
@@ -83,6 +88,7 @@ class OccupancyMarcher:
   train_transmittance: float = 0.0
   train_alpha: float = 0.0
   train_importance: bool = False
+  train_uniform: float = 0.0
   density_fn: Optional[DensityFn] = dataclasses.field(default=None,
                                                       compare=False)
 
@@ -172,8 +178,13 @@ class OccupancyMarcher:
     num_rays = rays.origins.shape[0]
     k = int(self.budget_per_ray)
     before, alpha = self.transmittance(density_fn, rays, marched)
-    edges = sampling.sample_pdf(key, marched['t_edges'], before * alpha,
-                                k + 1)
+    weights = before * alpha
+    if self.train_uniform > 0:
+      edges = marched['t_edges']
+      weights = _mixed_with_steps(
+          weights, marched['valid'] & (edges[:, 1:] > edges[:, :-1]),
+          self.train_uniform)
+    edges = sampling.sample_pdf(key, marched['t_edges'], weights, k + 1)
     lo, hi = edges[:, :-1].reshape(-1), edges[:, 1:].reshape(-1)
     budget = num_rays * k
     return Samples(
@@ -286,6 +297,19 @@ class OccupancyMarcher:
                              rays.near[..., 0], rays.far[..., 0], background)
     out['samples'] = samples
     return out
+
+
+def _mixed_with_steps(weights: jnp.ndarray, valid: jnp.ndarray,
+                      share: float) -> jnp.ndarray:
+  """f32[R, n] sampling masses: ``1 - share`` of each ray's mass as its
+  normalised ``weights``, ``share`` spread evenly over its ``valid``
+  (occupied, not empty) steps; a ray with no weight takes all its mass
+  from the steps."""
+  total = jnp.sum(weights, axis=-1, keepdims=True)
+  steps = valid.astype(weights.dtype)
+  prior = steps / jnp.maximum(jnp.sum(steps, axis=-1, keepdims=True), 1.0)
+  share = jnp.where(total > 0, share, 1.0)
+  return (1.0 - share) * weights / jnp.maximum(total, 1e-12) + share * prior
 
 
 def _rounds(marched: dict, round_samples: int) -> tuple:

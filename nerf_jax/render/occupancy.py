@@ -216,6 +216,26 @@ def _sample_cells(key: Optional[jax.Array], mask: jnp.ndarray,
   return jnp.concatenate([uniform, chosen]).astype(jnp.int32)
 
 
+def threshold_scale(resolution: int) -> jnp.ndarray:
+  """f32[G^3] the occupancy threshold of each cell of an unbounded grid
+  over the box's: (2 - m)^2 for a cell centre at |y|_inf = m > 1 in
+  contracted coordinates, 1 in the box.
+
+  Outside the box a contracted cell spans |u|^2 = 1 / (2 - m)^2 times the
+  world length of a box cell along the ray's distance (the contraction's
+  radial derivative is 1 / |u|^2), and the march's steps there grow the
+  same way (equal in disparity), so a density that gives one step the
+  threshold's opacity is that much smaller. With the box's threshold
+  everywhere, the distant background, dense enough but not per world
+  unit, would be marked empty and never learnt.
+  """
+  centres = (jnp.arange(resolution, dtype=jnp.float32) + 0.5) / resolution
+  y = jnp.abs(4.0 * centres - 2.0)  # |contracted coordinate| per axis
+  m = jnp.maximum(jnp.maximum(y[:, None, None], y[None, :, None]),
+                  y[None, None, :])
+  return (jnp.minimum(2.0 - m, 1.0) ** 2).reshape(-1)
+
+
 def update_grid(key: Optional[jax.Array], grid: dict,
                 density_fn: Callable[[jnp.ndarray], jnp.ndarray],
                 aabb: jnp.ndarray, step: jnp.ndarray | int, *,
@@ -239,7 +259,9 @@ def update_grid(key: Optional[jax.Array], grid: dict,
     step: int or int32[], the training step (may be traced).
     decay: float, EMA decay per update.
     threshold: float, occupancy density threshold (instant-ngp uses
-      0.01 / step length in world units, i.e. opacity 0.01 per step).
+      0.01 / step length in world units, i.e. opacity 0.01 per step); in
+      an unbounded grid it is the box's, and lower in the contracted shell
+      (``threshold_scale``).
     warmup_steps: int, steps during which all cells are evaluated.
     max_cells: int, static bound on cells per update and per density_fn call.
     unbounded: bool, the grid covers contracted space (see the module).
@@ -275,6 +297,8 @@ def update_grid(key: Optional[jax.Array], grid: dict,
     ema = jax.lax.cond(step < warmup_steps, all_cells, some_cells, old)
   # Early on every density is tiny; the mean guard keeps the densest cells
   # occupied rather than emptying the grid and skipping every sample.
+  if unbounded:
+    threshold = threshold * threshold_scale(g)
   mask = ema > jnp.minimum(threshold, jnp.mean(ema))
   return dict(density=ema.reshape(g, g, g), mask=mask.reshape(g, g, g))
 

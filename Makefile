@@ -21,9 +21,11 @@ demo: $(STAMP)
 # The tests run on every core plus one (at most 4 workers): many tests wait
 # on a subprocess, a browser or a signal with a core idle, and the extra
 # worker fills it (on 2 cores: 598 s with 3 workers, 692 s with 2).
+# Work stealing: a worker that runs out takes queued tests from the others,
+# so the minute-long tests do not leave one worker finishing alone.
 WORKERS := $(shell $(PYTHON) -c "import os; print(min(4, (os.cpu_count() or 1) + 1))")
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(WORKERS) --durations=20
+	$(PY) -m pytest -q -n $(WORKERS) --dist worksteal --durations=20
 
 # Debian's Chromium and ChromeDriver, for the viewer's browser test
 # (tests/test_viewer.py skips it, saying why, where they are absent).

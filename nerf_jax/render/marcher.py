@@ -173,18 +173,18 @@ class OccupancyMarcher:
     ``budget_per_ray`` + 1 edges are drawn by inverse transform sampling
     of the march's weights (stratified with a key); the samples are the
     midpoints of the intervals between them, which tile the weighted part
-    of the ray.
+    of the ray. With ``train_uniform``, that share of the mass is spread
+    evenly over the ray's occupied, non-empty steps.
     """
     num_rays = rays.origins.shape[0]
     k = int(self.budget_per_ray)
     before, alpha = self.transmittance(density_fn, rays, marched)
-    weights = before * alpha
+    weights, t_edges = before * alpha, marched['t_edges']
     if self.train_uniform > 0:
-      edges = marched['t_edges']
       weights = _mixed_with_steps(
-          weights, marched['valid'] & (edges[:, 1:] > edges[:, :-1]),
+          weights, marched['valid'] & (t_edges[:, 1:] > t_edges[:, :-1]),
           self.train_uniform)
-    edges = sampling.sample_pdf(key, marched['t_edges'], weights, k + 1)
+    edges = sampling.sample_pdf(key, t_edges, weights, k + 1)
     lo, hi = edges[:, :-1].reshape(-1), edges[:, 1:].reshape(-1)
     budget = num_rays * k
     return Samples(

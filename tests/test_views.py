@@ -182,19 +182,24 @@ def test_refinement_brings_misposed_cameras_back(builtin_fast_run):
       split, images=split.images[keep], indices=split.indices[keep],
       cameras=split.cameras.take(keep).replace(
           poses=moved.astype(np.float32)))
-  table = batch_lib.PixelTable.from_split(split, distributed.make_mesh())
+  mesh = distributed.make_mesh()
+  table = batch_lib.PixelTable.from_split(split, mesh)
   tx = model.optimizer(t)
   params = dict(variables['params'],
                 views={'poses': jnp.zeros((len(keep), 6))})
   state = train_state.create_train_state(jax.random.PRNGKey(0), model, tx)
-  state = state.replace(params=params, opt_state=tx.init(params),
-                        model_state=variables['state'])
+  # Replicated on the table's mesh, as train.py places it, so that the
+  # step's outputs match its inputs and it compiles once.
+  state = distributed.replicate(state.replace(
+      params=params, opt_state=tx.init(params),
+      model_state=variables['state']), mesh)
   step = jax.jit(train_step.make_train_step(model, tx, 1024, info.near,
                                             info.far))
   psnr = []  # of each step's batch, before its update
   for _ in range(t.max_steps):
     state, metrics = step(state, table, jax.random.PRNGKey(1))
     psnr.append(float(metrics['psnr']))
+  assert step._cache_size() == 1  # pylint: disable=protected-access
   refined = np.asarray(model.adjust_cameras(state.params,
                                             table.cameras).poses)
   rot0, pos0 = _pose_errors(moved, truth)

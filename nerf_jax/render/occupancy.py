@@ -295,10 +295,10 @@ def update_grid(key: Optional[jax.Array], grid: dict,
     ema = all_cells(old)
   else:
     ema = jax.lax.cond(step < warmup_steps, all_cells, some_cells, old)
-  # Early on every density is tiny; the mean guard keeps the densest cells
-  # occupied rather than emptying the grid and skipping every sample.
   if unbounded:
     threshold = threshold * threshold_scale(g)
+  # Early on every density is tiny; the mean guard keeps the densest cells
+  # occupied rather than emptying the grid and skipping every sample.
   mask = ema > jnp.minimum(threshold, jnp.mean(ema))
   return dict(density=ema.reshape(g, g, g), mask=mask.reshape(g, g, g))
 

@@ -44,7 +44,7 @@ def get_config() -> ml_collections.ConfigDict:
   data.extent = 'auto'  # 'auto' (the loader decides from the capture) | 'bounded' (all in the scene box) | 'forward' (NDC) | 'unbounded' (the box holds the object; the background is contracted)
 
   config.model = model = ml_collections.ConfigDict()
-  model.kind = 'mlp'  # 'mlp': the NeRF paper's MLP (coarse + fine); 'fast': hash grid + occupancy grid
+  model.kind = 'mlp'  # 'mlp': the NeRF paper's MLP (coarse + fine); 'fast': hash grid + occupancy grid; 'proposal': hash grid + proposal networks
   model.preset = 'small'  # tiny|small|medium|nerf|large, or '' to use depth/width/skips
   model.depth = 4  # hidden layers (when preset == '')
   model.width = 128  # units per hidden layer (when preset == '')
@@ -89,6 +89,20 @@ def get_config() -> ml_collections.ConfigDict:
   fast.train_importance = False  # training: draw budget_per_ray samples per ray from the field's own weights over the march (no gradient), every ray kept
   fast.train_uniform = 0.0  # with train_importance: share of each ray's sampling mass spread evenly over its occupied steps, in [0, 1)
   fast.distortion = 0.0  # weight of mip-NeRF 360's distortion loss (clears fog and floaters; 0 = off)
+  # kind='proposal': the field of model.fast's hash-grid settings (and its
+  # weight_decay, distortion), sampled by proposal networks (mip-NeRF 360,
+  # nerfacto) instead of an occupancy grid:
+  model.proposal = proposal = ml_collections.ConfigDict()
+  proposal.samples = (128, 64)  # intervals per ray of each proposal level (the first spaced linearly in the box, in disparity beyond)
+  proposal.field_samples = 48  # intervals per ray where the field itself is evaluated, drawn from the last proposal's weights
+  proposal.levels = 5  # each proposal network's hash grid: resolution levels
+  proposal.features = 2  # features per level
+  proposal.log2_table = 17  # log2 of the table size per level
+  proposal.base_resolution = 16  # coarsest cells per side of the box
+  proposal.max_resolution = (128, 256)  # finest cells per side, one per proposal level
+  proposal.width = 16  # hidden units of each proposal network's MLP
+  proposal.loss_weight = 1.0  # weight of the interlevel loss (each proposal's weights must bound the field's)
+  proposal.uniform = 0.0  # share of each resampled level's mass spread evenly over the previous level's intervals, in [0, 1)
 
   config.train = train = ml_collections.ConfigDict()
   train.seed = 0  # PRNG seed for initialisation and ray sampling

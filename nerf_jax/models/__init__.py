@@ -4,6 +4,7 @@
 ``model.kind`` names:
   'mlp': the NeRF paper's MLP, coarse and optional fine level (vanilla.py).
   'fast': a hash-grid field with an occupancy grid (fast.py).
+  'proposal': the same field sampled by proposal networks (proposal.py).
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from __future__ import annotations
 from nerf_jax.models.base import OUTPUT_KEYS, Model
 from nerf_jax.models.fast import FastNerf
 from nerf_jax.fields.networks import PRESETS, NerfMLP, compute_dtype, make_field, preset
+from nerf_jax.models.proposal import ProposalNerf
 from nerf_jax.models.vanilla import VanillaNerf
 
-KINDS = {'mlp': VanillaNerf, 'fast': FastNerf}
+KINDS = {'mlp': VanillaNerf, 'fast': FastNerf, 'proposal': ProposalNerf}
 
 __all__ = ['FastNerf', 'KINDS', 'Model', 'NerfMLP', 'OUTPUT_KEYS', 'PRESETS',
-           'VanillaNerf', 'compute_dtype', 'make_field', 'make_model',
+           'ProposalNerf', 'VanillaNerf', 'compute_dtype', 'make_field', 'make_model',
            'preset']
 
 

@@ -86,17 +86,7 @@ class FastNerf(base.Model):
     self.aabb = np.asarray(scene.aabb, np.float32)
     # An unbounded scene's grids span contracted space around its box.
     self.unbounded = scene.extent == 'unbounded'
-    self.field = networks.GridField(
-        aabb=tuple(map(tuple, scene.aabb)), levels=int(cfg.levels),
-        features=int(cfg.features), log2_table=int(cfg.log2_table),
-        base_resolution=int(cfg.base_resolution),
-        max_resolution=int(cfg.max_resolution), width=int(cfg.width),
-        geo_features=int(cfg.geo_features),
-        use_viewdirs=bool(model_cfg.use_viewdirs),
-        dir_freqs=int(model_cfg.dir_freqs),
-        density_bias=float(model_cfg.density_bias),
-        dtype=networks.compute_dtype(model_cfg), unbounded=self.unbounded,
-        appearance_dim=self.views.appearance_dim)
+    self.field = grid_field(model_cfg, scene, self.views.appearance_dim)
     self.coarse_to_fine = int(getattr(model_cfg, 'coarse_to_fine', 0))
     self.distortion = float(getattr(cfg, 'distortion', 0.0))
     self.num_steps = int(cfg.num_steps)
@@ -126,18 +116,8 @@ class FastNerf(base.Model):
     return self.views.with_views(params), {'grid': grid}
 
   def field_optimizer(self, train_cfg) -> optax.GradientTransformation:
-    """Adam; L2 weight decay on the MLPs only (not the hash tables, nor
-    the per-view parameters)."""
-    decay = float(self.cfg.weight_decay)
-
-    def mlp_mask(params):
-      return jax.tree_util.tree_map_with_path(
-          lambda path, _: not any(
-              name in jax.tree_util.keystr(path)
-              for name in ('hash_tables', views_lib.KEY)), params)
-
-    return optim.make_optimizer(train_cfg, weight_decay=decay,
-                                weight_decay_mask=mlp_mask)
+    """Adam; L2 weight decay on the MLPs only (``grid_optimizer``)."""
+    return grid_optimizer(train_cfg, float(self.cfg.weight_decay))
 
   def update_state(self, params, state, step, key):
     cfg = self.cfg
@@ -277,3 +257,36 @@ class FastNerf(base.Model):
           samples, slot_weights, rays.near, rays.far, self.unbounded))
       loss = loss + self.distortion * metrics['distortion']
     return loss, metrics
+
+
+def grid_field(model_cfg, scene, appearance_dim: int) -> networks.GridField:
+  """The hash-grid field of ``model.fast``'s settings over the scene's box
+  (contracted beyond it in an unbounded scene); its colour reads the view
+  direction (``model.use_viewdirs``) and an appearance code of
+  ``appearance_dim`` numbers."""
+  cfg = model_cfg.fast
+  return networks.GridField(
+      aabb=tuple(map(tuple, scene.aabb)), levels=int(cfg.levels),
+      features=int(cfg.features), log2_table=int(cfg.log2_table),
+      base_resolution=int(cfg.base_resolution),
+      max_resolution=int(cfg.max_resolution), width=int(cfg.width),
+      geo_features=int(cfg.geo_features),
+      use_viewdirs=bool(model_cfg.use_viewdirs),
+      dir_freqs=int(model_cfg.dir_freqs),
+      density_bias=float(model_cfg.density_bias),
+      dtype=networks.compute_dtype(model_cfg),
+      unbounded=scene.extent == 'unbounded', appearance_dim=appearance_dim)
+
+
+def grid_optimizer(train_cfg, decay: float) -> optax.GradientTransformation:
+  """Adam with L2 weight decay ``decay`` on the MLPs only (not the hash
+  tables, nor the per-view parameters)."""
+
+  def mlp_mask(params):
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: not any(
+            name in jax.tree_util.keystr(path)
+            for name in ('hash_tables', views_lib.KEY)), params)
+
+  return optim.make_optimizer(train_cfg, weight_decay=decay,
+                              weight_decay_mask=mlp_mask)

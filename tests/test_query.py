@@ -121,3 +121,30 @@ def test_fast_density_is_zero_outside_the_box_and_in_empty_cells():
   assert not np.any(np.asarray(model.density(params, empty, inside)))
   np.testing.assert_allclose(model.query(params, state, inside)[1], raw,
                              rtol=1e-6)
+
+
+def test_proposal_query_composites_to_the_render():
+  from tests.test_proposal import proposal_config  # pylint: disable=g-import-not-at-top
+  config = proposal_config()
+  scene = datasets.load_scene(config.data)
+  model = models.make_model(config.model, scene.info())
+  params, state = model.init(jax.random.PRNGKey(0))
+  params = jax.tree_util.tree_map(
+      lambda x: x + 0.5 * jax.random.normal(jax.random.PRNGKey(1), x.shape),
+      params)
+  rays = _rays(scene)
+  levels = jax.jit(lambda p, r: model.render_levels(p, r, None))(params,
+                                                                 rays)
+  main = levels['main']
+  assert float(jnp.mean(main['acc'] > 1e-3)) > 0.3
+  out = _composite(model, params, state, rays, main['intervals'].t,
+                   main['intervals'].t_edges())
+  np.testing.assert_allclose(out['rgb'], main['rgb'], atol=1e-5)
+  np.testing.assert_allclose(out['acc'], main['acc'], atol=1e-5)
+  render = jax.jit(model.render)(params, state, rays)
+  np.testing.assert_allclose(render['rgb'], main['rgb'], atol=1e-4)
+  points = jax.random.uniform(jax.random.PRNGKey(2), (50, 3), minval=-1.5,
+                              maxval=1.5)
+  np.testing.assert_allclose(model.density(params, state, points),
+                             model.query(params, state, points)[1],
+                             rtol=1e-6)

@@ -233,7 +233,7 @@ def _video(info, render_fn, variables, poses, intrinsics, files, step, chunk):
     return
   rgb = frames['rgb']
   depth = images.depth_to_rgb(frames['depth'], frames['acc'],
-                              info.background)
+                              info.background, info.extent == 'unbounded')
   written = []
   for name, file in files.items():
     video = (np.concatenate([rgb, depth], axis=2) if name == 'side' else

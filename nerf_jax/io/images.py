@@ -25,7 +25,8 @@ def to_uint8(image) -> np.ndarray:
 
 
 def colorize_depth(depth: np.ndarray, acc: np.ndarray, near: float, far: float,
-                   background: float = 0.0) -> np.ndarray:
+                   background: float = 0.0,
+                   disparity: bool = False) -> np.ndarray:
   """Colour-maps depth (near = warm, far = cool) for display.
 
   Args:
@@ -34,19 +35,29 @@ def colorize_depth(depth: np.ndarray, acc: np.ndarray, near: float, far: float,
       so the colour fades to the background.
     near, far: float, the depth range mapped onto the colour map.
     background: float, grey level of empty space.
+    disparity: map 1 / depth linearly instead of depth (unbounded scenes,
+      whose far background would otherwise squeeze everything near into
+      the warmest colour); near is then taken as at least far / 1e4.
 
   Returns:
     f32[h, w, 3] in [0, 1].
   """
   from matplotlib import colormaps  # pylint: disable=g-import-not-at-top
-  x = np.clip((depth - near) / max(far - near, 1e-6), 0.0, 1.0)
+  if disparity:
+    near = max(near, far * 1e-4, 1e-9)
+    far = max(far, near * (1 + 1e-6))
+    depth = np.maximum(depth, near)
+    x = np.clip((1.0 / near - 1.0 / depth) / (1.0 / near - 1.0 / far), 0.0,
+                1.0)
+  else:
+    x = np.clip((depth - near) / max(far - near, 1e-6), 0.0, 1.0)
   rgb = colormaps['turbo'](1.0 - x)[..., :3]
   a = np.clip(acc, 0.0, 1.0)[..., None]
   return rgb * a + background * (1.0 - a)
 
 
 def depth_to_rgb(depths: np.ndarray, accs: np.ndarray,
-                 background: float) -> np.ndarray:
+                 background: float, disparity: bool = False) -> np.ndarray:
   """Colour-maps depth frames with one range for the whole sequence.
 
   The range is the 1st-99th percentile of depth where the ray is mostly
@@ -57,6 +68,7 @@ def depth_to_rgb(depths: np.ndarray, accs: np.ndarray,
     depths: f32[n, h, w], expected termination t.
     accs: f32[n, h, w], accumulated opacity.
     background: float, grey level for empty space (0 black, 1 white).
+    disparity: map 1 / depth between the percentiles (``colorize_depth``).
 
   Returns:
     f32[n, h, w, 3] in [0, 1].
@@ -67,5 +79,5 @@ def depth_to_rgb(depths: np.ndarray, accs: np.ndarray,
   else:
     lo, hi = float(depths.min()), float(depths.max())
   hi = max(hi, lo + 1e-6)
-  return np.stack([colorize_depth(d, a, lo, hi, background)
+  return np.stack([colorize_depth(d, a, lo, hi, background, disparity)
                    for d, a in zip(depths, accs)])

@@ -206,7 +206,8 @@ class _Trainer:
       return record
     row = previews.write_preview(self.preview_dir, step, result['first'],
                                  scene.near, scene.far,
-                                 self.info.background)
+                                 self.info.background,
+                                 self.info.extent == 'unbounded')
     self.logger.image(f'{config.eval.split}/preview', row, step)
     previews.plot_progress(self.logger.path,
                            os.path.join(self.workdir, 'progress.png'))

@@ -29,7 +29,8 @@ def save_preview(path: str, row: np.ndarray) -> None:
 
 
 def write_preview(preview_dir: str, step: int, view: dict, near: float,
-                  far: float, background: float) -> np.ndarray:
+                  far: float, background: float,
+                  disparity: bool = False) -> np.ndarray:
   """Writes ``<preview_dir>/step_<step>.png`` of one evaluated view.
 
   Args:
@@ -38,12 +39,14 @@ def write_preview(preview_dir: str, step: int, view: dict, near: float,
       'first').
     near, far: float, the depth range of the colour map.
     background: float, grey level of empty space in the depth picture.
+    disparity: colour 1 / depth (unbounded scenes, see
+      ``images.colorize_depth``).
 
   Returns:
     The ``preview_row`` written, f32[h, 3w + 4, 3].
   """
   depth_rgb = images.colorize_depth(view['depth'], view['acc'], near, far,
-                                 background)
+                                    background, disparity)
   row = preview_row(view['rgb'], depth_rgb, view['ground_truth'])
   save_preview(os.path.join(preview_dir, f'step_{step:07d}.png'), row)
   return row

@@ -30,7 +30,8 @@ DEPTH_RANGES = ('percentiles', 'near-far')
 
 
 def colorize(out: dict, mode: str, background: float,
-             depth_range: Optional[tuple] = None) -> np.ndarray:
+             depth_range: Optional[tuple] = None,
+             disparity: bool = False) -> np.ndarray:
   """A rendered frame as the image to show.
 
   Args:
@@ -39,6 +40,7 @@ def colorize(out: dict, mode: str, background: float,
     background: float, grey level of empty space.
     depth_range: (near, far) mapped onto the depth colours, or None for the
       frame's own 1st-99th percentiles of opaque depth.
+    disparity: colour 1 / depth over that range (unbounded scenes).
 
   Returns:
     u8[h, w, 3].
@@ -48,10 +50,10 @@ def colorize(out: dict, mode: str, background: float,
   elif mode == 'depth':
     if depth_range is None:
       image = images_lib.depth_to_rgb(out['depth'][None], out['acc'][None],
-                                      background)[0]
+                                      background, disparity)[0]
     else:
       image = images_lib.colorize_depth(out['depth'], out['acc'],
-                                        *depth_range, background)
+                                        *depth_range, background, disparity)
   elif mode == 'accumulation':
     image = np.repeat(out['acc'][..., None], 3, axis=-1)
   else:

@@ -242,7 +242,7 @@ class Viewer:
     depth_range = ((info.near, info.far) if settings.depth_range == 'near-far'
                    and not info.ndc else None)
     image = frames.colorize(out, settings.mode, info.background,
-                            depth_range)
+                            depth_range, info.extent == 'unbounded')
     return image, out
 
   def _next_job(self) -> tuple:

@@ -40,7 +40,7 @@ if 'NERF_JAX_TESTS_SHARED' not in os.environ:
 @pytest.fixture(scope='session')
 def builtin_fast_run() -> tuple:
   """(workdir, final record) of ``test_fast.learning_config()`` trained once
-  per test session: the fast model on the built-in scene (about 40 s).
+  per test session: the fast model on the built-in scene (about 36 s).
 
   The first worker to ask trains it, holding a lock in the shared folder;
   the others wait and read the same run. Tests read it only (copy it to

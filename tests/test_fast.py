@@ -189,11 +189,18 @@ def test_step_compiles_once_across_occupancy_updates_and_refreshes_the_grid():
 
 
 def learning_config():
-  """The fast model on the built-in scene: 250 steps at 32x32 (about 40 s
+  """The fast model on the built-in scene: 250 steps at 32x32 (about 36 s
   on 2 cores; conftest's ``builtin_fast_run`` trains it once per session).
 
   The built-in scene is Lambertian and seen from 60 views: without view
-  directions and with a coarser finest level the grid generalises best."""
+  directions and with a coarser finest level the grid generalises best.
+  10 hash levels rather than 12 (resolutions 4 to 64 either way): as good
+  here (held-out 23.3 dB against 23.5; the mesh within 1.2% of the box
+  diagonal either way; the exported depth maps' median error 0.144 against
+  0.146), and the pose test's step, which differentiates the encoding by
+  its points, runs about twice as fast (0.17 s against 0.33 s a step on 2
+  cores). 8 levels miss the depth maps' bound (0.152), 6 the mesh's
+  colours."""
   config = fast_config(data__width=32, data__height=32, data__num_train=60,
                        data__num_val=4, train__batch_rays=1024,
                        train__max_steps=250, eval__every=0,
@@ -204,7 +211,7 @@ def learning_config():
                        model__fast__budget_per_ray=32,
                        model__fast__num_steps=128)
   f = config.model.fast
-  f.levels, f.log2_table, f.max_resolution, f.width = 12, 14, 64, 64
+  f.levels, f.log2_table, f.max_resolution, f.width = 10, 14, 64, 64
   return config
 
 

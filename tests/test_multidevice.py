@@ -8,6 +8,7 @@ import pathlib
 import socket
 import subprocess
 import sys
+import warnings
 
 import jax
 import numpy as np
@@ -163,6 +164,32 @@ def _run(script: str, args: list, devices: int, cwd) -> subprocess.CompletedProc
                         stdin=subprocess.DEVNULL)
 
 
+def _train_reference(args: list, cwd) -> None:
+  """train.py with ``args`` on one CPU device, the straight run a test
+  compares with: in this process when it has just that (its flags parsed
+  as train.py parses them; saves a process start and its imports, about
+  3 s), else in a process of its own."""
+  if (jax.device_count(), jax.default_backend()) != (1, 'cpu'):
+    proc = _run('train.py', args, 1, cwd)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  from nerf_jax import cli  # pylint: disable=g-import-not-at-top
+  from nerf_jax.train import loop  # pylint: disable=g-import-not-at-top
+  argv = cli.resolve_config_arg(['train.py', *args])
+  values = flags.FlagValues()
+  config_flags.DEFINE_config_file('config', None, '', flag_values=values,
+                                  lock_config=True, sys_argv=argv)
+  flags.DEFINE_string('workdir', None, '', flag_values=values)
+  flags.DEFINE_bool('progress', True, '', flag_values=values)
+  with warnings.catch_warnings():  # ml_collections' load_module, as in train.py
+    warnings.simplefilter('ignore', DeprecationWarning)
+    values(argv)
+  loop.train_and_evaluate(values.config, values.workdir,
+                          progress=values.progress)
+
+
 def _same_runs(runs: list, steps: int) -> None:
   """Loads two run directories as render.py does and checks that both are
   at ``steps`` with the same parameters."""
@@ -209,9 +236,8 @@ def test_checkpoint_moves_between_topologies(tmp_path):
                 devices, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
   assert 'resum' in proc.stdout + proc.stderr
-  proc = _run('train.py', SMALL + [f'--workdir={ref}',
-                                   '--config.train.max_steps=6'], 1, tmp_path)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  _train_reference(SMALL + [f'--workdir={ref}', '--config.train.max_steps=6'],
+                   tmp_path)
   for devices in (1, 3):  # 3 devices: a count the run never saw
     _load_same(moved, ref, devices, 6)
 
@@ -263,9 +289,8 @@ def test_two_processes_train_as_one(tmp_path):
   assert [(r['step'], r['split']) for r in records] == [
       (s, 'train') for s in range(8, steps + 1, 8)] + [(steps, 'val')]
   assert len(list((multi / 'previews').glob('*.png'))) == 1
-  args = SMALL + [f'--config.train.max_steps={steps}', '--noprogress']
-  proc = _run('train.py', args + [f'--workdir={ref}'], 1, tmp_path)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  _train_reference(SMALL + [f'--config.train.max_steps={steps}',
+                           '--noprogress', f'--workdir={ref}'], tmp_path)
   _load_same(multi, ref, 1, steps)
 
 

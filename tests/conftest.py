@@ -63,3 +63,11 @@ def builtin_fast_run() -> tuple:
       os.replace(done + '.tmp', done)
     with open(done) as f:
       return workdir, json.load(f)
+
+
+def pytest_collection_modifyitems(config, items):  # pylint: disable=unused-argument
+  """The slow tests (minute-long trainings, subprocess runs) first: under
+  pytest-xdist each worker then starts on its long ones and the quick tests
+  fill in at the end, instead of one worker finishing a long test alone.
+  A stable sort, so the order within each group is the files' order."""
+  items.sort(key=lambda item: item.get_closest_marker('slow') is None)

@@ -242,3 +242,24 @@ def test_proposal_model_learns_the_unbounded_builtin_scene(tmp_path):
                              proposal_1=fresh['proposal_1']))
   for a, b in zip(trained, untrained):
     assert a < 0.15 and b > 2 * a, (trained, untrained)
+
+
+@pytest.mark.parametrize('field, value, named', [
+    ('samples', (), 'model.proposal.samples'),
+    ('samples', (64, 1), 'model.proposal.samples'),
+    ('max_resolution', (128,), 'model.proposal.max_resolution'),
+    ('loss_weight', 0.0, 'model.proposal.loss_weight'),
+    ('uniform', 1.0, 'model.proposal.uniform'),
+    ('field_samples', 0, 'model.proposal.field_samples'),
+])
+def test_invalid_proposal_settings_are_refused_with_the_field_named(
+    field, value, named):
+  config = proposal_config()
+  config.model.proposal[field] = value
+  with pytest.raises(ValueError, match=named):
+    models.KINDS['proposal'].check_config(config.model)
+  models.KINDS['proposal'].check_config(proposal_config().model)  # valid
+  bad = proposal_config()
+  bad.model.fast.levels = 0  # the field's settings are checked too
+  with pytest.raises(ValueError, match='model.fast.levels'):
+    models.KINDS['proposal'].check_config(bad.model)

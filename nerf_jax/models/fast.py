@@ -36,11 +36,8 @@ class FastNerf(base.Model):
   kind = 'fast'
   couples_rays = True  # samples of all rays share one packed budget
 
-  # field -> (smallest, largest) accepted value.
-  _RANGES = dict(levels=(1, 32), features=(1, 8), log2_table=(8, 24),
-                 base_resolution=(1, 4096), max_resolution=(1, 65536),
-                 width=(1, 1024), geo_features=(1, 256), num_steps=(2, 4096),
-                 outer_steps=(1, 4096),
+  # The marcher's and grid's fields -> (smallest, largest) accepted value.
+  _RANGES = dict(num_steps=(2, 4096), outer_steps=(1, 4096),
                  budget_per_ray=(1, 4096), occupancy_resolution=(2, 512),
                  occupancy_every=(1, 10 ** 6), occupancy_warmup=(0, 10 ** 9),
                  occupancy_cells=(1, 2 ** 24), round_samples=(1, 4096),
@@ -48,35 +45,22 @@ class FastNerf(base.Model):
 
   @classmethod
   def check_config(cls, model_cfg) -> None:
+    check_grid_field(model_cfg)
     cfg = model_cfg.fast
     for name, (lo, hi) in cls._RANGES.items():
-      value = cfg[name]
-      if not isinstance(value, int) or not lo <= value <= hi:
-        raise ValueError(f'model.fast.{name}={value!r} must be an integer in '
-                         f'[{lo}, {hi}]')
-    if cfg.max_resolution < cfg.base_resolution:
-      raise ValueError('model.fast.max_resolution must be >= '
-                       'model.fast.base_resolution')
+      check_int(f'model.fast.{name}', cfg[name], lo, hi)
     if not 0.0 < cfg.occupancy_decay <= 1.0:
       raise ValueError('model.fast.occupancy_decay must be in (0, 1]')
     if not 0.0 < cfg.occupancy_alpha < 1.0:
       raise ValueError('model.fast.occupancy_alpha must be in (0, 1)')
     if not 0.0 <= cfg.min_transmittance < 1.0:
       raise ValueError('model.fast.min_transmittance must be in [0, 1)')
-    if cfg.weight_decay < 0:
-      raise ValueError('model.fast.weight_decay must be >= 0')
     if not 0.0 <= getattr(cfg, 'train_transmittance', 0.0) < 1.0:
       raise ValueError('model.fast.train_transmittance must be in [0, 1)')
     if not 0.0 <= getattr(cfg, 'train_alpha', 0.0) < 1.0:
       raise ValueError('model.fast.train_alpha must be in [0, 1)')
     if not 0.0 <= getattr(cfg, 'train_uniform', 0.0) < 1.0:
       raise ValueError('model.fast.train_uniform must be in [0, 1)')
-    if getattr(cfg, 'distortion', 0.0) < 0:
-      raise ValueError('model.fast.distortion must be >= 0')
-    c2f = getattr(model_cfg, 'coarse_to_fine', 0)
-    if not isinstance(c2f, int) or c2f < 0:
-      raise ValueError(f'model.coarse_to_fine={c2f!r} must be an integer '
-                       '>= 0 (steps)')
     super().check_config(model_cfg)
 
   def __init__(self, model_cfg, scene):
@@ -257,6 +241,40 @@ class FastNerf(base.Model):
           samples, slot_weights, rays.near, rays.far, self.unbounded))
       loss = loss + self.distortion * metrics['distortion']
     return loss, metrics
+
+
+# model.fast's hash-grid field settings -> (smallest, largest) accepted value.
+GRID_RANGES = dict(levels=(1, 32), features=(1, 8), log2_table=(8, 24),
+                   base_resolution=(1, 4096), max_resolution=(1, 65536),
+                   width=(1, 1024), geo_features=(1, 256))
+
+
+def check_int(name: str, value, lo: int, hi: int) -> None:
+  """ValueError (one line naming ``name``) unless ``value`` is an integer
+  in [lo, hi]."""
+  if not isinstance(value, int) or isinstance(value, bool) or not (
+      lo <= value <= hi):
+    raise ValueError(f'{name}={value!r} must be an integer in [{lo}, {hi}]')
+
+
+def check_grid_field(model_cfg) -> None:
+  """Checks what ``grid_field`` and its training read (``model.fast``'s
+  hash grid and MLPs, weight decay and distortion weight, and
+  ``model.coarse_to_fine``); ValueError (one line) naming the field."""
+  cfg = model_cfg.fast
+  for name, (lo, hi) in GRID_RANGES.items():
+    check_int(f'model.fast.{name}', cfg[name], lo, hi)
+  if cfg.max_resolution < cfg.base_resolution:
+    raise ValueError('model.fast.max_resolution must be >= '
+                     'model.fast.base_resolution')
+  if cfg.weight_decay < 0:
+    raise ValueError('model.fast.weight_decay must be >= 0')
+  if getattr(cfg, 'distortion', 0.0) < 0:
+    raise ValueError('model.fast.distortion must be >= 0')
+  c2f = getattr(model_cfg, 'coarse_to_fine', 0)
+  if not isinstance(c2f, int) or c2f < 0:
+    raise ValueError(f'model.coarse_to_fine={c2f!r} must be an integer '
+                     '>= 0 (steps)')
 
 
 def grid_field(model_cfg, scene, appearance_dim: int) -> networks.GridField:

@@ -37,51 +37,34 @@ class ProposalNerf(base.Model):
   """
   kind = 'proposal'
 
-  # model.fast fields the field reads -> (smallest, largest) accepted value.
-  _FIELD = ('levels', 'features', 'log2_table', 'base_resolution',
-            'max_resolution', 'width', 'geo_features')
-  # model.proposal fields -> (smallest, largest).
+  # model.proposal fields -> (smallest, largest) accepted value.
   _RANGES = dict(levels=(1, 32), features=(1, 8), log2_table=(8, 24),
                  base_resolution=(1, 4096), width=(1, 1024),
                  field_samples=(1, 4096))
 
   @classmethod
   def check_config(cls, model_cfg) -> None:
-    f = model_cfg.fast
-    for name in cls._FIELD:
-      _check_int(f'model.fast.{name}', f[name],
-                 *fast.FastNerf._RANGES[name])
-    if f.max_resolution < f.base_resolution:
-      raise ValueError('model.fast.max_resolution must be >= '
-                       'model.fast.base_resolution')
-    if f.weight_decay < 0:
-      raise ValueError('model.fast.weight_decay must be >= 0')
-    if getattr(f, 'distortion', 0.0) < 0:
-      raise ValueError('model.fast.distortion must be >= 0')
+    fast.check_grid_field(model_cfg)
     p = model_cfg.proposal
     for name, (lo, hi) in cls._RANGES.items():
-      _check_int(f'model.proposal.{name}', p[name], lo, hi)
+      fast.check_int(f'model.proposal.{name}', p[name], lo, hi)
     samples, res = tuple(p.samples), tuple(p.max_resolution)
     if not samples:
       raise ValueError('model.proposal.samples must name at least one '
                        'proposal level, e.g. (128, 64)')
     for value in samples:
-      _check_int('model.proposal.samples', value, 2, 4096)
+      fast.check_int('model.proposal.samples', value, 2, 4096)
     if len(res) != len(samples):
       raise ValueError(f'model.proposal.max_resolution={res!r} must give one '
                        f'resolution per proposal level ({len(samples)})')
     for value in res:
-      _check_int('model.proposal.max_resolution', value, p.base_resolution,
-                 65536)
+      fast.check_int('model.proposal.max_resolution', value,
+                     p.base_resolution, 65536)
     if not p.loss_weight > 0:
       raise ValueError('model.proposal.loss_weight must be > 0 (the '
                        'proposal networks learn from it alone)')
     if not 0.0 <= p.uniform < 1.0:
       raise ValueError('model.proposal.uniform must be in [0, 1)')
-    c2f = getattr(model_cfg, 'coarse_to_fine', 0)
-    if not isinstance(c2f, int) or c2f < 0:
-      raise ValueError(f'model.coarse_to_fine={c2f!r} must be an integer '
-                       '>= 0 (steps)')
     super().check_config(model_cfg)
 
   def __init__(self, model_cfg, scene):
@@ -207,8 +190,3 @@ class ProposalNerf(base.Model):
       loss = loss + self.distortion * metrics['distortion']
     return loss, metrics
 
-
-def _check_int(name: str, value, lo: int, hi: int) -> None:
-  if not isinstance(value, int) or isinstance(value, bool) or not (
-      lo <= value <= hi):
-    raise ValueError(f'{name}={value!r} must be an integer in [{lo}, {hi}]')

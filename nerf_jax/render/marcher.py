@@ -181,7 +181,7 @@ class OccupancyMarcher:
     before, alpha = self.transmittance(density_fn, rays, marched)
     weights, t_edges = before * alpha, marched['t_edges']
     if self.train_uniform > 0:
-      weights = _mixed_with_steps(
+      weights = sampling.mix_with_uniform(
           weights, marched['valid'] & (t_edges[:, 1:] > t_edges[:, :-1]),
           self.train_uniform)
     edges = sampling.sample_pdf(key, t_edges, weights, k + 1)
@@ -297,19 +297,6 @@ class OccupancyMarcher:
                              rays.near[..., 0], rays.far[..., 0], background)
     out['samples'] = samples
     return out
-
-
-def _mixed_with_steps(weights: jnp.ndarray, valid: jnp.ndarray,
-                      share: float) -> jnp.ndarray:
-  """f32[R, n] sampling masses: ``1 - share`` of each ray's mass as its
-  normalised ``weights``, ``share`` spread evenly over its ``valid``
-  (occupied, not empty) steps; a ray with no weight takes all its mass
-  from the steps."""
-  total = jnp.sum(weights, axis=-1, keepdims=True)
-  steps = valid.astype(weights.dtype)
-  prior = steps / jnp.maximum(jnp.sum(steps, axis=-1, keepdims=True), 1.0)
-  share = jnp.where(total > 0, share, 1.0)
-  return (1.0 - share) * weights / jnp.maximum(total, 1e-12) + share * prior
 
 
 def _rounds(marched: dict, round_samples: int) -> tuple:

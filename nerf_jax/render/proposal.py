@@ -70,7 +70,8 @@ class ProposalSampler:
     weights = jax.lax.stop_gradient(weights)
     prev_edges = prev.t_edges()
     if self.uniform > 0:
-      weights = _mixed_with_intervals(weights, prev_edges, self.uniform)
+      weights = sampling.mix_with_uniform(
+          weights, prev_edges[..., 1:] > prev_edges[..., :-1], self.uniform)
     edges = sampling.sample_pdf(key, prev_edges, weights, n + 1)
     return Samples(t=0.5 * (edges[..., :-1] + edges[..., 1:]),
                    t_starts=edges[..., :-1], t_ends=edges[..., 1:],
@@ -85,19 +86,6 @@ class ProposalSampler:
     else:
       u = jax.random.uniform(key, lo.shape, jnp.float32)
     return Samples(t=lo + u * (hi - lo), t_starts=lo, t_ends=hi, edges=edges)
-
-
-def _mixed_with_intervals(weights: jnp.ndarray, edges: jnp.ndarray,
-                          share: float) -> jnp.ndarray:
-  """f32[R, n] sampling masses: ``1 - share`` of each ray's mass as its
-  normalised ``weights``, ``share`` spread evenly over its non-empty
-  intervals of ``edges``; a ray with no weight takes all its mass from
-  them."""
-  total = jnp.sum(weights, axis=-1, keepdims=True)
-  steps = (edges[..., 1:] > edges[..., :-1]).astype(weights.dtype)
-  prior = steps / jnp.maximum(jnp.sum(steps, axis=-1, keepdims=True), 1.0)
-  share = jnp.where(total > 0, share, 1.0)
-  return (1.0 - share) * weights / jnp.maximum(total, 1e-12) + share * prior
 
 
 def first_edges(rays: Rays, aabb: jnp.ndarray, n: int,
@@ -128,15 +116,16 @@ def outer_mass(edges: jnp.ndarray, other_edges: jnp.ndarray,
   cum = jnp.concatenate([jnp.zeros_like(other_weights[..., :1]),
                          jnp.cumsum(other_weights, axis=-1)], axis=-1)
   starts, ends = edges[..., :-1], edges[..., 1:]
-  search = jnp.vectorize(lambda a, v: jnp.searchsorted(a, v, side='right'),
-                         signature='(m),(n)->(n)')
-  search_left = jnp.vectorize(
-      lambda a, v: jnp.searchsorted(a, v, side='left'),
-      signature='(m),(n)->(n)')
+
+  def search(sorted_values, values, side):
+    return jnp.vectorize(
+        lambda a, v: jnp.searchsorted(a, v, side=side),
+        signature='(m),(n)->(n)')(sorted_values, values)
+
   # First other interval that ends after the start: ends <= start before it.
-  first = search(other_edges[..., 1:], starts)
+  first = search(other_edges[..., 1:], starts, 'right')
   # One past the last that starts before the end.
-  last = search_left(other_edges[..., :-1], ends)
+  last = search(other_edges[..., :-1], ends, 'left')
   last = jnp.maximum(last, first)
   take = lambda i: jnp.take_along_axis(cum, i, axis=-1)
   return take(last) - take(first)

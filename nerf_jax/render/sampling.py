@@ -167,6 +167,21 @@ def sample_pdf(key: Optional[jax.Array], t_edges: jnp.ndarray,
   return _invert_cdf(u, cdf, t_edges)
 
 
+def mix_with_uniform(weights: jnp.ndarray, valid: jnp.ndarray,
+                     share: float) -> jnp.ndarray:
+  """f32[..., n] sampling masses for ``sample_pdf``: ``1 - share`` of each
+  ray's mass as its normalised ``weights``, ``share`` spread evenly over
+  its ``valid`` intervals (bool[..., n]); a ray with no weight takes all
+  its mass from them. Keeps every valid part of a ray sampled however the
+  weights have concentrated (mip-NeRF 360's resampling padding plays this
+  part)."""
+  total = jnp.sum(weights, axis=-1, keepdims=True)
+  steps = valid.astype(weights.dtype)
+  prior = steps / jnp.maximum(jnp.sum(steps, axis=-1, keepdims=True), 1.0)
+  share = jnp.where(total > 0, share, 1.0)
+  return (1.0 - share) * weights / jnp.maximum(total, 1e-12) + share * prior
+
+
 def _invert_cdf(u: jnp.ndarray, cdf: jnp.ndarray,
                 t_edges: jnp.ndarray) -> jnp.ndarray:
   """Piecewise-linear inverse of ``cdf`` (defined at ``t_edges``) at ``u``."""

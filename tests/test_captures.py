@@ -298,9 +298,10 @@ def test_transforms_per_frame_cameras_of_different_sizes(tmp_path):
                              4.0 * np.ones(4), atol=1e-4)
   np.testing.assert_allclose(poses_lib.focus_point(train.poses), 0, atol=1e-4)
   # No aabb_scale (nerfstudio): cameras around an object, unbounded; the
-  # object's box is inside the cameras' circle.
+  # object's box holds the cameras, the farthest on its side.
   assert scene.extent == 'unbounded'
-  assert np.all(np.abs(train.poses[:, :3, 3]).max(-1) > scene.aabb[1][0])
+  np.testing.assert_allclose(np.abs(train.poses[:, :3, 3]).max(),
+                             scene.aabb[1][0], rtol=1e-6)
 
 
 def test_transforms_camera_angle_fallback(tmp_path):

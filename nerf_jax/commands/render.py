@@ -61,7 +61,12 @@ _SPLIT = flags.DEFINE_string('split', None,
 _APPEARANCE = flags.DEFINE_integer(
     'appearance', None, 'Runs with appearance codes: render with training '
     'view N\'s code (its exposure and white balance), or -1 for the mean '
-    'code (the default, as held-out views are evaluated).')
+    'code (the default). With --eval, every view is scored whole with it.')
+_EVAL_APPEARANCE = flags.DEFINE_enum(
+    'eval_appearance', None, ['mean', 'fit'], 'With --eval: score each view '
+    'whole with the mean appearance code (mean), or as NeRF-W (fit: a code '
+    'fitted to the left half of the photo, the right half scored); default: '
+    'the run\'s eval.appearance.')
 _PROGRESS = flags.DEFINE_bool('progress', True, 'Show a progress bar.')
 flags.mark_flag_as_required('ckpt')
 cli.define_distributed_flags()
@@ -162,6 +167,7 @@ def _evaluate(config, info, model, render_fn, variables, out_dir, step,
               chunk):
   import dataclasses  # pylint: disable=g-import-not-at-top
   from nerf_jax import datasets, distributed  # pylint: disable=g-import-not-at-top
+  from nerf_jax.inference import appearance  # pylint: disable=g-import-not-at-top
   from nerf_jax.inference import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
   path = _EVAL.value
   split_name = _SPLIT.value or ('val' if path == 'config' else 'test')
@@ -176,9 +182,19 @@ def _evaluate(config, info, model, render_fn, variables, out_dir, step,
   name = 'config' if path == 'config' else os.path.basename(
       os.path.normpath(path)).replace('.npz', '')
   image_dir = os.path.join(out_dir, f'eval_{name}_{split_name}')
+  # A chosen code (--appearance) is scored as chosen: over the whole view.
+  protocol = _EVAL_APPEARANCE.value or (
+      'mean' if _APPEARANCE.value is not None else config.eval.appearance)
+  if _APPEARANCE.value is not None and protocol == 'fit':
+    raise ValueError('--appearance chooses the code every view renders '
+                     'with, and --eval_appearance=fit fits each view its '
+                     'own: pass one of them')
+  fitter = (appearance.make_fitter(model)
+            if appearance.fits(model, protocol) else None)
   evaluate = lambda folder: evaluate_lib.evaluate_split(
       render_fn, variables, split, info.near, info.far, chunk,
-      image_dir=folder)
+      image_dir=folder, protocol=protocol, fitter=fitter,
+      seed=config.train.seed)
   if not distributed.is_primary():
     evaluate(None)
     return
@@ -188,7 +204,8 @@ def _evaluate(config, info, model, render_fn, variables, out_dir, step,
     os.makedirs(folder)
     result = evaluate(folder)
     report = dict(psnr=result['psnr'], ssim=result['ssim'], step=step,
-                  dataset=path, split=split_name, views=result['views'])
+                  dataset=path, split=split_name, appearance=protocol,
+                  views=result['views'])
     with open(os.path.join(folder, 'metrics.json'), 'w') as f:
       json.dump(report, f, indent=2)
     return result
@@ -198,6 +215,10 @@ def _evaluate(config, info, model, render_fn, variables, out_dir, step,
   for v in result['views']:
     print(f'{v["index"]:>6} {v["psnr"]:>8.2f} {v["ssim"]:>7.4f}')
   print(f'{"mean":>6} {result["psnr"]:>8.2f} {result["ssim"]:>7.4f}')
+  if protocol == 'fit':
+    print('scored on the right half of each view' + (
+        ', rendered with a code fitted to its left half (NeRF-W)'
+        if fitter else ''))
   print(f'wrote {image_dir}/metrics.json and {len(result["views"])} PNGs')
 
 

@@ -133,6 +133,7 @@ def get_config() -> ml_collections.ConfigDict:
   evaluation.split = 'val'  # split to evaluate on
   evaluation.max_views = 0  # evaluate the first N held-out views (0 = all)
   evaluation.chunk = 4096  # rays rendered per jit call
+  evaluation.appearance = 'mean'  # with appearance codes: 'mean' (the mean code, whole view) or 'fit' (NeRF-W: a code fitted to the left half, the right half scored; without codes also the right half)
 
   config.checkpoint = ckpt = ml_collections.ConfigDict()
   ckpt.every = 1000  # steps between checkpoints (one is always saved at the end)

@@ -12,7 +12,8 @@ looking down -z, every 8th view is held out, and forward-facing captures use
 NDC rays (the space from the plane z = -1 to infinity maps to t in [0, 1]).
 360-degree captures (``ndc=False``) are instead centred on the point the
 cameras look at, with +z up, and are unbounded (``extent``): the scene box
-holds the object the cameras circle and t runs from the near depth bound to
+holds the object the cameras circle and the cameras themselves
+(``extent.object_box``), and t runs from the near depth bound to
 beyond the far one; with ``extent='bounded'`` the box reaches the far bound
 from every camera instead.
 """

@@ -25,8 +25,8 @@ hold at full resolution, and whatever lies beyond it contracted. (The unit
 cube as that box put the fox's wall, a unit behind it, into contracted
 space: 15.6 dB held out after 2 minutes, against 23.6 with the
 ``aabb_scale`` box; BENCHMARKS.md.) A json without one (nerfstudio's) is
-cameras around an object: unbounded, with the unit cube about the point
-they look at, the cameras being 4 away (``extent.object_box``). far is
+cameras around an object: unbounded, with the cube about the point they
+look at that holds the cameras (``extent.object_box``). far is
 ``extent.background_far``, or the far side of the ``aabb_scale`` box where
 that is farther. ``extent='bounded'`` gives the boxes of before: the
 ``aabb_scale`` box, or one holding the cameras, with nothing beyond.
@@ -353,8 +353,8 @@ def _boxed(centres: np.ndarray, half: float, box_scale: float,
 
   Bounded: the cube of half size ``half`` (from aabb_scale, or holding the
   cameras), far reaching its far side. Unbounded: the same cube when the
-  json has an aabb_scale, else the unit cube about the focus point
-  (``extent.object_box``), and far ``extent.background_far``, or the far
+  json has an aabb_scale, else the cube about the focus point that holds
+  the cameras (``extent.object_box``), and far ``extent.background_far``, or the far
   side of the box where that is farther.
   """
   # t runs from close to the camera to the far side of the box.
@@ -364,7 +364,7 @@ def _boxed(centres: np.ndarray, half: float, box_scale: float,
   if extent == 'bounded':
     return ((-half,) * 3, (half,) * 3), reach
   far = max(reach, extent_lib.background_far(centres))
-  if box_scale <= 0:  # cameras _CAMERA_DISTANCE away: the unit cube
+  if box_scale <= 0:  # nerfstudio's: the cube holding the cameras
     return extent_lib.object_box(centres), far
   return ((-half,) * 3, (half,) * 3), far
 

@@ -11,6 +11,11 @@ replaced by the ground truth's: they agree there, so an ignored pixel never
 lowers it (it is 1 where a window holds only ignored pixels, and so reads
 higher the more of a view is masked). A view with no used pixel scores NaN,
 is marked ``masked`` and is left out of the means.
+
+With ``protocol='fit'`` (``eval.appearance``, see ``appearance.py``) each
+view is scored on the right half of its columns only (PSNR and SSIM of that
+crop), and a model with appearance codes renders it with a code fitted to
+its left half.
 """
 
 from __future__ import annotations
@@ -19,16 +24,19 @@ import os
 from typing import Callable
 
 import imageio.v3 as iio
+import jax
 import numpy as np
 
 from nerf_jax import metrics
+from nerf_jax.inference import appearance
 from nerf_jax.inference import chunked
 from nerf_jax.io import images
 
 
 def evaluate_split(render_fn: Callable, variables, split, near: float,
                    far: float, chunk: int, max_views: int = 0,
-                   image_dir: str | None = None) -> dict:
+                   image_dir: str | None = None, protocol: str = 'mean',
+                   fitter: Callable | None = None, seed: int = 0) -> dict:
   """Renders the views of a split with jitter off and scores them.
 
   Args:
@@ -39,6 +47,10 @@ def evaluate_split(render_fn: Callable, variables, split, near: float,
     chunk: int, rays per call.
     max_views: int, evaluate only the first N views (0 = all).
     image_dir: if given, each render is written there as ``<index>.png``.
+    protocol: 'mean' (the whole view) or 'fit' (the right half scored;
+      with ``fitter``, from ``appearance.make_fitter``, the view rendered
+      with a code fitted to its left half).
+    seed: int, the fit's randomness (view i uses ``fold_in(seed, i)``).
 
   Returns:
     dict with psnr and ssim (means over views; over the used pixels where
@@ -52,15 +64,25 @@ def evaluate_split(render_fn: Callable, variables, split, near: float,
   count = len(split) if max_views <= 0 else min(max_views, len(split))
   views, first = [], None
   for i in range(count):
-    out = chunked.render_camera(render_fn, variables, split.cameras, i, near,
-                                far, chunk)
     gt = split.images[i]
-    index = int(split.indices[i])
     used = None if split.masks is None else np.asarray(split.masks[i], bool)
-    views.append(dict(index=index, **image_scores(out['rgb'], gt, used)))
+    view_vars, scored = variables, slice(None)  # columns scored
+    if appearance.check_protocol(protocol) == 'fit':
+      left, _ = appearance.halves(*np.shape(gt)[:2])
+      scored = slice(np.shape(gt)[1] // 2, None)
+      if fitter is not None:
+        view_vars = _fitted(fitter, variables, split.cameras, i, near, far,
+                            gt, left if used is None else left & used,
+                            jax.random.fold_in(jax.random.PRNGKey(seed), i))
+    out = chunked.render_camera(render_fn, view_vars, split.cameras, i, near,
+                                far, chunk)
+    index = int(split.indices[i])
+    crop = lambda x: None if x is None else np.asarray(x)[:, scored]
+    views.append(dict(index=index, **image_scores(
+        crop(out['rgb']), crop(gt), crop(used))))
     if split.depths is not None:
-      views[-1]['depth_error'] = depth_error(out['depth'], split.depths[i],
-                                             used)
+      views[-1]['depth_error'] = depth_error(
+          crop(out['depth']), crop(split.depths[i]), crop(used))
     if image_dir:
       iio.imwrite(os.path.join(image_dir, f'{index:04d}.png'),
                   images.to_uint8(out['rgb']))
@@ -73,6 +95,17 @@ def evaluate_split(render_fn: Callable, variables, split, near: float,
   if split.depths is not None:
     result['depth_error'] = mean('depth_error')
   return result
+
+
+def _fitted(fitter: Callable, variables, cameras, view: int, near: float,
+            far: float, gt: np.ndarray, where: np.ndarray, key):
+  """The variables with the code ``fitter`` fits to the pixels of view
+  ``view`` where bool[h, w] ``where`` (the unchanged variables if none)."""
+  if not where.any():
+    return variables
+  rays = chunked.image_rays(cameras, view, near, far)
+  picked = jax.tree_util.tree_map(lambda x: x[where], rays)
+  return fitter(variables, picked, np.asarray(gt)[where], key)
 
 
 def _mean(values: list) -> float:

@@ -12,9 +12,11 @@ learned with the field:
   evaluation read one code for every ray: the mean of the training views'
   codes (``model.appearance_eval = -1``, what nerfacto renders with), or
   training view N's (``render.py --appearance N``). Held-out views are
-  evaluated with the mean code: a held-out photo's own exposure is unknown
-  to the model, and fitting a code to the photo scored (NeRF-W's
-  half-image protocol) would let its colours leak into its score.
+  evaluated with the mean code (``eval.appearance='mean'``), or as NeRF-W
+  evaluates (``'fit'``, capture.py's): a code fitted to the left half of
+  the photo, its right half scored (``inference/appearance.py``). On a
+  capture whose exposure drifts the mean code is no photo's, and costs
+  several dB.
 * pose corrections (``model.refine_poses``): per training view a rotation
   vector and a translation in its camera frame (``cameras.refine``), the
   translation in units of the capture's camera distance so that one
@@ -40,6 +42,11 @@ from nerf_jax.cameras import refine
 from nerf_jax.cameras.camera import Cameras, Rays
 
 KEY = 'views'  # params[KEY] holds the per-view parameters
+
+# eval.appearance: how held-out views are scored (inference/appearance.py):
+# with the mean code over the whole view, or NeRF-W's protocol (a code
+# fitted to the left half, the right half scored).
+EVAL_PROTOCOLS = ('mean', 'fit')
 
 
 class PerView:

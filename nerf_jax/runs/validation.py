@@ -22,6 +22,7 @@ import ml_collections
 
 from nerf_jax import datasets, errors, models
 from nerf_jax.datasets import extent as extent_lib
+from nerf_jax.models import views as views_lib
 from nerf_jax.runs import rundir
 
 
@@ -231,6 +232,10 @@ def validate_config(config: ml_collections.ConfigDict,
       t.camera_delay, t.camera_warmup) < 0:
     raise ConfigError('train.camera_lr must be >= train.camera_lr_final >= 0 '
                       'and train.camera_delay, train.camera_warmup >= 0')
+  protocol = getattr(config.eval, 'appearance', 'mean')
+  if protocol not in views_lib.EVAL_PROTOCOLS:
+    raise ConfigError(f'eval.appearance={protocol!r} is not one of '
+                      f'{", ".join(repr(p) for p in views_lib.EVAL_PROTOCOLS)}')
   if config.data.extent not in extent_lib.CHOICES:
     raise ConfigError(f'data.extent={config.data.extent!r} is not one of '
                       f'{", ".join(repr(c) for c in extent_lib.CHOICES)}')

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from nerf_jax import datasets, distributed, errors, faults, models, resources
-from nerf_jax.inference import chunked, evaluate
+from nerf_jax.inference import appearance, chunked, evaluate
 from nerf_jax.runs import environment, lock, metrics_log, rundir, validation
 from nerf_jax.train import checkpointing, previews, signals, train_state
 from nerf_jax.train import train_step
@@ -132,6 +132,8 @@ class _Trainer:
     self.data = batch_lib.PixelTable.from_split(scene.split('train'), mesh)
     self.step_fn = self.compile_step(tx, mesh)
     self.render_fn = chunked.make_render_fn(self.model)
+    self.fitter = (appearance.make_fitter(self.model) if appearance.fits(
+        self.model, config.eval.appearance) else None)
     self.schedule = make_schedule(config.train)
     self.preview_dir = os.path.join(workdir, 'previews')
     self.clock = _Clock(float(self.state.elapsed_s))
@@ -188,7 +190,9 @@ class _Trainer:
           self.state.params, split.cameras, config.eval.split == 'train'))
       result = evaluate.evaluate_split(
           self.render_fn, self.state.variables(), split, scene.near, scene.far,
-          config.eval.chunk, config.eval.max_views)
+          config.eval.chunk, config.eval.max_views,
+          protocol=config.eval.appearance, fitter=self.fitter,
+          seed=config.train.seed)
     except Exception as e:  # pylint: disable=broad-except
       if errors.is_out_of_memory(e):
         raise errors.UserError(
@@ -199,6 +203,8 @@ class _Trainer:
     record = dict(step=step, split=config.eval.split, psnr=result['psnr'],
                   ssim=result['ssim'], elapsed_s=round(self.clock.elapsed, 3),
                   views=len(result['views']))
+    if config.eval.appearance != 'mean':  # scored as NeRF-W (appearance.py)
+      record['appearance'] = config.eval.appearance
     if 'depth_error' in result:  # the built-in scenes know their depth
       record['depth_error'] = round(result['depth_error'], 5)
     self.logger.write(record)

@@ -17,7 +17,8 @@ Overlaying several results in one plot (no training):
 
 What is measured:
   - PSNR / SSIM at each mark: the first evaluation at or after the mark on the
-    training clock (``elapsed_s``: compilation included, evaluation
+    training clock (cells marked "NeRF-W" where the run scores held-out
+    views as ``eval.appearance='fit'`` does: right halves, codes fitted) (``elapsed_s``: compilation included, evaluation
     excluded). A mark after training already finished (``train.max_steps``
     reached) reports the final evaluation, marked "done" in the cell.
   - rays/s: median of the ``rays_per_s`` of the training records in
@@ -212,7 +213,8 @@ def at_marks(evals: list, marks_s: list, minutes: list) -> list:
     record, done = (hit[0], False) if hit else (evals[-1], True)
     out.append(dict(minutes=m, seconds=mark, step=record['step'],
                     elapsed_s=record['elapsed_s'], psnr=record['psnr'],
-                    ssim=record['ssim'], done=done))
+                    ssim=record['ssim'], done=done,
+                    appearance=record.get('appearance', 'mean')))
   return out
 
 
@@ -231,6 +233,8 @@ def markdown(result: dict) -> tuple:
     cell = f'{m["psnr"]:.2f}'
     if m['done']:
       cell += f' (done: step {m["step"]}, {m["elapsed_s"]:.0f} s)'
+    if m.get('appearance') == 'fit':  # right halves, codes fitted (NeRF-W)
+      cell += ' (NeRF-W)'
     cells.append(cell)
   cells.append(f'{result["peak_rss_gb"]:.2f}')
   return header, separator, '| ' + ' | '.join(cells) + ' |'

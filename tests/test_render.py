@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from configs import demo
+from nerf_jax import datasets, metrics
 from nerf_jax.cameras import camera, paths
 from nerf_jax.inference import chunked, evaluate
 from nerf_jax.runs import load
@@ -165,6 +166,33 @@ def test_eval_reproduces_training_psnr(trained, tmp_path):
   assert sorted(os.listdir(tmp_path / 'eval_config_val')) == [
       '0000.png', '0001.png', 'metrics.json']
   assert 'mean' in proc.stdout
+
+
+def test_eval_appearance_fit_scores_the_right_halves(trained, tmp_path):
+  workdir, record = trained
+  proc = render_cli('--ckpt', workdir, '--eval', 'config', '--split', 'val',
+                    '--eval_appearance', 'fit', '--out', str(tmp_path),
+                    '--progress=false')
+  assert proc.returncode == 0, proc.stderr
+  assert 'right half' in proc.stdout
+  folder = tmp_path / 'eval_config_val'
+  report = json.loads((folder / 'metrics.json').read_text())
+  assert report['appearance'] == 'fit'
+  config = load.load_trained(workdir)[0]
+  split = datasets.load_scene(config.data, splits=('val',)).split('val')
+  for i, view in enumerate(report['views']):
+    rgb = iio.imread(folder / f'{view["index"]:04d}.png') / 255.0
+    gt = np.asarray(split.images[i])
+    half = gt.shape[1] // 2  # the written render is whole
+    assert rgb.shape == gt.shape
+    np.testing.assert_allclose(
+        view['psnr'], metrics.psnr(rgb[:, half:], gt[:, half:]), atol=0.05)
+  assert abs(report['psnr'] - record['psnr']) > 1e-3
+  # A run without codes has no code to choose.
+  line = one_error_line(render_cli('--ckpt', workdir, '--eval', 'config',
+                                   '--appearance', '0', '--out',
+                                   str(tmp_path / 'o')))
+  assert 'no appearance codes' in line
 
 
 def test_eval_on_tiny_npz_uses_its_own_camera(trained, tmp_path):

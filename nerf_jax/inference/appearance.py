@@ -94,8 +94,7 @@ def make_fitter(model: models.Model, steps: int = STEPS, rays: int = RAYS,
   @jax.jit
   def fit(variables, all_rays, all_rgb, key):
     params, state = variables['params'], variables['state']
-    field, per_view = views_lib.PerView.split(params)
-    code = model.views.render_code(per_view)
+    code = model.views.render_code(views_lib.PerView.split(params)[1])
     count = all_rgb.shape[0]
 
     def step(i, carry):
@@ -109,7 +108,6 @@ def make_fitter(model: models.Model, steps: int = STEPS, rays: int = RAYS,
       return optax.apply_updates(code, updates), opt_state
 
     code, _ = jax.lax.fori_loop(0, steps, step, (code, tx.init(code)))
-    del field
     return dict(variables, params=with_code(params, code))
 
   return functools.partial(_fit_checked, fit)

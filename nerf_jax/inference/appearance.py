@@ -19,7 +19,6 @@ without codes compare).
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable
 
 import jax
@@ -55,11 +54,16 @@ def fits(model: models.Model, protocol: str) -> bool:
       model.views.appearance_dim)
 
 
+def fit_columns(width: int) -> int:
+  """The columns [0, this) are fitted, the rest scored (the middle column
+  of an odd width is scored)."""
+  return width // 2
+
+
 def halves(height: int, width: int) -> tuple:
-  """(fit, scored): bool[h, w] each, the left half of the columns and the
-  rest (the middle column of an odd width is scored)."""
+  """(fit, scored): bool[h, w] each, the columns ``fit_columns`` splits."""
   left = np.zeros((height, width), bool)
-  left[:, :width // 2] = True
+  left[:, :fit_columns(width)] = True
   return left, ~left
 
 
@@ -76,14 +80,18 @@ def with_code(params: Any, code: jnp.ndarray) -> Any:
 
 def make_fitter(model: models.Model, steps: int = STEPS, rays: int = RAYS,
                 learning_rate: float = LEARNING_RATE) -> Callable:
-  """``fit(variables, rays, rgb, key) -> variables`` with the code fitted.
+  """``fit(variables, rays, rgb, key, weights=None) -> variables`` with the
+  code fitted.
 
   ``rays`` (flat ``camera.Rays`` [n]) and ``rgb`` f32[n, 3] are the pixels
-  the code may see. From the code the model renders with (the mean), Adam
-  takes ``steps`` steps on the mean squared error of ``rays`` pixels drawn
-  at random each step, rendered by the model's training renderer (its
-  sampling differentiable, jitter on); nothing but the code changes. The
-  whole fit is one jitted loop, compiled once per pixel count.
+  the code may see; ``weights`` f32[n] (>= 0, not all 0) how likely each is
+  drawn (None: all alike; 0 leaves a masked pixel out without changing n).
+  From the code the model renders with (the mean), Adam takes ``steps``
+  steps on the mean squared error of ``rays`` pixels drawn at random each
+  step, rendered by the model's training renderer (its sampling
+  differentiable, jitter on); nothing but the code changes. The whole fit
+  is one jitted loop, compiled once per pixel count (per image size, as
+  evaluate_split passes every left-half pixel whatever its mask).
   """
   tx = optax.adam(learning_rate)
 
@@ -92,15 +100,15 @@ def make_fitter(model: models.Model, steps: int = STEPS, rays: int = RAYS,
     return jnp.mean((out['rgb'] - batch_rgb) ** 2)
 
   @jax.jit
-  def fit(variables, all_rays, all_rgb, key):
+  def fit(variables, all_rays, all_rgb, weights, key):
     params, state = variables['params'], variables['state']
     code = model.views.render_code(views_lib.PerView.split(params)[1])
-    count = all_rgb.shape[0]
+    probs = weights / jnp.sum(weights)
 
     def step(i, carry):
       code, opt_state = carry
       k_draw, k_render = jax.random.split(jax.random.fold_in(key, i))
-      idx = jax.random.randint(k_draw, (rays,), 0, count)
+      idx = jax.random.choice(k_draw, probs.shape[0], (rays,), p=probs)
       batch = jax.tree_util.tree_map(lambda x: x[idx], all_rays)
       grad = jax.grad(loss)(code, params, state, batch, all_rgb[idx],
                             k_render)
@@ -110,12 +118,12 @@ def make_fitter(model: models.Model, steps: int = STEPS, rays: int = RAYS,
     code, _ = jax.lax.fori_loop(0, steps, step, (code, tx.init(code)))
     return dict(variables, params=with_code(params, code))
 
-  return functools.partial(_fit_checked, fit)
+  def fitter(variables, rays, rgb, key, weights=None):
+    rgb = jnp.asarray(rgb, jnp.float32).reshape(-1, 3)
+    weights = (jnp.ones(rgb.shape[:1]) if weights is None else
+               jnp.asarray(weights, jnp.float32).reshape(-1))
+    if rgb.shape[0] == 0 or not bool(jnp.any(weights > 0)):
+      raise ValueError('no pixels to fit an appearance code to')
+    return fit(variables, rays, rgb, weights, key)
 
-
-def _fit_checked(fit: Callable, variables, rays, rgb, key):
-  """``fit`` of pixels f32[n, 3] (n > 0) and their flat rays."""
-  rgb = jnp.asarray(rgb, jnp.float32).reshape(-1, 3)
-  if rgb.shape[0] == 0:
-    raise ValueError('no pixels to fit an appearance code to')
-  return fit(variables, rays, rgb, key)
+  return fitter

@@ -68,12 +68,12 @@ def evaluate_split(render_fn: Callable, variables, split, near: float,
     used = None if split.masks is None else np.asarray(split.masks[i], bool)
     view_vars, scored = variables, slice(None)  # columns scored
     if appearance.check_protocol(protocol) == 'fit':
-      left, _ = appearance.halves(*np.shape(gt)[:2])
-      scored = slice(np.shape(gt)[1] // 2, None)
+      left = appearance.fit_columns(np.shape(gt)[1])
+      scored = slice(left, None)
       if fitter is not None:
-        view_vars = _fitted(fitter, variables, split.cameras, i, near, far,
-                            gt, left if used is None else left & used,
-                            jax.random.fold_in(jax.random.PRNGKey(seed), i))
+        view_vars = _fitted(
+            fitter, variables, chunked.image_rays(split.cameras, i, near, far),
+            gt, used, left, jax.random.fold_in(jax.random.PRNGKey(seed), i))
     out = chunked.render_camera(render_fn, view_vars, split.cameras, i, near,
                                 far, chunk)
     index = int(split.indices[i])
@@ -97,15 +97,22 @@ def evaluate_split(render_fn: Callable, variables, split, near: float,
   return result
 
 
-def _fitted(fitter: Callable, variables, cameras, view: int, near: float,
-            far: float, gt: np.ndarray, where: np.ndarray, key):
-  """The variables with the code ``fitter`` fits to the pixels of view
-  ``view`` where bool[h, w] ``where`` (the unchanged variables if none)."""
-  if not where.any():
+def _fitted(fitter: Callable, variables, rays, gt: np.ndarray,
+            used: np.ndarray | None, left: int, key):
+  """The variables with the code ``fitter`` fits to the view's columns
+  [0, ``left``) (rays [h, w] and its image f32[h, w, 3]), skipping pixels
+  that bool[h, w] ``used`` leaves out; unchanged if none is left.
+
+  Every left-half pixel is passed, the unused ones with weight 0, so the
+  fit compiles once per image size whatever the masks."""
+  weights = np.ones(np.shape(gt)[:2], np.float32)[:, :left]
+  if used is not None:
+    weights = weights * used[:, :left]
+  if not weights.any():
     return variables
-  rays = chunked.image_rays(cameras, view, near, far)
-  picked = jax.tree_util.tree_map(lambda x: x[where], rays)
-  return fitter(variables, picked, np.asarray(gt)[where], key)
+  flat = lambda x: np.asarray(x)[:, :left].reshape((-1,) + np.shape(x)[2:])
+  return fitter(variables, jax.tree_util.tree_map(flat, rays), flat(gt), key,
+                weights.reshape(-1))
 
 
 def _mean(values: list) -> float:

@@ -17,7 +17,7 @@ if str(ROOT) not in sys.path:  # run from anywhere without installing
   sys.path.insert(0, str(ROOT))
 
 from configs import demo  # pylint: disable=g-import-not-at-top
-from nerf_jax.cameras import camera
+from nerf_jax.cameras import camera, paths
 from nerf_jax import datasets
 from nerf_jax.cameras import poses as poses_lib
 from nerf_jax.datasets import extent as extent_lib
@@ -33,13 +33,14 @@ def _cfg(extent):
 
 
 def _write_llff_ring(root: pathlib.Path, n: int = 10, radius: float = 3.0,
-                     bounds=(1.5, 40.0)) -> np.ndarray:
-  """A 360-degree LLFF capture: n cameras on a ring looking at a point,
-  with a distant far bound (a room around them); returns the target."""
+                     bounds=(1.5, 40.0), arc_deg: float = 360.0) -> np.ndarray:
+  """A 360-degree LLFF capture: n cameras on a ring (or an arc of it)
+  looking at a point, with a distant far bound (a room around them);
+  returns the target."""
   target = np.array([0.5, 0.2, -0.3])
   root.mkdir(parents=True)
   rows = []
-  for t in np.linspace(0, 2 * np.pi, n, endpoint=False):
+  for t in np.radians(np.linspace(0, arc_deg, n, endpoint=arc_deg < 360)):
     eye = target + [radius * np.cos(t), radius * np.sin(t), 0.8]
     pose = camera.look_at(eye, target, up=(0, 0, 1))
     m = np.concatenate([_opengl_to_llff(pose), [[8], [8], [8.0]]], axis=1)
@@ -83,6 +84,29 @@ def test_llff_forward_facing_is_forward(tmp_path):
     with pytest.raises(datasets.DatasetError, match='NDC rays') as e:
       extent_lib.apply_extent(scene, _cfg(extent))
     one_line(e)
+
+
+def test_a_walk_part_way_round_gets_a_path_through_its_cameras(tmp_path):
+  """An orbit only where the cameras surround the object: a 150-degree
+  walk (as the beer's 155) gets the smooth path through its cameras, for
+  LLFF's 360-degree captures as for transforms.json."""
+  _write_llff_ring(tmp_path / 'arc', n=12, arc_deg=150.0)
+  scene = datasets.load_llff(str(tmp_path / 'arc'), downsample=1, ndc=False)
+  assert scene.extent == 'unbounded' and scene.trajectory == 'smooth'
+  assert scene.info().trajectory == 'smooth'
+  # The rule itself: the widest gap between the cameras' azimuths.
+  ring = lambda degrees: np.stack([camera.look_at(
+      [3 * np.cos(t), 3 * np.sin(t), 1.0], [0, 0, 0], up=(0, 0, 1))
+                                   for t in np.radians(degrees)])
+  assert paths.default_trajectory(ring(np.arange(0, 360, 30))) == 'orbit'
+  assert paths.default_trajectory(ring([0, 72, 144, 216, 288])) == 'orbit'
+  assert paths.default_trajectory(ring([0, 89, 178, 267, 300])) == 'orbit'
+  assert paths.default_trajectory(ring([0, 90, 180, 269])) == 'smooth'
+  assert paths.default_trajectory(ring(np.arange(-60, 100, 10))) == 'smooth'
+  # Far from the origin on one side, the azimuths seen from it are narrow.
+  shifted = ring(np.arange(0, 360, 30))
+  shifted[:, 0, 3] += 10.0
+  assert paths.default_trajectory(shifted) == 'smooth'
 
 
 def test_llff_360_is_unbounded_around_the_object(tmp_path):

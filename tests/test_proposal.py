@@ -226,20 +226,21 @@ def test_proposal_model_learns_the_unbounded_builtin_scene(tmp_path):
   rays = jax.tree_util.tree_map(lambda x: x.reshape(-1, x.shape[-1]), rays)
   params = variables['params']
 
+  @jax.jit
   def uncovered(params):
     """Per proposal level, the share of the field's weight above its bound."""
     levels = model.render_levels(params, rays, None)
     edges, w = levels['main']['intervals'].t_edges(), levels['main']['weights']
-    return [float(jnp.sum(jnp.maximum(w - proposal.outer_mass(
+    return jnp.stack([jnp.sum(jnp.maximum(w - proposal.outer_mass(
         edges, levels[name]['intervals'].t_edges(), levels[name]['weights']),
-                                      0)) / jnp.sum(w))
-            for name in ('proposal_0', 'proposal_1')]
+                                          0)) / jnp.sum(w)
+                      for name in ('proposal_0', 'proposal_1')])
 
-  trained = uncovered(params)
+  trained = uncovered(params).tolist()
   # The trained field, sampled by untrained proposal networks.
   fresh = model.init(jax.random.PRNGKey(7))[0]
   untrained = uncovered(dict(params, proposal_0=fresh['proposal_0'],
-                             proposal_1=fresh['proposal_1']))
+                             proposal_1=fresh['proposal_1'])).tolist()
   for a, b in zip(trained, untrained):
     assert a < 0.15 and b > 2 * a, (trained, untrained)
 

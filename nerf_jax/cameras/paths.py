@@ -119,6 +119,27 @@ def smooth_path(poses: np.ndarray, num_frames: int) -> np.ndarray:
 
 TRAJECTORIES = ('auto', 'orbit', 'spiral', 'smooth')
 
+# The widest gap between the cameras' azimuths that still counts as
+# surrounding the scene (degrees).
+ORBIT_MAX_GAP_DEG = 90.0
+
+
+def default_trajectory(poses: np.ndarray) -> str:
+  """The video path of a capture around an object: 'orbit' when its
+  cameras surround the origin (z up; their azimuths leave no gap wider than
+  ``ORBIT_MAX_GAP_DEG``), else 'smooth' through them, since an orbit would
+  spend its frames where no photo looked from (the beer, a walk over 155
+  degrees: half of its orbit was fog).
+
+  Args:
+    poses: f[n, 4, 4] (or [n, 3, 4]) camera-to-world, the scene centred on
+      the point the cameras look at, z up.
+  """
+  centres = np.asarray(poses, np.float64)[:, :3, 3]
+  azimuth = np.sort(np.degrees(np.arctan2(centres[:, 1], centres[:, 0])))
+  gaps = np.diff(np.concatenate([azimuth, azimuth[:1] + 360.0]))
+  return 'orbit' if gaps.max() <= ORBIT_MAX_GAP_DEG else 'smooth'
+
 
 def camera_path(info, trajectory: str, num_frames: int,
                 elevation_deg: float | None = None,

@@ -15,7 +15,9 @@ cameras look at, with +z up, and are unbounded (``extent``): the scene box
 holds the object the cameras circle and the cameras themselves
 (``extent.object_box``), and t runs from the near depth bound to
 beyond the far one; with ``extent='bounded'`` the box reaches the far bound
-from every camera instead.
+from every camera instead. Their video is an orbit when the cameras
+surround the object, else a smooth path through them
+(``paths.default_trajectory``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import re
 
 import numpy as np
 
-from nerf_jax.cameras import camera, checks
+from nerf_jax.cameras import camera, checks, paths
 from nerf_jax.io import inputs
 from nerf_jax.cameras import poses as poses_lib
 from nerf_jax.datasets import extent as extent_lib
@@ -187,7 +189,8 @@ def load_llff(path: str, *, downsample: int = 8, ndc: bool = True,
     splits['val'] = splits['test'] = split(held)
   return Scene(name=os.path.basename(os.path.normpath(path)), splits=splits,
                near=scene_near, far=scene_far, white_background=False,
-               aabb=aabb, trajectory='spiral' if ndc else 'orbit',
+               aabb=aabb, trajectory=('spiral' if ndc else
+                                       paths.default_trajectory(poses)),
                focus_depth=spiral_focus_depth(float(bounds.min()),
                                               float(bounds.max())),
                extent=extent)

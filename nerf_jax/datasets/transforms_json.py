@@ -58,7 +58,7 @@ import numpy as np
 from nerf_jax.cameras import camera
 from nerf_jax.io import inputs
 from nerf_jax.cameras import poses as poses_lib
-from nerf_jax.cameras import checks, distortion as distortion_lib
+from nerf_jax.cameras import checks, distortion as distortion_lib, paths
 from nerf_jax.datasets import extent as extent_lib
 from nerf_jax.datasets import masks as masks_lib
 from nerf_jax.datasets.base import DatasetError, Scene, Split, validate_split
@@ -245,7 +245,7 @@ def load_transforms(path: str, *, downsample: int = 1, holdout: int = 8,
   name = os.path.basename(root)
   return Scene(name=name, splits=splits, near=scene_near, far=scene_far,
                white_background=bool(white_background), aabb=aabb,
-               trajectory=_trajectory(poses), extent=extent)
+               trajectory=paths.default_trajectory(poses), extent=extent)
 
 
 def _read_frames(frames: list, meta: dict, f: int, white_background: bool,
@@ -382,13 +382,3 @@ def _aabb_scale(override: float, meta: dict, json_path: str) -> float:
     raise DatasetError(f'{json_path}: {key}={value:g} must be in (0, '
                        f'{_MAX_AABB_SCALE:g}]')
   return float(value)
-
-
-def _trajectory(poses: np.ndarray) -> str:
-  """'orbit' when the cameras surround the centre (their azimuths leave no
-  gap wider than 90 degrees), else 'smooth': an orbit would show what no
-  camera saw."""
-  azimuth = np.sort(np.degrees(np.arctan2(poses[:, 1, 3], poses[:, 0, 3])))
-  gaps = np.diff(np.concatenate([azimuth, azimuth[:1] + 360.0]))
-  return 'orbit' if gaps.max() <= 90.0 else 'smooth'
-

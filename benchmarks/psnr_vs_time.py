@@ -17,10 +17,11 @@ Overlaying several results in one plot (no training):
 
 What is measured:
   - PSNR / SSIM at each mark: the first evaluation at or after the mark on the
-    training clock (cells marked "NeRF-W" where the run scores held-out
-    views as ``eval.appearance='fit'`` does: right halves, codes fitted) (``elapsed_s``: compilation included, evaluation
+    training clock (``elapsed_s``: compilation included, evaluation
     excluded). A mark after training already finished (``train.max_steps``
-    reached) reports the final evaluation, marked "done" in the cell.
+    reached) reports the final evaluation, marked "done" in the cell. Cells
+    of a run that scores held-out views as NeRF-W (``eval.appearance='fit'``:
+    right halves, codes fitted) are marked "NeRF-W".
   - rays/s: median of the ``rays_per_s`` of the training records in
     metrics.jsonl (a run too short to write one: steps x batch_rays /
     training seconds over the whole run, "(overall)"). samples/s: median of

@@ -30,6 +30,7 @@ from nerf_jax import models
 from nerf_jax.models import views as views_lib
 
 PROTOCOLS = views_lib.EVAL_PROTOCOLS  # eval.appearance's values
+check_protocol = views_lib.check_eval_protocol  # ValueError unless one
 
 # The fit: Adam steps, rays a step (drawn from the left half) and rate. The
 # codes are learned from zero beside the field at its rates (1e-2 at most);
@@ -37,15 +38,6 @@ PROTOCOLS = views_lib.EVAL_PROTOCOLS  # eval.appearance's values
 STEPS = 64
 RAYS = 1024
 LEARNING_RATE = 2e-2
-
-
-def check_protocol(value: Any) -> str:
-  """``value`` if it is one of ``PROTOCOLS``; ValueError (one line) if
-  not."""
-  if value not in PROTOCOLS:
-    raise ValueError(f'eval.appearance={value!r} is not one of '
-                     f'{", ".join(repr(p) for p in PROTOCOLS)}')
-  return value
 
 
 def fits(model: models.Model, protocol: str) -> bool:

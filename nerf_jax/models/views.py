@@ -49,6 +49,15 @@ KEY = 'views'  # params[KEY] holds the per-view parameters
 EVAL_PROTOCOLS = ('mean', 'fit')
 
 
+def check_eval_protocol(value) -> str:
+  """``value`` if it is one of ``EVAL_PROTOCOLS``; ValueError (one line)
+  if not."""
+  if value not in EVAL_PROTOCOLS:
+    raise ValueError(f'eval.appearance={value!r} is not one of '
+                     f'{", ".join(repr(p) for p in EVAL_PROTOCOLS)}')
+  return value
+
+
 class PerView:
   """The per-view parameters of a model over a scene's training views.
 

@@ -232,10 +232,10 @@ def validate_config(config: ml_collections.ConfigDict,
       t.camera_delay, t.camera_warmup) < 0:
     raise ConfigError('train.camera_lr must be >= train.camera_lr_final >= 0 '
                       'and train.camera_delay, train.camera_warmup >= 0')
-  protocol = getattr(config.eval, 'appearance', 'mean')
-  if protocol not in views_lib.EVAL_PROTOCOLS:
-    raise ConfigError(f'eval.appearance={protocol!r} is not one of '
-                      f'{", ".join(repr(p) for p in views_lib.EVAL_PROTOCOLS)}')
+  try:
+    views_lib.check_eval_protocol(getattr(config.eval, 'appearance', 'mean'))
+  except ValueError as e:
+    raise ConfigError(str(e)) from e
   if config.data.extent not in extent_lib.CHOICES:
     raise ConfigError(f'data.extent={config.data.extent!r} is not one of '
                       f'{", ".join(repr(c) for c in extent_lib.CHOICES)}')
